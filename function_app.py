@@ -1,0 +1,14 @@
+"""Azure Functions entry point (Python v2 model): builds the app and registers the blueprints.
+
+Keep this module thin: every cold start imports it. Heavy SDKs load inside the engine when
+first used.
+"""
+
+import azure.functions as func
+
+from functions.http_api import bp as http_api_bp
+
+# Authentication is Vault's token check inside the API itself, so the HTTP functions are
+# anonymous at the Functions level (the Vault CLI cannot send a function key).
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+app.register_functions(http_api_bp)

@@ -1,0 +1,206 @@
+"""The service's configuration, read once from app settings into one typed object.
+
+Nothing else in the app reads ``os.environ`` (the credential chain's own documented
+variables, read by ``azure-identity`` itself, aside). The settings table in the README
+lists every name below.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DEFAULT_TABLE_PREFIX = "keymgmt"
+DEFAULT_ROTATION_SCHEDULE = "0 */5 * * * *"
+DEFAULT_RECONCILE_SCHEDULE = "0 0 * * * *"
+STORAGE_PREFIX = "KEYMGMT_STORAGE"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where the engine's tables live: a connection string, or an identity-based endpoint."""
+
+    connection_string: str | None = None
+    table_service_uri: str | None = None
+    credential: str | None = None  # "managedidentity" when set
+    client_id: str | None = None  # user-assigned identity for storage
+
+    @property
+    def uses_identity(self) -> bool:
+        return self.connection_string is None
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage: StorageSettings
+    table_prefix: str = DEFAULT_TABLE_PREFIX
+    # Seal key: exactly one of a raw 256-bit key (development) or a Key Vault key id.
+    seal_key: bytes | None = field(default=None, repr=False)
+    seal_key_id: str | None = None
+    # Root token: its SHA-256 hex digest; the token itself is never kept.
+    root_token_sha256: str | None = field(default=None, repr=False)
+    default_mounts: tuple[str, ...] = ()
+    rotation_schedule: str = DEFAULT_ROTATION_SCHEDULE
+    reconcile_schedule: str = DEFAULT_RECONCILE_SCHEDULE
+    # Key Vault addressing and identity.
+    keyvault_url_overrides: Mapping[str, str] = field(default_factory=dict)
+    keyvault_ca_bundle: str | None = None
+    managed_identity_client_id: str | None = None
+    azure_environment: str | None = None
+    private_ranges: tuple[str, ...] = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+    # Test-only knob: allow auto_rotate_period below one hour.
+    allow_short_rotation: bool = False
+    # Event Grid: disable Key Vault versions of our keys that the engine did not create.
+    disable_foreign_versions: bool = False
+    max_body_bytes: int = 1024 * 1024
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _csv(raw: str | None) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _url_overrides(raw: str | None) -> dict[str, str]:
+    """``name=https://host:port,name2=...`` → {name: url}."""
+    result: dict[str, str] = {}
+    for item in _csv(raw):
+        name, sep, url = item.partition("=")
+        if not sep or not name.strip() or not url.strip().startswith("https://"):
+            raise SettingsError(
+                "KEYMGMT_KEYVAULT_URLS must be a comma list of <vault name>=https://<host>[:port], "
+                f"got item {item!r}"
+            )
+        result[name.strip().lower()] = url.strip().rstrip("/")
+    return result
+
+
+def _storage(env: Mapping[str, str]) -> StorageSettings:
+    conn = _get(env, STORAGE_PREFIX)
+    uri = _get(env, f"{STORAGE_PREFIX}__tableServiceUri")
+    if conn and uri:
+        raise SettingsError(
+            f"set either {STORAGE_PREFIX} (connection string) or "
+            f"{STORAGE_PREFIX}__tableServiceUri (identity-based), not both"
+        )
+    if conn:
+        return StorageSettings(connection_string=conn)
+    if uri:
+        return StorageSettings(
+            table_service_uri=uri.rstrip("/"),
+            credential=_get(env, f"{STORAGE_PREFIX}__credential"),
+            client_id=_get(env, f"{STORAGE_PREFIX}__clientId"),
+        )
+    raise SettingsError(
+        f"storage is not configured: set {STORAGE_PREFIX} to a connection string, or "
+        f"{STORAGE_PREFIX}__tableServiceUri for identity-based access"
+    )
+
+
+def _seal_key(env: Mapping[str, str]) -> bytes | None:
+    raw = _get(env, "KEYMGMT_SEAL_KEY")
+    if raw is None:
+        return None
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise SettingsError("KEYMGMT_SEAL_KEY must be base64 of 32 random bytes") from None
+    if len(key) != 32:
+        raise SettingsError(
+            f"KEYMGMT_SEAL_KEY must decode to 32 bytes (AES-256), got {len(key)} bytes"
+        )
+    return key
+
+
+def _root_token_hash(env: Mapping[str, str]) -> str | None:
+    import hashlib
+
+    digest = _get(env, "KEYMGMT_ROOT_TOKEN_SHA256")
+    token = _get(env, "KEYMGMT_ROOT_TOKEN")
+    if digest and token:
+        raise SettingsError("set KEYMGMT_ROOT_TOKEN or KEYMGMT_ROOT_TOKEN_SHA256, not both")
+    if token:
+        return hashlib.sha256(token.encode()).hexdigest()
+    if digest:
+        digest = digest.lower()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise SettingsError("KEYMGMT_ROOT_TOKEN_SHA256 must be 64 hex characters")
+        return digest
+    return None
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    seal_key = _seal_key(env)
+    seal_key_id = _get(env, "KEYMGMT_SEAL_KEY_ID")
+    if seal_key is not None and seal_key_id is not None:
+        raise SettingsError("set KEYMGMT_SEAL_KEY (development) or KEYMGMT_SEAL_KEY_ID, not both")
+    prefix = _get(env, "KEYMGMT_TABLE_PREFIX") or DEFAULT_TABLE_PREFIX
+    if not (prefix.isascii() and prefix.isalnum() and prefix[0].isalpha() and len(prefix) <= 40):
+        raise SettingsError(
+            "KEYMGMT_TABLE_PREFIX must be 1-40 ASCII letters and digits, starting with a letter"
+        )
+    ranges = _csv(_get(env, "KEYMGMT_PRIVATE_RANGES"))
+    return Settings(
+        storage=_storage(env),
+        table_prefix=prefix,
+        seal_key=seal_key,
+        seal_key_id=seal_key_id,
+        root_token_sha256=_root_token_hash(env),
+        default_mounts=_csv(_get(env, "KEYMGMT_DEFAULT_MOUNTS")),
+        rotation_schedule=_get(env, "KEYMGMT_ROTATION_SCHEDULE") or DEFAULT_ROTATION_SCHEDULE,
+        reconcile_schedule=_get(env, "KEYMGMT_RECONCILE_SCHEDULE") or DEFAULT_RECONCILE_SCHEDULE,
+        keyvault_url_overrides=_url_overrides(_get(env, "KEYMGMT_KEYVAULT_URLS")),
+        keyvault_ca_bundle=_get(env, "KEYMGMT_KEYVAULT_CA_BUNDLE"),
+        managed_identity_client_id=_get(env, "KEYMGMT_MANAGED_IDENTITY_CLIENT_ID"),
+        azure_environment=_get(env, "AZURE_ENVIRONMENT"),
+        private_ranges=ranges or Settings.__dataclass_fields__["private_ranges"].default,
+        allow_short_rotation=_bool(env, "KEYMGMT_ALLOW_SHORT_ROTATION"),
+        disable_foreign_versions=_bool(env, "KEYMGMT_DISABLE_FOREIGN_VERSIONS"),
+        max_body_bytes=_int(env, "KEYMGMT_MAX_BODY_BYTES", 1024 * 1024),
+    )
+
+
+@functools.cache
+def get() -> Settings:
+    """The process-wide settings, read on first use."""
+    return load()
