@@ -1,0 +1,1 @@
+"""Trigger adapters: read the trigger input, call the engine in shared/, write the output."""

@@ -1,0 +1,1 @@
+"""The key management engine. Never imports azure.functions; builds no clients at import."""

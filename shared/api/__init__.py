@@ -1,0 +1,75 @@
+"""The Vault-compatible API: one module per group of paths, each path declared as data.
+
+A ``PathSpec`` names a path's fields and the handler for each Vault operation; ``handle``
+applies the transport rules every path shares (token, mount, operation, body, errors).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared import vaultapi
+from shared.errors import EngineError, NotFound, UnsupportedOperation
+from shared.vaultapi import ApiRequest, ApiResponse, Field, FieldData
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    service: Any  # shared.service.Service
+    request: ApiRequest
+    params: Mapping[str, str]
+    data: FieldData
+
+    @property
+    def mount(self) -> str:
+        return self.params["mount"]
+
+
+Handler = Callable[[Context], ApiResponse]
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    pattern: str
+    fields: Sequence[Field] = ()
+    operations: Mapping[str, Handler] = field(default_factory=dict)
+    authenticated: bool = True
+    mounted: bool = True  # lives under an enabled keymgmt mount
+    description: str = ""
+
+
+def handle(
+    spec: PathSpec,
+    request: ApiRequest,
+    params: Mapping[str, str],
+    service_factory: Callable[[], Any],
+) -> ApiResponse:
+    try:
+        service = service_factory()
+        op = vaultapi.operation(request)
+        if spec.authenticated:
+            service.tokens.check(request.token)
+        handler = spec.operations.get(op)
+        if handler is None:
+            raise UnsupportedOperation("unsupported operation")
+        if spec.mounted and not service.mounts.exists(
+            params["mount"], for_write=op != "read" and op != "list"
+        ):
+            raise NotFound(f'no handler for route "{params["mount"]}/". route entry not found.')
+        raw = (
+            vaultapi.parse_body(request, service.settings.max_body_bytes)
+            if op in ("update", "delete")
+            else {}
+        )
+        context = Context(service, request, params, FieldData(raw, spec.fields))
+        return handler(context)
+    except EngineError as exc:
+        return vaultapi.from_exception(exc)
+    except Exception:
+        log.exception("unexpected failure on %s %s", request.method, spec.pattern)
+        return vaultapi.error(500, "internal error; the server log has the details")

@@ -1,0 +1,86 @@
+"""``key``, ``key/:name``, ``key/:name/rotate``, ``key/:name/kms``."""
+
+from __future__ import annotations
+
+from shared import vaultapi
+from shared.api import Context, PathSpec
+from shared.errors import InvalidRequest, NotFound
+from shared.names import check_name
+from shared.vaultapi import ApiResponse, Field
+
+
+def _type(value: object, name: str) -> str:
+    return vaultapi.weak_str(value, name).strip()
+
+
+KEY_FIELDS = [
+    Field(
+        "type",
+        _type,
+        "key type, on create only: aes256-gcm96, rsa-2048 (default), rsa-3072, "
+        "rsa-4096, ecdsa-p256, ecdsa-p384, ecdsa-p521",
+    ),
+    Field(
+        "min_enabled_version",
+        vaultapi.weak_int,
+        "lowest version enabled for use; lower versions are disabled in every KMS",
+    ),
+    Field("deletion_allowed", vaultapi.weak_bool, "whether the key may be deleted"),
+    Field(
+        "auto_rotate_period",
+        vaultapi.duration_seconds,
+        "ext: rotate on this period (e.g. 24h, 30d); 0 turns it off; at least 1h",
+    ),
+    Field("replica_regions", vaultapi.comma_list, "AWS only; ignored for Azure"),
+]
+
+
+def _list(ctx: Context) -> ApiResponse:
+    return vaultapi.listing(ctx.service.keys.list(ctx.mount))
+
+
+def _read(ctx: Context) -> ApiResponse:
+    return vaultapi.ok(ctx.service.keys.read(ctx.mount, ctx.params["name"]))
+
+
+def _write(ctx: Context) -> ApiResponse:
+    data = ctx.data
+    type_name = data.get("type")
+    if type_name == "":
+        raise InvalidRequest("type must not be empty")
+    warnings = ctx.service.keys.write(
+        ctx.mount,
+        ctx.params["name"],
+        type_name=type_name,
+        min_enabled_version=data.get("min_enabled_version"),
+        deletion_allowed=data.get("deletion_allowed"),
+        auto_rotate_period=data.get("auto_rotate_period"),
+    )
+    if data.has("replica_regions"):
+        warnings.append("replica_regions applies to AWS KMS only and was ignored")
+    return vaultapi.written(data.warnings + warnings)
+
+
+def _delete(ctx: Context) -> ApiResponse:
+    ctx.service.keys.delete(ctx.mount, ctx.params["name"])
+    return vaultapi.written()
+
+
+def _rotate(ctx: Context) -> ApiResponse:
+    _, warnings = ctx.service.keys.rotate(ctx.mount, ctx.params["name"])
+    return vaultapi.written(ctx.data.warnings + warnings)
+
+
+def _providers(ctx: Context) -> ApiResponse:
+    key = ctx.service.keys.get(ctx.mount, check_name(ctx.params["name"], "key"))
+    if not key.providers:
+        raise NotFound()
+    return vaultapi.listing(list(key.providers))
+
+
+KEYS = PathSpec("key", operations={"list": _list})
+KEY = PathSpec(
+    "key/:name", fields=KEY_FIELDS, operations={"read": _read, "update": _write, "delete": _delete}
+)
+ROTATE = PathSpec("key/:name/rotate", operations={"update": _rotate})
+KEY_KMS = PathSpec("key/:name/kms", operations={"list": _providers})

@@ -1,0 +1,158 @@
+"""``sys/*`` and ``auth/token/lookup-self``: the minimum the Vault CLI, hvac and Terraform call."""
+
+from __future__ import annotations
+
+import time
+
+from shared import vaultapi
+from shared.api import Context, PathSpec
+from shared.errors import InvalidRequest
+from shared.vaultapi import ApiRequest, ApiResponse, Field
+
+VERSION = "1.19.0+azure-keymgmt.0.1.0"
+CLUSTER_NAME = "azure-keymgmt"
+CLUSTER_ID = "00000000-0000-4000-8000-6b65796d676d"
+
+
+def health(request: ApiRequest) -> ApiResponse:
+    """``sys/health``: unauthenticated; the status code honours ``activecode``."""
+    raw = request.query.get("activecode")
+    status = 200
+    if raw is not None:
+        try:
+            status = int(raw)
+        except ValueError:
+            return vaultapi.error(400, f"activecode: invalid status code {raw!r}")
+        if not 100 <= status <= 599:
+            return vaultapi.error(400, f"activecode: status code {status} out of range")
+    body = {
+        "initialized": True,
+        "sealed": False,
+        "standby": False,
+        "performance_standby": False,
+        "replication_performance_mode": "disabled",
+        "replication_dr_mode": "disabled",
+        "server_time_utc": int(time.time()),
+        "version": VERSION,
+        "cluster_name": CLUSTER_NAME,
+        "cluster_id": CLUSTER_ID,
+    }
+    response = vaultapi.raw_json(status, body)
+    return response
+
+
+def _seal_status(_: Context) -> ApiResponse:
+    return vaultapi.raw_json(
+        200,
+        {
+            "type": "shamir",
+            "initialized": True,
+            "sealed": False,
+            "t": 1,
+            "n": 1,
+            "progress": 0,
+            "nonce": "",
+            "version": VERSION,
+            "build_date": "",
+            "migration": False,
+            "recovery_seal": False,
+            "storage_type": "azure-table",
+            "cluster_name": CLUSTER_NAME,
+            "cluster_id": CLUSTER_ID,
+        },
+    )
+
+
+def _leader(_: Context) -> ApiResponse:
+    return vaultapi.raw_json(
+        200,
+        {
+            "ha_enabled": False,
+            "is_self": False,
+            "active_time": "0001-01-01T00:00:00Z",
+            "leader_address": "",
+            "leader_cluster_address": "",
+            "performance_standby": False,
+            "performance_standby_last_remote_wal": 0,
+        },
+    )
+
+
+def _init(_: Context) -> ApiResponse:
+    return vaultapi.raw_json(200, {"initialized": True})
+
+
+def _lookup_self(ctx: Context) -> ApiResponse:
+    return vaultapi.ok(ctx.service.tokens.check(ctx.request.token))
+
+
+def _list_mounts(ctx: Context) -> ApiResponse:
+    mounts = ctx.service.mounts.list()
+    payload = vaultapi.envelope(mounts)
+    payload.update(mounts)  # real Vault repeats the map at top level
+    return vaultapi.raw_json(200, payload)
+
+
+def _read_mount(ctx: Context) -> ApiResponse:
+    name = ctx.params["path"].strip("/")
+    mounts = ctx.service.mounts.list()
+    entry = mounts.get(f"{name}/")
+    if entry is None:
+        raise InvalidRequest(f"no mount at {name}/")
+    return vaultapi.ok(entry)
+
+
+def _enable(ctx: Context) -> ApiResponse:
+    engine_type = ctx.data.get("type")
+    if not engine_type:
+        raise InvalidRequest("type: the secrets engine type is required (keymgmt)")
+    description = ctx.data.get("description") or ""
+    ctx.service.mounts.enable(ctx.params["path"], engine_type, description)
+    return vaultapi.written()
+
+
+def _disable(ctx: Context) -> ApiResponse:
+    ctx.service.mounts.disable(ctx.params["path"])
+    return vaultapi.written()
+
+
+def _opt_str(value: object, name: str) -> str:
+    return vaultapi.weak_str(value, name)
+
+
+def _ignored(value: object, name: str) -> object:
+    return value
+
+
+MOUNT_FIELDS = [
+    Field("type", _opt_str, "secrets engine type: keymgmt"),
+    Field("description", _opt_str, "human-friendly description"),
+    # Accepted for compatibility with the CLI and hvac; they do not change anything here.
+    *(
+        Field(name, _ignored)
+        for name in (
+            "config",
+            "options",
+            "local",
+            "seal_wrap",
+            "external_entropy_access",
+            "plugin_name",
+            "plugin_version",
+            "path",
+        )
+    ),
+]
+
+SEAL_STATUS = PathSpec(
+    "sys/seal-status", operations={"read": _seal_status}, authenticated=False, mounted=False
+)
+LEADER = PathSpec("sys/leader", operations={"read": _leader}, authenticated=False, mounted=False)
+INIT = PathSpec("sys/init", operations={"read": _init}, authenticated=False, mounted=False)
+LOOKUP_SELF = PathSpec("auth/token/lookup-self", operations={"read": _lookup_self}, mounted=False)
+MOUNTS = PathSpec("sys/mounts", operations={"read": _list_mounts}, mounted=False)
+MOUNT = PathSpec(
+    "sys/mounts/:path",
+    fields=MOUNT_FIELDS,
+    mounted=False,
+    operations={"read": _read_mount, "update": _enable, "delete": _disable},
+)

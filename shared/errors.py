@@ -1,0 +1,61 @@
+"""The engine's domain errors. The HTTP layer maps each to one status code, in one place."""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base class. ``messages`` are safe to show to the caller: never key material or secrets."""
+
+    status = 500
+
+    def __init__(self, *messages: str) -> None:
+        super().__init__(*messages)
+        self.messages = list(messages)
+
+    def __str__(self) -> str:
+        return "; ".join(self.messages)
+
+
+class InvalidRequest(EngineError):
+    """Bad input, or a state change the engine refuses (Vault answers both with 400)."""
+
+    status = 400
+
+
+class PermissionDenied(EngineError):
+    status = 403
+
+    def __init__(self, *messages: str) -> None:
+        super().__init__(*(messages or ("permission denied",)))
+
+
+class NotFound(EngineError):
+    """Nothing at this path. Vault reads answer 404 with an empty error list."""
+
+    status = 404
+
+
+class UnsupportedOperation(EngineError):
+    status = 405
+
+
+class PayloadTooLarge(EngineError):
+    status = 413
+
+
+class UpstreamThrottled(EngineError):
+    """A provider kept throttling after our bounded retries."""
+
+    status = 429
+
+
+class UpstreamUnavailable(EngineError):
+    """A dependency (Table Storage, Key Vault) could not be reached."""
+
+    status = 503
+
+
+class SealError(EngineError):
+    """Sealed data failed to open: tampered, moved to another row, or the wrong seal key."""
+
+    status = 500

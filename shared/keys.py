@@ -1,0 +1,389 @@
+"""Key lifecycle: create, read, update, rotate, delete, versions and rotation policy.
+
+Knows nothing of HTTP. Every change that must be atomic is one transaction in the key's
+mount partition, conditioned on the key row's ETag; a lost race is retried with fresh state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Protocol
+
+from shared import keytypes
+from shared.errors import InvalidRequest, NotFound
+from shared.names import check_name
+from shared.seal import Sealer, material_context
+from shared.store import (
+    ROTATION_PARTITION,
+    ConcurrentChange,
+    KeyRecord,
+    Op,
+    Store,
+    VersionRecord,
+    create_op,
+    delete_op,
+    key_op,
+    rfc3339,
+    upsert_op,
+    utcnow,
+    version_op,
+)
+
+log = logging.getLogger(__name__)
+
+MIN_ROTATE_PERIOD = 3600
+MAX_ATTEMPTS = 60
+
+
+class Propagator(Protocol):
+    """What the key engine tells distribution about (implemented by shared.distribution)."""
+
+    def after_rotate(self, key: KeyRecord, version: int) -> list[str]: ...
+
+    def after_min_enabled_change(self, key: KeyRecord) -> list[str]: ...
+
+
+def _retry(operation: Callable[[], Any]) -> Any:
+    """Run an optimistic operation until it wins its ETag race (bounded, jittered)."""
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            return operation()
+        except ConcurrentChange:
+            if attempt == MAX_ATTEMPTS - 1:
+                raise
+            time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))  # noqa: S311
+    raise AssertionError("unreachable")
+
+
+def rotation_slot(when: dt.datetime, mount: str, name: str) -> str:
+    return f"{int(when.timestamp()):012d}:{mount}:{name}"
+
+
+class KeyEngine:
+    def __init__(
+        self,
+        store: Store,
+        sealer: Sealer,
+        *,
+        allow_short_rotation: bool = False,
+        propagator: Propagator | None = None,
+    ) -> None:
+        self.store = store
+        self.sealer = sealer
+        self.allow_short_rotation = allow_short_rotation
+        self.propagator = propagator
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(self, mount: str, name: str) -> KeyRecord:
+        key = self.store.get_key(mount, name)
+        if key is None or key.state != "active":
+            raise NotFound()
+        return key
+
+    def read(self, mount: str, name: str) -> dict[str, Any]:
+        key = self.get(mount, check_name(name, "key"))
+        versions = self.store.list_versions(mount, name, min_version=key.min_enabled_version)
+        data: dict[str, Any] = {
+            "name": key.name,
+            "type": key.type,
+            "deletion_allowed": key.deletion_allowed,
+            "latest_version": key.latest_version,
+            "min_enabled_version": key.min_enabled_version,
+            "versions": {
+                str(v.version): _version_view(v)
+                for v in versions
+                if v.version <= key.latest_version
+            },
+        }
+        if key.auto_rotate_period:
+            data["auto_rotate_period"] = key.auto_rotate_period
+            if key.next_rotation_time is not None:
+                data["next_rotation_time"] = rfc3339(key.next_rotation_time)
+        return data
+
+    def list(self, mount: str) -> list[str]:
+        return [k.name for k in self.store.list_keys(mount) if k.state == "active"]
+
+    # -- create and update -------------------------------------------------------------------
+
+    def write(
+        self,
+        mount: str,
+        name: str,
+        *,
+        type_name: str | None,
+        min_enabled_version: int | None,
+        deletion_allowed: bool | None,
+        auto_rotate_period: int | None,
+    ) -> list[str]:
+        """POST key/:name: create the key if absent, else update it. Returns warnings."""
+        check_name(name, "key")
+        if type_name is not None and type_name not in keytypes.KEY_TYPES:
+            raise InvalidRequest(
+                f"invalid type {type_name!r}; allowed: {', '.join(keytypes.KEY_TYPES)}"
+            )
+        if auto_rotate_period is not None:
+            self._check_period(auto_rotate_period)
+        existing = self.store.get_key(mount, name)
+        if existing is not None and existing.state == "deleting":
+            self._finish_delete(existing)
+            existing = None
+        if existing is None:
+            self._create(
+                mount,
+                name,
+                type_name or keytypes.DEFAULT_TYPE,
+                min_enabled_version,
+                deletion_allowed,
+                auto_rotate_period,
+            )
+            return []
+        if type_name is not None and type_name != existing.type:
+            raise InvalidRequest(
+                f"type cannot be changed: key {name!r} is {existing.type}, not {type_name}; "
+                "create a key under another name instead"
+            )
+        return self._update(mount, name, min_enabled_version, deletion_allowed, auto_rotate_period)
+
+    def _check_period(self, period: int) -> None:
+        if period < 0:
+            raise InvalidRequest("auto_rotate_period must be 0 (off) or a positive duration")
+        if 0 < period < MIN_ROTATE_PERIOD and not self.allow_short_rotation:
+            raise InvalidRequest(
+                f"auto_rotate_period must be at least 1h ({MIN_ROTATE_PERIOD} seconds), or 0 to "
+                f"turn scheduled rotation off; got {period} seconds"
+            )
+
+    def _create(
+        self,
+        mount: str,
+        name: str,
+        type_name: str,
+        min_enabled_version: int | None,
+        deletion_allowed: bool | None,
+        period: int | None,
+    ) -> None:
+        if min_enabled_version not in (None, 0, 1):
+            raise InvalidRequest(
+                f"min_enabled_version must be between 1 and latest_version (1), got "
+                f"{min_enabled_version}"
+            )
+        material = keytypes.generate(type_name)
+        now = utcnow()
+        version = VersionRecord(
+            1,
+            now,
+            material.public_pem,
+            self.sealer.seal(material.private, material_context(mount, name, 1)),
+        )
+        key = KeyRecord(
+            mount=mount,
+            name=name,
+            type=type_name,
+            latest_version=1,
+            min_enabled_version=1,
+            deletion_allowed=bool(deletion_allowed),
+            created=now,
+        )
+        key, index_ops = self._reschedule(key, period or 0, now)
+        self._write_index(index_ops)
+        try:
+            self.store.commit([key_op(key, create=True), version_op(mount, name, version)])
+        except ConcurrentChange:
+            # Created concurrently by someone else: a create of an existing key is an update.
+            log.info("key %s/%s was created concurrently", mount, name)
+            self._update(mount, name, min_enabled_version, deletion_allowed, period)
+            return
+        log.info("created key %s/%s type %s", mount, name, type_name)
+
+    def _update(
+        self,
+        mount: str,
+        name: str,
+        min_enabled_version: int | None,
+        deletion_allowed: bool | None,
+        period: int | None,
+    ) -> list[str]:
+        state: dict[str, Any] = {}
+
+        def attempt() -> None:
+            key = self.get(mount, name)
+            changes: dict[str, Any] = {}
+            if min_enabled_version is not None:
+                wanted = max(min_enabled_version, 1)  # 0 means "all versions", i.e. 1
+                if min_enabled_version < 0 or wanted > key.latest_version:
+                    raise InvalidRequest(
+                        f"min_enabled_version must be between 1 and latest_version "
+                        f"({key.latest_version}), got {min_enabled_version}"
+                    )
+                changes["min_enabled_version"] = wanted
+            if deletion_allowed is not None:
+                changes["deletion_allowed"] = deletion_allowed
+            updated = replace(key, **changes)
+            index_ops: list[Op] = []
+            if period is not None and period != key.auto_rotate_period:
+                base = self._last_rotation(key)
+                updated, index_ops = self._reschedule(updated, period, base)
+            if updated == key:
+                state["key"] = None
+                return
+            self._write_index(index_ops)
+            self.store.commit([key_op(updated)])
+            self._drop_index(key, updated)
+            state["key"] = updated
+            state["min_changed"] = updated.min_enabled_version != key.min_enabled_version
+
+        _retry(attempt)
+        updated = state.get("key")
+        if (
+            updated is not None
+            and state.get("min_changed")
+            and self.propagator
+            and updated.providers
+        ):
+            return self.propagator.after_min_enabled_change(updated)
+        return []
+
+    # -- rotation ----------------------------------------------------------------------------
+
+    def rotate(
+        self, mount: str, name: str, *, expected_slot: str | None = None
+    ) -> tuple[int, list[str]]:
+        """Add a version. With ``expected_slot``, only while the key is still due at that slot
+        (the sweep's guard against double rotation); returns (0, []) when it no longer is."""
+        check_name(name, "key")
+        key = self.get(mount, name)
+        material = keytypes.generate(key.type)  # slow part first, outside the race window
+        result: dict[str, Any] = {}
+
+        def attempt() -> None:
+            current = self.get(mount, name)
+            if expected_slot is not None and current.rotation_slot != expected_slot:
+                result["skipped"] = True
+                return
+            version = current.latest_version + 1
+            now = utcnow()
+            record = VersionRecord(
+                version,
+                now,
+                material.public_pem,
+                self.sealer.seal(material.private, material_context(mount, name, version)),
+            )
+            updated = replace(current, latest_version=version)
+            updated, index_ops = self._reschedule(updated, current.auto_rotate_period, now)
+            self._write_index(index_ops)
+            self.store.commit([key_op(updated), version_op(mount, name, record)])
+            self._drop_index(current, updated)
+            result["key"] = updated
+            result["version"] = version
+
+        _retry(attempt)
+        if result.get("skipped"):
+            return 0, []
+        key, version = result["key"], result["version"]
+        log.info("rotated key %s/%s to version %d", mount, name, version)
+        warnings: list[str] = []
+        if self.propagator and key.providers:
+            warnings = self.propagator.after_rotate(key, version)
+        return version, warnings
+
+    # -- delete ------------------------------------------------------------------------------
+
+    def delete(self, mount: str, name: str) -> None:
+        check_name(name, "key")
+        key = self.store.get_key(mount, name)
+        if key is None:
+            return
+        if key.state == "active":
+            if not key.deletion_allowed:
+                raise InvalidRequest(
+                    f"key {name!r} cannot be deleted: deletion_allowed is false; "
+                    "set deletion_allowed=true first"
+                )
+            if key.providers:
+                raise InvalidRequest(
+                    f"key {name!r} cannot be deleted: it is distributed to KMS providers "
+                    f"{sorted(key.providers)}; remove it from them first"
+                )
+            marked = replace(key, state="deleting")
+            try:
+                self.store.commit([key_op(marked)])
+            except ConcurrentChange:
+                raise InvalidRequest(
+                    f"key {name!r} changed while it was being deleted; try again"
+                ) from None
+            key = self.store.get_key(mount, name)
+            if key is None:
+                return
+        self._finish_delete(key)
+        log.info("deleted key %s/%s", mount, key.name)
+
+    def _finish_delete(self, key: KeyRecord) -> None:
+        """Remove a key marked deleting: versions first, the key row (which hides them) last."""
+        rows = self.store.version_row_keys(key.mount, key.name)
+        self.store.commit_many([delete_op(key.mount, rk) for rk in rows])
+        if key.rotation_slot:
+            self.store.commit([delete_op(ROTATION_PARTITION, key.rotation_slot)])
+        self.store.commit([delete_op(key.mount, f"key:{key.name}", key.etag)])
+
+    # -- rotation schedule -------------------------------------------------------------------
+
+    def _last_rotation(self, key: KeyRecord) -> dt.datetime:
+        versions = self.store.list_versions(key.mount, key.name, min_version=key.latest_version)
+        return versions[-1].creation_time if versions else key.created
+
+    def _reschedule(
+        self, key: KeyRecord, period: int, base: dt.datetime
+    ) -> tuple[KeyRecord, list[Op]]:
+        """The key with its next rotation time and index slot for ``period`` from ``base``."""
+        if not period:
+            return replace(key, auto_rotate_period=0, next_rotation_time=None, rotation_slot=""), []
+        when = base + dt.timedelta(seconds=period)
+        slot = rotation_slot(when, key.mount, key.name)
+        entry = {
+            "PartitionKey": ROTATION_PARTITION,
+            "RowKey": slot,
+            "mount": key.mount,
+            "key": key.name,
+        }
+        updated = replace(
+            key, auto_rotate_period=period, next_rotation_time=when, rotation_slot=slot
+        )
+        return updated, [upsert_op(entry)]
+
+    def _write_index(self, ops: list[Op]) -> None:
+        # The index entry goes first: a crash before the key commit leaves only a stale entry,
+        # which the sweep recognises (the key's rotation_slot differs) and removes.
+        if ops:
+            self.store.commit(ops)
+
+    def _drop_index(self, before: KeyRecord, after: KeyRecord) -> None:
+        if before.rotation_slot and before.rotation_slot != after.rotation_slot:
+            try:
+                self.store.commit([delete_op(ROTATION_PARTITION, before.rotation_slot)])
+            except ConcurrentChange:
+                pass
+
+    # -- material (distribution only) --------------------------------------------------------
+
+    def unseal(self, mount: str, name: str, version: int) -> bytes:
+        record = self.store.get_sealed_version(mount, name, version)
+        if record is None or record.sealed is None:
+            raise NotFound(f"key {name!r} has no version {version}")
+        return self.sealer.open(record.sealed, material_context(mount, name, version))
+
+
+def _version_view(v: VersionRecord) -> dict[str, Any]:
+    view: dict[str, Any] = {"creation_time": rfc3339(v.creation_time)}
+    if v.public_key is not None:
+        view["public_key"] = v.public_key
+    return view
+
+
+__all__ = ["KeyEngine", "Propagator", "create_op"]

@@ -1,0 +1,56 @@
+"""Name rules for mounts, keys and providers: what Table Storage row keys and Key Vault accept."""
+
+from __future__ import annotations
+
+import re
+
+from shared.errors import InvalidRequest
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_MOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+MAX_NAME = 100  # leaves room for "-<unix seconds>" within Key Vault's 127 characters
+MAX_MOUNT = 64
+# Functions host routes (admin, runtime) and our own top-level API paths.
+RESERVED_MOUNTS = frozenset({"sys", "auth", "admin", "runtime", "identity", "cubbyhole"})
+_AZURE_KEY_NAME = re.compile(r"[0-9A-Za-z-]+")
+
+
+def check_name(value: str, what: str) -> str:
+    if not value:
+        raise InvalidRequest(f"{what} name is required")
+    if len(value) > MAX_NAME:
+        raise InvalidRequest(
+            f"{what} name is too long: {len(value)} characters, at most {MAX_NAME}"
+        )
+    if not _NAME.fullmatch(value):
+        raise InvalidRequest(
+            f"invalid {what} name {value!r}: use letters, digits, '-', '_' and '.', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def check_mount(value: str) -> str:
+    value = value.strip("/")
+    if not value:
+        raise InvalidRequest("mount path is required")
+    if len(value) > MAX_MOUNT:
+        raise InvalidRequest(
+            f"mount path is too long: {len(value)} characters, at most {MAX_MOUNT}"
+        )
+    if not _MOUNT.fullmatch(value):
+        raise InvalidRequest(
+            f"invalid mount path {value!r}: use one path segment of letters, digits, '-' and '_'"
+        )
+    if value.lower() in RESERVED_MOUNTS:
+        raise InvalidRequest(f"mount path {value!r} is reserved; choose another path")
+    return value
+
+
+def check_azure_key_name(key: str) -> None:
+    """Key Vault key names allow only letters, digits and '-'."""
+    if not _AZURE_KEY_NAME.fullmatch(key):
+        raise InvalidRequest(
+            f"key name {key!r} cannot be distributed to Azure Key Vault, which allows only "
+            "letters, digits and '-' in key names"
+        )

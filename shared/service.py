@@ -1,0 +1,103 @@
+"""Builds the engine from settings, once per process; adapters and timers share it."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from shared import settings as settings_module
+from shared.auth import TokenChecker
+from shared.errors import UpstreamUnavailable
+from shared.keys import KeyEngine
+from shared.mounts import Mounts
+from shared.seal import KeyVaultSealKey, LocalSealKey, Sealer, SealKey
+from shared.settings import Settings
+from shared.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    settings: Settings
+    store: Store
+    tokens: TokenChecker
+    mounts: Mounts
+    keys: KeyEngine
+    sealer: Sealer
+    distribution: Any = None  # shared.distribution.Distributor, when built
+
+
+def _seal_key(settings: Settings) -> SealKey:
+    if settings.seal_key is not None:
+        return LocalSealKey(settings.seal_key)
+    if settings.seal_key_id:
+        from shared.azure import crypto_client_factory
+
+        return KeyVaultSealKey(settings.seal_key_id, crypto_client_factory(settings))
+    raise UpstreamUnavailable(
+        "no seal key is configured: set KEYMGMT_SEAL_KEY_ID (a Key Vault key) or, for "
+        "development only, KEYMGMT_SEAL_KEY"
+    )
+
+
+def build(settings: Settings, *, table_client: Any = None) -> Service:
+    store = Store(settings, table_client=table_client)
+    sealer = Sealer(_LazySealKey(settings))
+    keys = KeyEngine(store, sealer, allow_short_rotation=settings.allow_short_rotation)
+    service = Service(
+        settings=settings,
+        store=store,
+        tokens=TokenChecker(settings.root_token_sha256),
+        mounts=Mounts(store),
+        keys=keys,
+        sealer=sealer,
+    )
+    try:
+        from shared.distribution import Distributor
+    except ImportError:  # distribution not built yet
+        pass
+    else:
+        service.distribution = Distributor(service)
+        keys.propagator = service.distribution
+    for mount in settings.default_mounts:
+        service.mounts.ensure(mount)
+    return service
+
+
+class _LazySealKey:
+    """Resolves the seal key on first use, so a read never needs it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._key: SealKey | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> SealKey:
+        with self._lock:
+            if self._key is None:
+                self._key = _seal_key(self._settings)
+            return self._key
+
+    def wrap(self, dek: bytes) -> tuple[bytes, str]:
+        return self._get().wrap(dek)
+
+    def unwrap(self, wrapped: bytes, key_id: str) -> bytes:
+        return self._get().unwrap(wrapped, key_id)
+
+
+_lock = threading.Lock()
+
+
+@functools.cache
+def _cached() -> Service:
+    return build(settings_module.get())
+
+
+def get() -> Service:
+    """The process-wide service (built on first use, from app settings)."""
+    with _lock:
+        return _cached()

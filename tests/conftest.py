@@ -1,0 +1,6 @@
+"""Shared fixtures: Azurite, the local Functions host, the Key Vault emulator."""
+
+pytest_plugins = [
+    "tests.fixtures.azurite",
+    "tests.fixtures.funchost",
+]
