@@ -1,0 +1,212 @@
+"""Vault's field parsing and envelopes, as the CLI, hvac and Terraform send them."""
+
+import json
+
+import pytest
+
+from shared import vaultapi
+from shared.errors import InvalidRequest, PayloadTooLarge
+from shared.vaultapi import ApiRequest
+
+
+def req(method="GET", body=b"", query=None, headers=None):
+    return ApiRequest(method, "keymgmt/key/a", query or {}, headers or {}, body)
+
+
+@pytest.mark.parametrize("body", [b"", b"null", b"  null  ", b"{}"])
+def test_empty_and_null_bodies_are_empty_objects(body):
+    assert vaultapi.parse_body(req("PUT", body), 1024) == {}
+
+
+def test_json_object_body_without_content_type():
+    assert vaultapi.parse_body(req("PUT", b'{"type":"rsa-2048"}'), 1024) == {"type": "rsa-2048"}
+
+
+def test_form_body():
+    request = req(
+        "POST",
+        b"type=rsa-2048&deletion_allowed=true",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert vaultapi.parse_body(request, 1024) == {"type": "rsa-2048", "deletion_allowed": "true"}
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1,2]", "got an array"),
+        (b'"x"', "got a string"),
+    ],
+)
+def test_malformed_bodies_are_400(body, says):
+    with pytest.raises(InvalidRequest, match=says):
+        vaultapi.parse_body(req("PUT", body), 1024)
+
+
+def test_body_limit_is_413():
+    with pytest.raises(PayloadTooLarge, match="limit 10"):
+        vaultapi.parse_body(req("PUT", b"x" * 11), 10)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("true", True),
+        ("True", True),
+        ("1", True),
+        ("t", True),
+        ("false", False),
+        ("0", False),
+    ],
+)
+def test_list_query_parses_like_go(value, expected):
+    assert vaultapi.is_list(req("GET", query={"list": value})) is expected
+
+
+def test_list_verb_and_bad_list_value():
+    assert vaultapi.is_list(req("LIST"))
+    assert not vaultapi.is_list(req("POST", query={"list": "true"}))
+    with pytest.raises(InvalidRequest, match="list"):
+        vaultapi.is_list(req("GET", query={"list": "yes"}))
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (2, 2),
+        ("2", 2),
+        (" 3 ", 3),
+        ("", 0),
+        (True, 1),
+        (4.0, 4),
+    ],
+)
+def test_weak_int(raw, expected):
+    assert vaultapi.weak_int(raw, "n") == expected
+
+
+@pytest.mark.parametrize("raw", ["two", 2.5, [1], {"a": 1}, None])
+def test_weak_int_rejects_and_names_the_field(raw):
+    with pytest.raises(InvalidRequest, match="min_enabled_version must be an integer"):
+        vaultapi.weak_int(raw, "min_enabled_version")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (True, True),
+        ("true", True),
+        ("1", True),
+        ("false", False),
+        ("", False),
+        (0, False),
+    ],
+)
+def test_weak_bool(raw, expected):
+    assert vaultapi.weak_bool(raw, "b") is expected
+
+
+def test_weak_bool_rejects():
+    with pytest.raises(InvalidRequest, match="deletion_allowed must be true or false"):
+        vaultapi.weak_bool("maybe", "deletion_allowed")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("encrypt,decrypt", ["encrypt", "decrypt"]),
+        (" encrypt , decrypt ", ["encrypt", "decrypt"]),
+        (["encrypt", "decrypt"], ["encrypt", "decrypt"]),
+        (["encrypt,decrypt", "sign"], ["encrypt", "decrypt", "sign"]),
+        ("", []),
+    ],
+)
+def test_comma_list(raw, expected):
+    assert vaultapi.comma_list(raw, "purpose") == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"client_id": "a", "tenant_id": "t"},
+        ["client_id=a", "tenant_id=t"],
+    ],
+)
+def test_kv_pairs_object_and_list(raw):
+    assert vaultapi.kv_pairs(raw, "credentials") == {"client_id": "a", "tenant_id": "t"}
+
+
+def test_kv_pairs_single_string_and_value_with_equals():
+    assert vaultapi.kv_pairs("client_secret=a=b", "credentials") == {"client_secret": "a=b"}
+
+
+def test_kv_pairs_error_never_echoes_a_value():
+    with pytest.raises(InvalidRequest) as info:
+        vaultapi.kv_pairs(["s3cr3t-without-equals"], "credentials")
+    assert "s3cr3t" not in str(info.value)
+    assert "credentials" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [
+        ("24h", 86400),
+        ("30d", 2592000),
+        ("1h30m", 5400),
+        (3600, 3600),
+        ("7200", 7200),
+        ("0", 0),
+    ],
+)
+def test_durations(raw, seconds):
+    assert vaultapi.duration_seconds(raw, "auto_rotate_period") == seconds
+
+
+@pytest.mark.parametrize("raw", ["soon", "1x", "h", True, "5h junk"])
+def test_bad_durations(raw):
+    with pytest.raises(InvalidRequest, match="auto_rotate_period"):
+        vaultapi.duration_seconds(raw, "auto_rotate_period")
+
+
+def test_envelope_shape_and_content_type():
+    response = vaultapi.ok({"a": 1}, ["w"])
+    body = json.loads(response.body)
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/json"
+    assert set(body) == {
+        "request_id",
+        "lease_id",
+        "renewable",
+        "lease_duration",
+        "data",
+        "wrap_info",
+        "warnings",
+        "auth",
+    }
+    assert body["data"] == {"a": 1} and body["warnings"] == ["w"]
+
+
+def test_empty_listing_is_404_with_empty_errors():
+    response = vaultapi.listing([])
+    assert response.status == 404 and json.loads(response.body) == {"errors": []}
+    assert json.loads(vaultapi.listing(["b", "a"]).body)["data"] == {"keys": ["a", "b"]}
+
+
+def test_write_without_warnings_is_204_and_with_warnings_200():
+    assert vaultapi.written().status == 204 and vaultapi.written().body == b""
+    response = vaultapi.written(["careful"])
+    assert response.status == 200 and json.loads(response.body)["warnings"] == ["careful"]
+
+
+def test_unknown_fields_become_one_warning():
+    data = vaultapi.FieldData(
+        {"type": "x", "zzz": 1, "aaa": 2}, [vaultapi.Field("type", vaultapi.weak_str)]
+    )
+    assert data.warnings == ["Endpoint ignored these unrecognized parameters: [aaa zzz]"]
+
+
+def test_token_from_either_header():
+    assert req(headers={"x-vault-token": "a"}).token == "a"
+    assert req(headers={"authorization": "Bearer b"}).token == "b"
+    assert req(headers={"authorization": "Basic c"}).token is None

@@ -1,0 +1,230 @@
+"""``make run``: Azurite, the Key Vault emulator and the local Functions host, together.
+
+Prints ``ready:`` once every part answers, and how to point the ``bao``/``vault`` CLI at it.
+Ctrl-C (or SIGTERM) stops every child process it started. State lives in memory unless
+``--data-dir`` is given (default ``.local/``, git-ignored) for the emulator and the seal key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def _wait(port: int, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"{what} did not open port {port} within {timeout} s")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.devstack", description=__doc__)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("FUNCHOST_PORT", 7071)))
+    parser.add_argument(
+        "--table-port", type=int, default=int(os.environ.get("AZURITE_PORT", 10002))
+    )
+    parser.add_argument("--vault-port", type=int, default=int(os.environ.get("KVEMU_PORT", 8443)))
+    parser.add_argument(
+        "--identity-port", type=int, default=int(os.environ.get("KVEMU_IDENTITY_PORT", 8450))
+    )
+    parser.add_argument(
+        "--vault",
+        default=os.environ.get("KVEMU_VAULT", "keyvault-name"),
+        help="name of the emulated Key Vault (the seed's is keyvault-name)",
+    )
+    parser.add_argument("--token", default=os.environ.get("KEYMGMT_ROOT_TOKEN", "root"))
+    parser.add_argument("--data-dir", type=Path, default=ROOT / ".local")
+    args = parser.parse_args(argv)
+
+    for port, what in (
+        (args.port, "local host"),
+        (args.table_port, "Azurite"),
+        (args.vault_port, "Key Vault emulator"),
+        (args.identity_port, "identity endpoint"),
+    ):
+        if not _free(port):
+            raise SystemExit(
+                f"port {port} ({what}) is in use; stop what holds it or pass "
+                "another port (see --help)"
+            )
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    seal_file = args.data_dir / "seal.key"
+    if not seal_file.exists():
+        seal_file.write_text(base64.b64encode(os.urandom(32)).decode())
+        seal_file.chmod(0o600)
+
+    children: list[subprocess.Popen] = []
+
+    def stop(*_: object) -> None:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+    try:
+        azurite = ROOT / "node_modules" / ".bin" / "azurite-table"
+        children.append(
+            subprocess.Popen(
+                [
+                    str(azurite),
+                    "--inMemoryPersistence",
+                    "--disableTelemetry",
+                    "--silent",
+                    "--tableHost",
+                    "127.0.0.1",
+                    "--tablePort",
+                    str(args.table_port),
+                ],
+                start_new_session=True,
+            )
+        )
+        _wait(args.table_port, children[-1], "Azurite")
+
+        env = dict(os.environ)
+        env.update(
+            {
+                "PYTHONPATH": str(ROOT),
+                "KEYMGMT_STORAGE": (
+                    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+                    f"AccountKey={DEV_KEY};TableEndpoint=http://127.0.0.1:{args.table_port}/"
+                    "devstoreaccount1;"
+                ),
+                "KEYMGMT_SEAL_KEY": seal_file.read_text().strip(),
+                "KEYMGMT_ROOT_TOKEN": args.token,
+            }
+        )
+        emulator_lines = _start_emulator(args, env, children)
+
+        children.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tools.funchost",
+                    "--app-dir",
+                    str(ROOT),
+                    "--port",
+                    str(args.port),
+                ],
+                cwd=ROOT,
+                env=env,
+                start_new_session=True,
+            )
+        )
+        _wait(args.port, children[-1], "local Functions host")
+        _wait_health(f"http://127.0.0.1:{args.port}/v1/sys/health")
+
+        print("", flush=True)
+        for line in emulator_lines:
+            print(line)
+        print(f"ready: http://127.0.0.1:{args.port}  (Azurite tables on {args.table_port})")
+        print("try:")
+        print(f"  export BAO_ADDR=http://127.0.0.1:{args.port} BAO_TOKEN={args.token}")
+        print(f"  export VAULT_ADDR=$BAO_ADDR VAULT_TOKEN={args.token}")
+        print("  bao secrets enable keymgmt")
+        print('  bao write keymgmt/key/rsa-1 type="rsa-2048"')
+        print("(the bao CLI is in .venv/bin; Ctrl-C stops everything)", flush=True)
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        dead = [c.args[0] for c in children if c.poll() is not None]
+        print(f"stopping: a child process exited: {dead}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop()
+
+
+def _start_emulator(
+    args: argparse.Namespace, env: dict[str, str], children: list[subprocess.Popen]
+) -> list[str]:
+    """Start the Key Vault emulator and point the engine at it; returns lines to print."""
+    if not (ROOT / "tools" / "kvemu" / "__main__.py").exists():
+        return ["(Key Vault emulator not present: distribution is unavailable)"]
+    cert_dir = args.data_dir / "kvemu"
+    cert_dir.mkdir(parents=True, exist_ok=True)
+    info_file = cert_dir / "endpoints.json"
+    info_file.unlink(missing_ok=True)
+    children.append(
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tools.kvemu",
+                "--vault",
+                f"{args.vault}={args.vault_port}",
+                "--identity-port",
+                str(args.identity_port),
+                "--cert-dir",
+                str(cert_dir),
+                "--state",
+                str(args.data_dir / "kvemu" / "state.json"),
+                "--info-file",
+                str(info_file),
+                "--eventgrid-webhook",
+                f"http://127.0.0.1:{args.port}/runtime/webhooks/eventgrid?functionName=keyvault_events",
+            ],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
+    )
+    _wait(args.vault_port, children[-1], "Key Vault emulator")
+    deadline = time.monotonic() + 30
+    while not info_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    info = json.loads(info_file.read_text())
+    env.update(info["engine_settings"])
+    return [
+        f"Key Vault emulator: vault {args.vault!r} at {info['vaults'][args.vault]} "
+        f"(CA: {info['ca_path']})"
+    ]
+
+
+def _wait_health(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (loopback)
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer within {timeout} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
