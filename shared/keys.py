@@ -28,6 +28,9 @@ from shared.store import (
     create_op,
     delete_op,
     key_op,
+    key_rk,
+    name_op,
+    name_rk,
     rfc3339,
     upsert_op,
     utcnow,
@@ -87,8 +90,9 @@ class KeyEngine:
         return key
 
     def read(self, mount: str, name: str) -> dict[str, Any]:
-        key = self.get(mount, check_name(name, "key"))
-        versions = self.store.list_versions(mount, name, min_version=key.min_enabled_version)
+        key, versions = self.store.get_key_and_versions(mount, check_name(name, "key"))
+        if key is None or key.state != "active":
+            raise NotFound()
         data: dict[str, Any] = {
             "name": key.name,
             "type": key.type,
@@ -98,7 +102,7 @@ class KeyEngine:
             "versions": {
                 str(v.version): _version_view(v)
                 for v in versions
-                if v.version <= key.latest_version
+                if key.min_enabled_version <= v.version <= key.latest_version
             },
         }
         if key.auto_rotate_period:
@@ -108,7 +112,7 @@ class KeyEngine:
         return data
 
     def list(self, mount: str) -> list[str]:
-        return [k.name for k in self.store.list_keys(mount) if k.state == "active"]
+        return self.store.list_key_names(mount)
 
     # -- create and update -------------------------------------------------------------------
 
@@ -194,7 +198,13 @@ class KeyEngine:
         key, index_ops = self._reschedule(key, period or 0, now)
         self._write_index(index_ops)
         try:
-            self.store.commit([key_op(key, create=True), version_op(mount, name, version)])
+            self.store.commit(
+                [
+                    key_op(key, create=True),
+                    name_op(key, create=True),
+                    version_op(mount, name, version),
+                ]
+            )
         except ConcurrentChange:
             # Created concurrently by someone else: a create of an existing key is an update.
             log.info("key %s/%s was created concurrently", mount, name)
@@ -313,7 +323,7 @@ class KeyEngine:
                 )
             marked = replace(key, state="deleting")
             try:
-                self.store.commit([key_op(marked)])
+                self.store.commit([key_op(marked), name_op(marked)])
             except ConcurrentChange:
                 raise InvalidRequest(
                     f"key {name!r} changed while it was being deleted; try again"
@@ -330,7 +340,12 @@ class KeyEngine:
         self.store.commit_many([delete_op(key.mount, rk) for rk in rows])
         if key.rotation_slot:
             self.store.commit([delete_op(ROTATION_PARTITION, key.rotation_slot)])
-        self.store.commit([delete_op(key.mount, f"key:{key.name}", key.etag)])
+        self.store.commit(
+            [
+                delete_op(key.mount, key_rk(key.name), key.etag),
+                delete_op(key.mount, name_rk(key.name)),
+            ]
+        )
 
     # -- rotation schedule -------------------------------------------------------------------
 

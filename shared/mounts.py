@@ -50,7 +50,7 @@ class Mounts:
         name = check_mount(path)
         if self.store.get_mount(name) is None:
             return
-        for prefix, what in (("key:", "keys"), ("kms:", "KMS providers")):
+        for prefix, what in (("name:", "keys"), ("kms:", "KMS providers")):
             if self.store.partition_has(name, prefix):
                 raise InvalidRequest(
                     f"cannot disable mount {name}/: it still holds {what}; delete them first"

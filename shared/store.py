@@ -4,8 +4,9 @@ One table, ``<prefix>state``. Everything of one mount lives in the partition nam
 mount, so whatever must change together (a key row and its new version, a distribution and
 the key's provider list) is one entity-group transaction with ETag conditions. Row keys:
 
-    key:<name>                        the key (type, latest and min enabled version, policy)
-    ver:<name>:<version, 10 digits>   one version: public key, sealed material
+    key:<name>:                       the key (type, latest and min enabled version, policy)
+    key:<name>:<version, 10 digits>   one version: public key, sealed material
+    name:<name>                       the list index: one small row per key
     kms:<provider>                    a KMS provider: provider, key_collection, sealed credentials
     dist:<provider>:<key>             a key distributed to a provider: names, versions, pending work
 
@@ -106,15 +107,37 @@ class Distribution:
     etag: str | None = field(default=None, compare=False)
 
 
+_KEY_COLUMNS = [
+    "RowKey",
+    "name",
+    "type",
+    "latest_version",
+    "min_enabled_version",
+    "deletion_allowed",
+    "created",
+    "state",
+    "auto_rotate_period",
+    "next_rotation_time",
+    "rotation_slot",
+    "providers",
+]
+_PUBLIC_VERSION_COLUMNS = ["version", "creation_time", "public_key"]
+
+
 # -- entity mapping ----------------------------------------------------------------------------
 
 
 def key_rk(name: str) -> str:
-    return f"key:{name}"
+    # The key row sorts right before its versions, so one range query reads a key whole.
+    return f"key:{name}:"
 
 
 def version_rk(name: str, version: int) -> str:
-    return f"ver:{name}:{version:010d}"
+    return f"key:{name}:{version:010d}"
+
+
+def name_rk(name: str) -> str:
+    return f"name:{name}"
 
 
 def provider_rk(name: str) -> str:
@@ -155,9 +178,9 @@ def _key_entity(k: KeyRecord) -> dict[str, Any]:
     return entity
 
 
-def _key_from(entity: Any) -> KeyRecord:
+def _key_from(entity: Any, mount: str | None = None) -> KeyRecord:
     return KeyRecord(
-        mount=entity["PartitionKey"],
+        mount=mount or entity["PartitionKey"],
         name=entity["name"],
         type=entity["type"],
         latest_version=_plain_int(entity["latest_version"]),
@@ -304,6 +327,12 @@ def delete_op(partition: str, row: str, etag: str | None = None) -> Op:
 
 def key_op(k: KeyRecord, *, create: bool = False) -> Op:
     return create_op(_key_entity(k)) if create else update_op(_key_entity(k), k.etag)
+
+
+def name_op(k: KeyRecord, *, create: bool = False) -> Op:
+    """The key's list index row; it carries the state so lists skip keys being deleted."""
+    entity = {"PartitionKey": k.mount, "RowKey": name_rk(k.name), "name": k.name, "state": k.state}
+    return create_op(entity) if create else upsert_op(entity)
 
 
 def version_op(mount: str, name: str, v: VersionRecord) -> Op:
@@ -492,15 +521,34 @@ class Store:
         entity = self._get(mount, key_rk(name))
         return None if entity is None else _key_from(entity)
 
-    def list_keys(self, mount: str) -> list[KeyRecord]:
-        return [_key_from(e) for e in self._range(mount, "key:")]
+    def get_key_and_versions(
+        self, mount: str, name: str
+    ) -> tuple[KeyRecord | None, list[VersionRecord]]:
+        """The key row and its versions' public parts, in one range query."""
+        rows = list(
+            self._query(
+                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                {"pk": mount, "lo": key_rk(name), "hi": f"key:{name};"},
+                select=_KEY_COLUMNS + _PUBLIC_VERSION_COLUMNS,
+            )
+        )
+        if not rows or rows[0]["RowKey"] != key_rk(name):
+            return None, []
+        return _key_from(rows[0], mount), [_version_from(e) for e in rows[1:]]
+
+    def list_key_names(self, mount: str) -> list[str]:
+        return [
+            e["name"]
+            for e in self._range(mount, "name:", select=["name", "state"])
+            if e.get("state", "active") == "active"
+        ]
 
     def list_versions(self, mount: str, name: str, *, min_version: int = 1) -> list[VersionRecord]:
         """Public parts only: the sealed columns are not even fetched."""
         rows = self._query(
             "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
-            {"pk": mount, "lo": version_rk(name, min_version), "hi": f"ver:{name};"},
-            select=["version", "creation_time", "public_key"],
+            {"pk": mount, "lo": version_rk(name, max(min_version, 1)), "hi": f"key:{name};"},
+            select=_PUBLIC_VERSION_COLUMNS,
         )
         return [_version_from(e) for e in rows]
 
@@ -509,7 +557,11 @@ class Store:
         return None if entity is None else _version_from(entity)
 
     def version_row_keys(self, mount: str, name: str) -> list[str]:
-        return [e["RowKey"] for e in self._range(mount, f"ver:{name}:", select=["RowKey"])]
+        return [
+            e["RowKey"]
+            for e in self._range(mount, f"key:{name}:", select=["RowKey"])
+            if e["RowKey"] != key_rk(name)
+        ]
 
     # -- providers and distributions -------------------------------------------------------------
 

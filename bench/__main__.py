@@ -1,0 +1,128 @@
+"""``make bench``: the API against its anchors, on this machine, in one run.
+
+- create rsa-2048 through the API vs. key generation alone plus one Table transaction;
+- read a key through the API vs. one Table point read.
+(Distribution benchmarks join here when distribution exists: see bench/distribution.py.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+
+import requests
+
+from tests.fixtures.azurite import Azurite
+from tests.fixtures.funchost import FuncHost, engine_settings, wait_healthy
+
+
+def timed(fn: Callable[[], object], n: int) -> list[float]:
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def report(label: str, samples: list[float]) -> float:
+    median = statistics.median(samples)
+    q = statistics.quantiles(samples, n=10) if len(samples) >= 10 else [min(samples), max(samples)]
+    print(
+        f"  {label:<48} median {median * 1000:8.2f} ms   p10 {q[0] * 1000:8.2f}   "
+        f"p90 {q[-1] * 1000:8.2f}   n={len(samples)}"
+    )
+    return median
+
+
+def bench_keys(n_create: int, n_read: int) -> None:
+    from azure.data.tables import TableServiceClient
+
+    from shared import keytypes
+
+    azurite = Azurite()
+    prefix = f"bench{os.getpid()}"
+    host = FuncHost(engine_settings(azurite, prefix))
+    try:
+        wait_healthy(host.url)
+        session = requests.Session()
+        session.headers["X-Vault-Token"] = "root"
+        base = f"{host.url}/v1/keymgmt"
+        session.post(f"{base}/key/warmup", json={"type": "rsa-2048"}).raise_for_status()
+
+        service = TableServiceClient.from_connection_string(azurite.connection_string)
+        table = service.create_table_if_not_exists(f"{prefix}anchor")
+
+        def api_create() -> None:
+            r = session.post(f"{base}/key/c-{uuid.uuid4().hex[:10]}", json={"type": "rsa-2048"})
+            assert r.status_code == 204, r.text
+
+        def anchor_create() -> None:
+            material = keytypes.generate("rsa-2048")
+            row = uuid.uuid4().hex
+            table.submit_transaction(
+                [
+                    ("create", {"PartitionKey": "p", "RowKey": f"k{row}", "v": 1}),
+                    (
+                        "create",
+                        {
+                            "PartitionKey": "p",
+                            "RowKey": f"v{row}",
+                            "m": material.private,
+                            "pub": material.public_pem,
+                        },
+                    ),
+                ]
+            )
+
+        def api_read() -> None:
+            assert session.get(f"{base}/key/warmup").status_code == 200
+
+        def anchor_read() -> None:
+            table.get_entity("p", next(iter(rows)))
+
+        # Interleave the two sides so machine noise hits both alike.
+        create_api, create_anchor = [], []
+        for _ in range(n_create):
+            create_api += timed(api_create, 1)
+            create_anchor += timed(anchor_create, 1)
+        rows = [e["RowKey"] for e in table.list_entities(select=["RowKey"])]
+        read_api, read_anchor = [], []
+        for _ in range(n_read):
+            read_api += timed(api_read, 1)
+            read_anchor += timed(anchor_read, 1)
+
+        print("keys (rsa-2048), Azurite on loopback:")
+        a = report("create through the API", create_api)
+        b = report("anchor: keygen + one Table transaction", create_anchor)
+        print(f"  ratio create API / anchor: {a / b:.2f}")
+        c = report("read through the API", read_api)
+        d = report("anchor: one Table point read", read_anchor)
+        print(f"  ratio read API / anchor: {c / d:.2f}")
+    finally:
+        host.stop()
+        azurite.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--creates", type=int, default=30)
+    parser.add_argument("--reads", type=int, default=200)
+    args = parser.parse_args(argv)
+    bench_keys(args.creates, args.reads)
+    try:
+        from bench import distribution
+    except ImportError:
+        return 0
+    distribution.main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

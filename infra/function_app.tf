@@ -1,0 +1,177 @@
+resource "azurerm_user_assigned_identity" "app" {
+  count               = local.user_assigned ? 1 : 0
+  name                = local.names.identity
+  location            = azurerm_resource_group.this.location
+  resource_group_name = azurerm_resource_group.this.name
+  tags                = local.tags
+}
+
+locals {
+  identity_id        = one(azurerm_user_assigned_identity.app[*].id)
+  identity_client_id = one(azurerm_user_assigned_identity.app[*].client_id)
+  # The identity every role assignment in rbac.tf and targets.tf is granted to.
+  principal_id = local.user_assigned ? one(azurerm_user_assigned_identity.app[*].principal_id) : azurerm_function_app_flex_consumption.this.identity[0].principal_id
+}
+
+resource "azurerm_service_plan" "this" {
+  #checkov:skip=CKV_AZURE_212:worker_count does not apply to Flex Consumption (FC1): instances scale per function group between zero (or always_ready) and maximum_instance_count.
+  #checkov:skip=CKV_AZURE_211:FC1 is Flex Consumption, the production serverless plan for Functions; the check only knows App Service SKUs.
+  name                   = local.names.plan
+  location               = azurerm_resource_group.this.location
+  resource_group_name    = azurerm_resource_group.this.name
+  os_type                = "Linux"
+  sku_name               = "FC1"
+  zone_balancing_enabled = var.zone_redundant
+  tags                   = local.tags
+}
+
+# ---------------------------------------------------------------------------------------------
+# App settings. Names are fixed by shared/settings.py. Nothing here is a secret: storage is
+# identity-based, the seal key is a Key Vault key id, the root token is a SHA-256 digest or a
+# Key Vault reference.
+# ---------------------------------------------------------------------------------------------
+locals {
+  app_settings_host = {
+    # Identity-based host storage, per-service URIs (they carry the right suffix in every cloud).
+    AzureWebJobsStorage__blobServiceUri  = azurerm_storage_account.this.primary_blob_endpoint
+    AzureWebJobsStorage__queueServiceUri = azurerm_storage_account.this.primary_queue_endpoint
+    AzureWebJobsStorage__tableServiceUri = azurerm_storage_account.this.primary_table_endpoint
+    AzureWebJobsStorage__credential      = "managedidentity"
+    # Telemetry with Entra ID auth (local auth is disabled on Application Insights).
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING = local.user_assigned ? "ClientId=${local.identity_client_id};Authorization=AAD" : "Authorization=AAD"
+  }
+
+  # With a system-assigned identity, the provider writes a key-based AzureWebJobsStorage built
+  # from an empty key (hashicorp/terraform-provider-azurerm #29149, #29693, #30732); an explicit
+  # empty value overrides it so the host uses the identity-based settings above.
+  app_settings_system_assigned = {
+    AzureWebJobsStorage = ""
+  }
+
+  app_settings_user_assigned = {
+    AzureWebJobsStorage__clientId      = local.identity_client_id
+    KEYMGMT_STORAGE__clientId          = local.identity_client_id
+    KEYMGMT_MANAGED_IDENTITY_CLIENT_ID = local.identity_client_id
+  }
+
+  app_settings_engine = {
+    KEYMGMT_STORAGE__tableServiceUri = trimsuffix(azurerm_storage_account.this.primary_table_endpoint, "/")
+    KEYMGMT_STORAGE__credential      = "managedidentity"
+    KEYMGMT_TABLE_PREFIX             = var.table_prefix
+    KEYMGMT_SEAL_KEY_ID              = local.seal_key_id
+    KEYMGMT_DEFAULT_MOUNTS           = join(",", var.default_mounts)
+    KEYMGMT_ROTATION_SCHEDULE        = var.rotation_schedule
+    KEYMGMT_RECONCILE_SCHEDULE       = var.reconcile_schedule
+    KEYMGMT_DISABLE_FOREIGN_VERSIONS = tostring(var.disable_foreign_versions)
+    AZURE_TENANT_ID                  = local.tenant_id
+    AZURE_ENVIRONMENT                = var.environment
+  }
+
+  # Only one of the two is set. The SHA-256 digest of a 48-character random token reveals
+  # nothing usable, so it is marked non-sensitive to keep plans readable.
+  root_token_setting_name  = var.root_token_delivery == "keyvault_reference" ? "KEYMGMT_ROOT_TOKEN" : "KEYMGMT_ROOT_TOKEN_SHA256"
+  root_token_setting_value = var.root_token_delivery == "keyvault_reference" ? "@Microsoft.KeyVault(SecretUri=${local.root_token_secret_uri})" : nonsensitive(sha256(local.root_token))
+  app_settings_root_token = {
+    (local.root_token_setting_name) = local.root_token_setting_value
+  }
+
+  app_settings_optional = {
+    KEYMGMT_KEYVAULT_URLS  = join(",", [for name, url in var.keyvault_url_overrides : "${name}=${url}"])
+    KEYMGMT_PRIVATE_RANGES = join(",", var.private_ranges)
+  }
+
+  app_settings = merge(
+    local.app_settings_host,
+    { for k, v in local.app_settings_system_assigned : k => v if !local.user_assigned },
+    { for k, v in local.app_settings_user_assigned : k => v if local.user_assigned },
+    local.app_settings_engine,
+    local.app_settings_root_token,
+    { for k, v in local.app_settings_optional : k => v if v != "" },
+  )
+}
+
+resource "azurerm_function_app_flex_consumption" "this" {
+  name                = local.names.function_app
+  location            = azurerm_resource_group.this.location
+  resource_group_name = azurerm_resource_group.this.name
+  service_plan_id     = azurerm_service_plan.this.id
+
+  # Deployment package: a blob container read with the app's identity (no keys). These
+  # `storage_*` arguments exist in every azurerm 4.x; newer 4.x releases deprecate them in favour
+  # of a `deployment_storage` block, which is why versions.tf stops below 5.0.
+  storage_container_type            = "blobContainer"
+  storage_container_endpoint        = "${azurerm_storage_account.this.primary_blob_endpoint}${azurerm_storage_container.deployment.name}"
+  storage_authentication_type       = local.user_assigned ? "UserAssignedIdentity" : "SystemAssignedIdentity"
+  storage_user_assigned_identity_id = local.identity_id
+
+  runtime_name           = "python"
+  runtime_version        = var.python_version
+  instance_memory_in_mb  = var.instance_memory_mb
+  maximum_instance_count = var.maximum_instance_count
+
+  dynamic "always_ready" {
+    for_each = var.always_ready_http_instances > 0 ? [var.always_ready_http_instances] : []
+    content {
+      name           = "http"
+      instance_count = always_ready.value
+    }
+  }
+
+  https_only = true
+  # The API is called by clients (bao, hvac, pipelines) and by Event Grid, which cannot deliver to
+  # a private endpoint; restrict callers with allowed_client_cidrs. Outbound traffic goes through
+  # the VNet to the private endpoints.
+  public_network_access_enabled                  = true
+  virtual_network_subnet_id                      = azurerm_subnet.function.id
+  webdeploy_publish_basic_authentication_enabled = false # deploy with Entra ID, not publishing passwords
+
+  identity {
+    type         = local.user_assigned ? "UserAssigned" : "SystemAssigned"
+    identity_ids = local.user_assigned ? [local.identity_id] : null
+  }
+
+  site_config {
+    application_insights_connection_string = azurerm_application_insights.this.connection_string
+    minimum_tls_version                    = "1.2"
+    scm_minimum_tls_version                = "1.2"
+    http2_enabled                          = true
+    ip_restriction_default_action          = length(var.allowed_client_cidrs) > 0 ? "Deny" : "Allow"
+
+    dynamic "ip_restriction" {
+      for_each = var.allowed_client_cidrs
+      content {
+        name       = "client-${ip_restriction.key}"
+        action     = "Allow"
+        priority   = 100 + ip_restriction.key
+        ip_address = ip_restriction.value
+      }
+    }
+
+    dynamic "ip_restriction" {
+      for_each = length(var.allowed_client_cidrs) > 0 ? ["AzureEventGrid"] : []
+      content {
+        name        = "event-grid"
+        action      = "Allow"
+        priority    = 90
+        service_tag = ip_restriction.value
+      }
+    }
+  }
+
+  app_settings = local.app_settings
+  tags         = local.tags
+
+  lifecycle {
+    precondition {
+      # A Key Vault reference resolved with a user-assigned identity needs the site's
+      # keyVaultReferenceIdentity, which not every azurerm 4.x exposes on this resource.
+      condition     = var.root_token_delivery != "keyvault_reference" || !local.user_assigned
+      error_message = "root_token_delivery = \"keyvault_reference\" needs identity_type = \"system\"; with a user-assigned identity use root_token_delivery = \"sha256\"."
+    }
+  }
+
+  depends_on = [
+    azurerm_private_endpoint.storage,
+    azurerm_private_endpoint.engine_vault,
+  ]
+}

@@ -1,0 +1,55 @@
+# Least-privilege roles of the app's identity (local.principal_id). Every assignment names its
+# principal type so Azure does not have to look the principal up (which fails for a brand-new
+# identity that has not replicated yet).
+
+# The Functions host keeps its deployment package, timer-singleton leases and function keys in
+# blobs; Storage Blob Data Owner is the role the host documents for identity-based
+# AzureWebJobsStorage (Contributor lacks the lease/ACL operations it needs).
+resource "azurerm_role_assignment" "app_storage_blob" {
+  scope                = azurerm_storage_account.this.id
+  role_definition_name = "Storage Blob Data Owner"
+  principal_id         = local.principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "Functions host storage (AzureWebJobsStorage, deployment package)"
+}
+
+# The engine's tables (it creates them at start). Account scope because the tables do not exist
+# yet; no queue role: the app has no queue-triggered functions, and the host's timers use blobs.
+resource "azurerm_role_assignment" "app_storage_table" {
+  scope                = azurerm_storage_account.this.id
+  role_definition_name = "Storage Table Data Contributor"
+  principal_id         = local.principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "keymgmt engine tables"
+}
+
+# Seal key: read, wrapKey and unwrapKey, nothing else (no create, delete, sign, secrets). Vault
+# scope, because the vault holds no other key and the key may be created outside Terraform
+# (manage_vault_data_plane = false), after this assignment.
+resource "azurerm_role_assignment" "app_seal_key" {
+  scope                = azurerm_key_vault.engine.id
+  role_definition_name = "Key Vault Crypto Service Encryption User"
+  principal_id         = local.principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "keymgmt seal key: wrapKey/unwrapKey"
+}
+
+# Only with root_token_delivery = "keyvault_reference": the platform resolves the Key Vault
+# reference with the app's identity. The vault's only secret is the root token.
+resource "azurerm_role_assignment" "app_root_token" {
+  count                = var.root_token_delivery == "keyvault_reference" ? 1 : 0
+  scope                = azurerm_key_vault.engine.id
+  role_definition_name = "Key Vault Secrets User"
+  principal_id         = local.principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "Key Vault reference to the keymgmt root token"
+}
+
+# Telemetry with Entra ID auth to Application Insights (local auth is disabled).
+resource "azurerm_role_assignment" "app_insights" {
+  scope                = azurerm_application_insights.this.id
+  role_definition_name = "Monitoring Metrics Publisher"
+  principal_id         = local.principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "Application Insights ingestion with Entra ID"
+}

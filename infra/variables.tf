@@ -1,0 +1,417 @@
+# ---------------------------------------------------------------------------------------------
+# Placement and naming
+# ---------------------------------------------------------------------------------------------
+
+variable "location" {
+  description = "Azure region for every resource of the deployment (it must offer Flex Consumption: `az functionapp list-flexconsumption-locations`)."
+  type        = string
+}
+
+variable "environment" {
+  description = "Azure cloud. Flows to the engine's AZURE_ENVIRONMENT setting (Key Vault DNS suffix, authority host), to the azurerm provider's `environment` and to the private DNS zone names."
+  type        = string
+  default     = "AzurePublicCloud"
+
+  validation {
+    condition     = contains(["AzurePublicCloud", "AzureUSGovernmentCloud", "AzureChinaCloud"], var.environment)
+    error_message = "environment must be AzurePublicCloud, AzureUSGovernmentCloud or AzureChinaCloud. (The engine also understands AzureGermanCloud, but that cloud is closed and the azurerm provider cannot deploy to it.)"
+  }
+}
+
+variable "name_prefix" {
+  description = "Short prefix of every resource name: 2-10 lowercase letters and digits, starting with a letter."
+  type        = string
+  default     = "keymgmt"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9]{1,9}$", var.name_prefix))
+    error_message = "name_prefix must be 2-10 lowercase letters and digits, starting with a letter."
+  }
+}
+
+variable "name_suffix" {
+  description = "Suffix that makes the globally unique names (Key Vault, storage account, Function App) unique: 3-6 lowercase letters and digits. Null generates a random one."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.name_suffix == null || can(regex("^[a-z0-9]{3,6}$", var.name_suffix))
+    error_message = "name_suffix must be 3-6 lowercase letters and digits."
+  }
+}
+
+variable "resource_group_name" {
+  description = "Name of the resource group to create. Null gives rg-<prefix>-<suffix>."
+  type        = string
+  default     = null
+}
+
+variable "tags" {
+  description = "Tags applied to every resource that supports them."
+  type        = map(string)
+  default     = {}
+}
+
+# ---------------------------------------------------------------------------------------------
+# Network
+# ---------------------------------------------------------------------------------------------
+
+variable "vnet_address_space" {
+  description = "Address space of the virtual network."
+  type        = list(string)
+  default     = ["10.40.0.0/22"]
+
+  validation {
+    condition     = length(var.vnet_address_space) > 0 && alltrue([for c in var.vnet_address_space : can(cidrhost(c, 0))])
+    error_message = "vnet_address_space must be a non-empty list of CIDR blocks."
+  }
+}
+
+variable "function_subnet_prefix" {
+  description = "CIDR of the Function App's VNet integration subnet (delegated to Microsoft.App/environments; Flex Consumption needs at least a /27, a /24 leaves room to scale out)."
+  type        = string
+  default     = "10.40.0.0/24"
+
+  validation {
+    condition     = can(cidrhost(var.function_subnet_prefix, 0)) && tonumber(split("/", var.function_subnet_prefix)[1]) <= 27
+    error_message = "function_subnet_prefix must be a CIDR block of /27 or larger."
+  }
+}
+
+variable "private_endpoint_subnet_prefix" {
+  description = "CIDR of the subnet holding the private endpoints (storage blob/queue/table, the engine's Key Vault, the target vaults)."
+  type        = string
+  default     = "10.40.1.0/26"
+
+  validation {
+    condition     = can(cidrhost(var.private_endpoint_subnet_prefix, 0))
+    error_message = "private_endpoint_subnet_prefix must be a CIDR block."
+  }
+}
+
+variable "management_cidrs" {
+  description = "CIDR blocks inside the VNet or peered networks (Terraform runner, jump host) allowed to reach the private endpoints on 443. The private-endpoint subnet's NSG denies all other VNet traffic except from the Function App's subnet."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.management_cidrs : can(cidrhost(c, 0))])
+    error_message = "management_cidrs must be CIDR blocks."
+  }
+}
+
+variable "private_dns_zone_ids" {
+  description = "Existing private DNS zones to use instead of creating them (typical with a hub-and-spoke central DNS), keyed by vault, blob, queue, table. Zones not listed are created in the resource group and linked to the VNet; zones you pass must already resolve for this VNet."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.private_dns_zone_ids) : contains(["vault", "blob", "queue", "table"], k)])
+    error_message = "private_dns_zone_ids keys must be among vault, blob, queue, table."
+  }
+}
+
+variable "allowed_client_cidrs" {
+  description = "Public CIDR blocks allowed to call the API. Empty allows any source (the API still requires a token). When set, everything else is denied except Event Grid (service tag AzureEventGrid), which delivers Key Vault events."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.allowed_client_cidrs : can(cidrhost(c, 0))])
+    error_message = "allowed_client_cidrs must be CIDR blocks."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Function App (Flex Consumption)
+# ---------------------------------------------------------------------------------------------
+
+variable "identity_type" {
+  description = "Managed identity of the Function App: \"user\" (a user-assigned identity, created before the app so its roles exist when the app first starts) or \"system\" (system-assigned)."
+  type        = string
+  default     = "user"
+
+  validation {
+    condition     = contains(["user", "system"], var.identity_type)
+    error_message = "identity_type must be \"user\" or \"system\"."
+  }
+}
+
+variable "python_version" {
+  description = "Python version of the Flex Consumption runtime (the app pins azure-functions 1.x, which needs Python below 3.13)."
+  type        = string
+  default     = "3.11"
+
+  validation {
+    condition     = contains(["3.11", "3.12"], var.python_version)
+    error_message = "python_version must be 3.11 or 3.12."
+  }
+}
+
+variable "instance_memory_mb" {
+  description = "Instance memory of the Flex Consumption app in MB."
+  type        = number
+  default     = 2048
+
+  validation {
+    condition     = contains([512, 2048, 4096], var.instance_memory_mb)
+    error_message = "instance_memory_mb must be 512, 2048 or 4096."
+  }
+}
+
+variable "maximum_instance_count" {
+  description = "Maximum number of instances the app scales out to."
+  type        = number
+  default     = 40
+
+  validation {
+    condition     = var.maximum_instance_count >= 1 && var.maximum_instance_count <= 1000 && floor(var.maximum_instance_count) == var.maximum_instance_count
+    error_message = "maximum_instance_count must be an integer from 1 to 1000."
+  }
+}
+
+variable "always_ready_http_instances" {
+  description = "Always-ready instances for the HTTP functions (0 = scale to zero; each one is billed as a baseline but removes cold starts)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.always_ready_http_instances >= 0 && var.always_ready_http_instances <= 20 && floor(var.always_ready_http_instances) == var.always_ready_http_instances
+    error_message = "always_ready_http_instances must be an integer from 0 to 20."
+  }
+}
+
+variable "zone_redundant" {
+  description = "Zone-redundant Flex Consumption plan. Set false in regions where Flex Consumption has no availability-zone support."
+  type        = bool
+  default     = true
+}
+
+# ---------------------------------------------------------------------------------------------
+# Storage and monitoring
+# ---------------------------------------------------------------------------------------------
+
+variable "storage_replication_type" {
+  description = "Replication of the storage account that holds the engine's tables (all key material, sealed) and the host's blobs. GZRS keeps a copy in the paired region; use ZRS or GRS where GZRS is not offered."
+  type        = string
+  default     = "GZRS"
+
+  validation {
+    condition     = contains(["LRS", "ZRS", "GRS", "RAGRS", "GZRS", "RAGZRS"], var.storage_replication_type)
+    error_message = "storage_replication_type must be LRS, ZRS, GRS, RAGRS, GZRS or RAGZRS."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of the Log Analytics workspace behind Application Insights and the audit logs."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.log_retention_days >= 30 && var.log_retention_days <= 730
+    error_message = "log_retention_days must be from 30 to 730."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# The engine's own Key Vault: seal key and root token
+# ---------------------------------------------------------------------------------------------
+
+variable "key_vault_soft_delete_retention_days" {
+  description = "Soft-delete retention of the engine's Key Vault. With purge protection, the vault's name stays reserved for this many days after deletion."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.key_vault_soft_delete_retention_days >= 7 && var.key_vault_soft_delete_retention_days <= 90
+    error_message = "key_vault_soft_delete_retention_days must be from 7 to 90."
+  }
+}
+
+variable "manage_vault_data_plane" {
+  description = "Create the seal key and the root token secret with Terraform. These are data-plane operations on a vault that only accepts traffic through its private endpoint: Terraform must run from a host that resolves and reaches it (inside the VNet or a peered one). Set false to apply from outside and create both from inside the VNet with the az commands in infra/README.md."
+  type        = bool
+  default     = true
+}
+
+variable "deployer_principal_type" {
+  description = "Principal type of the identity running Terraform (it gets Key Vault Crypto Officer and Secrets Officer on the engine's vault to create the seal key and the root token secret): User, Group or ServicePrincipal."
+  type        = string
+  default     = "User"
+
+  validation {
+    condition     = contains(["User", "Group", "ServicePrincipal"], var.deployer_principal_type)
+    error_message = "deployer_principal_type must be User, Group or ServicePrincipal."
+  }
+}
+
+variable "seal_key_name" {
+  description = "Name of the seal key (RSA-HSM, wrapKey/unwrapKey only) in the engine's vault; the engine wraps its data keys with it."
+  type        = string
+  default     = "keymgmt-seal"
+
+  validation {
+    condition     = can(regex("^[0-9A-Za-z-]{1,127}$", var.seal_key_name))
+    error_message = "seal_key_name must be 1-127 letters, digits and dashes."
+  }
+}
+
+variable "seal_key_size" {
+  description = "RSA size of the seal key."
+  type        = number
+  default     = 3072
+
+  validation {
+    condition     = contains([3072, 4096], var.seal_key_size)
+    error_message = "seal_key_size must be 3072 or 4096."
+  }
+}
+
+variable "root_token" {
+  description = "Root token to use instead of a generated one (at least 32 characters). Null generates 48 random characters. Either way the value is stored in Terraform state: use a protected backend."
+  type        = string
+  default     = null
+  sensitive   = true
+
+  validation {
+    condition     = var.root_token == null || length(coalesce(var.root_token, "x")) >= 32
+    error_message = "root_token must be at least 32 characters."
+  }
+}
+
+variable "root_token_delivery" {
+  description = "How the app learns the root token. \"sha256\": the app setting KEYMGMT_ROOT_TOKEN_SHA256 holds only its SHA-256 digest (not secret; the app needs no access to secrets). \"keyvault_reference\": KEYMGMT_ROOT_TOKEN is a Key Vault reference to the secret (needs identity_type = \"system\" with this provider range, see README)."
+  type        = string
+  default     = "sha256"
+
+  validation {
+    condition     = contains(["sha256", "keyvault_reference"], var.root_token_delivery)
+    error_message = "root_token_delivery must be \"sha256\" or \"keyvault_reference\"."
+  }
+}
+
+variable "root_token_secret_name" {
+  description = "Name of the Key Vault secret holding the root token in the engine's vault."
+  type        = string
+  default     = "keymgmt-root-token"
+
+  validation {
+    condition     = can(regex("^[0-9A-Za-z-]{1,127}$", var.root_token_secret_name))
+    error_message = "root_token_secret_name must be 1-127 letters, digits and dashes."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Engine settings
+# ---------------------------------------------------------------------------------------------
+
+variable "table_prefix" {
+  description = "Prefix of the engine's table names (KEYMGMT_TABLE_PREFIX). The engine creates its tables at start."
+  type        = string
+  default     = "keymgmt"
+
+  validation {
+    condition     = can(regex("^[A-Za-z][A-Za-z0-9]{0,39}$", var.table_prefix))
+    error_message = "table_prefix must be 1-40 ASCII letters and digits, starting with a letter."
+  }
+}
+
+variable "default_mounts" {
+  description = "Mounts enabled at start (KEYMGMT_DEFAULT_MOUNTS), e.g. [\"keymgmt\"]. Empty: enable them with `bao secrets enable keymgmt`."
+  type        = list(string)
+  default     = ["keymgmt"]
+}
+
+variable "rotation_schedule" {
+  description = "NCRONTAB schedule (6 fields, UTC) of the rotation sweep (KEYMGMT_ROTATION_SCHEDULE)."
+  type        = string
+  default     = "0 */5 * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.rotation_schedule))) == 6
+    error_message = "rotation_schedule must be an NCRONTAB expression with 6 fields (second first)."
+  }
+}
+
+variable "reconcile_schedule" {
+  description = "NCRONTAB schedule (6 fields, UTC) of the reconciler (KEYMGMT_RECONCILE_SCHEDULE)."
+  type        = string
+  default     = "0 0 * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.reconcile_schedule))) == 6
+    error_message = "reconcile_schedule must be an NCRONTAB expression with 6 fields (second first)."
+  }
+}
+
+variable "keyvault_url_overrides" {
+  description = "Optional Key Vault URL overrides for custom DNS (KEYMGMT_KEYVAULT_URLS): vault name => https://host[:port]."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for u in values(var.keyvault_url_overrides) : startswith(u, "https://")])
+    error_message = "keyvault_url_overrides values must start with https://."
+  }
+}
+
+variable "private_ranges" {
+  description = "CIDR blocks the engine's private-endpoint check treats as private (KEYMGMT_PRIVATE_RANGES). Empty keeps the engine's default (RFC 1918)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.private_ranges : can(cidrhost(c, 0))])
+    error_message = "private_ranges must be CIDR blocks."
+  }
+}
+
+variable "disable_foreign_versions" {
+  description = "Disable Key Vault versions of engine keys that were created outside the engine (KEYMGMT_DISABLE_FOREIGN_VERSIONS)."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------------------------------------
+# Target vaults (where the engine distributes keys)
+# ---------------------------------------------------------------------------------------------
+
+variable "target_key_vault_ids" {
+  description = "Resource ids of existing Key Vaults the engine distributes keys into (the key_collection of `bao write keymgmt/kms/...`). The app's identity gets target_vault_role_definition_name on each."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for id in var.target_key_vault_ids : can(regex("(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\\.KeyVault/vaults/[0-9A-Za-z-]{3,24}$", id))])
+    error_message = "target_key_vault_ids must be Key Vault resource ids: /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.KeyVault/vaults/<name>."
+  }
+}
+
+variable "target_key_vault_locations" {
+  description = "Region of target vaults that are not in var.location, keyed by vault name (the Event Grid system topic must be in the vault's region)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "target_vault_private_endpoints" {
+  description = "Create a private endpoint (in this VNet, registered in its privatelink.vaultcore zone) for each target vault. Turn off only if the target vaults are already reachable and resolvable privately from this VNet (peering and central DNS)."
+  type        = bool
+  default     = true
+}
+
+variable "target_vault_role_definition_name" {
+  description = "Role of the app's identity on each target vault. The default, Key Vault Crypto Officer, is the narrowest built-in role with create, import, update and delete of keys, which BYOK distribution, rotation and removal need. A custom role with exactly those data actions is narrower still."
+  type        = string
+  default     = "Key Vault Crypto Officer"
+
+  validation {
+    condition     = !contains(["Owner", "Contributor", "Key Vault Administrator", "User Access Administrator"], var.target_vault_role_definition_name)
+    error_message = "target_vault_role_definition_name must not be a broad role (Owner, Contributor, Key Vault Administrator, User Access Administrator)."
+  }
+}
+
+variable "event_grid_subscriptions_enabled" {
+  description = "Subscribe the keyvault_events function to each target vault's Event Grid system topic. Event Grid validates the function when the subscription is created, so enable this on the second apply, after the app code is published (see README)."
+  type        = bool
+  default     = false
+}
