@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import statistics
 import sys
