@@ -7,7 +7,6 @@ conformance test), its route, the RBAC data action, and a thin handler over ``st
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import socket
@@ -411,7 +410,10 @@ def wrap_key(call: Call) -> tuple[int, Any]:
     alg = _str_member(call.body, "alg")
     key = _b64_member(call.body, "value")
     assert key is not None
-    return 200, {"kid": call.kid(v), "value": b64url_encode(keymod.wrap(v.material, v.kty, alg, key))}
+    return 200, {
+        "kid": call.kid(v),
+        "value": b64url_encode(keymod.wrap(v.material, v.kty, alg, key)),
+    }
 
 
 def unwrap_key(call: Call) -> tuple[int, Any]:
@@ -428,35 +430,120 @@ def unwrap_key(call: Call) -> tuple[int, Any]:
 _KEY = "/keys/<name>"
 _VER = "/keys/<name>/<version>"
 _A = "Microsoft.KeyVault/vaults/keys"
+_D = "Microsoft.KeyVault/vaults/deletedKeys"
 
 OPERATIONS: tuple[Operation, ...] = (
-    Operation("create", "CreateKey", "POST", (f"{_KEY}/create",), f"{_A}/create/action", create_key),
+    Operation(
+        "create", "CreateKey", "POST", (f"{_KEY}/create",), f"{_A}/create/action", create_key
+    ),
     Operation("import", "ImportKey", "PUT", (_KEY,), f"{_A}/import/action", import_key),
     Operation("list", "GetKeys", "GET", ("/keys",), f"{_A}/read", list_keys),
-    Operation("listVersions", "GetKeyVersions", "GET", (f"{_KEY}/versions",), f"{_A}/read", list_versions),
+    Operation(
+        "listVersions", "GetKeyVersions", "GET", (f"{_KEY}/versions",), f"{_A}/read", list_versions
+    ),
     Operation("get", "GetKey", "GET", (_KEY, f"{_KEY}/", _VER), f"{_A}/read", get_key),
-    Operation("update", "UpdateKey", "PATCH", (_KEY, f"{_KEY}/", _VER), f"{_A}/update/action", update_key),
+    Operation(
+        "update", "UpdateKey", "PATCH", (_KEY, f"{_KEY}/", _VER), f"{_A}/update/action", update_key
+    ),
     Operation("delete", "DeleteKey", "DELETE", (_KEY,), f"{_A}/delete", delete_key),
-    Operation("rotate", "RotateKey", "POST", (f"{_KEY}/rotate",), f"{_A}/rotate/action", rotate_key),
-    Operation("listDeleted", "GetDeletedKeys", "GET", ("/deletedkeys",), "Microsoft.KeyVault/vaults/deletedKeys/read", list_deleted),
-    Operation("getDeleted", "GetDeletedKey", "GET", ("/deletedkeys/<name>",), "Microsoft.KeyVault/vaults/deletedKeys/read", get_deleted),
-    Operation("recover", "RecoverDeletedKey", "POST", ("/deletedkeys/<name>/recover",), "Microsoft.KeyVault/vaults/deletedKeys/recover/action", recover_deleted),
-    Operation("purge", "PurgeDeletedKey", "DELETE", ("/deletedkeys/<name>",), "Microsoft.KeyVault/vaults/deletedKeys/delete", purge_deleted),
+    Operation(
+        "rotate", "RotateKey", "POST", (f"{_KEY}/rotate",), f"{_A}/rotate/action", rotate_key
+    ),
+    Operation(
+        "listDeleted", "GetDeletedKeys", "GET", ("/deletedkeys",), f"{_D}/read", list_deleted
+    ),
+    Operation(
+        "getDeleted", "GetDeletedKey", "GET", ("/deletedkeys/<name>",), f"{_D}/read", get_deleted
+    ),
+    Operation(
+        "recover",
+        "RecoverDeletedKey",
+        "POST",
+        ("/deletedkeys/<name>/recover",),
+        f"{_D}/recover/action",
+        recover_deleted,
+    ),
+    Operation(
+        "purge",
+        "PurgeDeletedKey",
+        "DELETE",
+        ("/deletedkeys/<name>",),
+        f"{_D}/delete",
+        purge_deleted,
+    ),
     Operation("sign", "sign", "POST", (f"{_VER}/sign", f"{_KEY}//sign"), f"{_A}/sign/action", sign),
-    Operation("verify", "verify", "POST", (f"{_VER}/verify", f"{_KEY}//verify"), f"{_A}/verify/action", verify),
-    Operation("encrypt", "encrypt", "POST", (f"{_VER}/encrypt", f"{_KEY}//encrypt"), f"{_A}/encrypt/action", encrypt),
-    Operation("decrypt", "decrypt", "POST", (f"{_VER}/decrypt", f"{_KEY}//decrypt"), f"{_A}/decrypt/action", decrypt),
-    Operation("wrapKey", "wrapKey", "POST", (f"{_VER}/wrapkey", f"{_KEY}//wrapkey"), f"{_A}/wrap/action", wrap_key),
-    Operation("unwrapKey", "unwrapKey", "POST", (f"{_VER}/unwrapkey", f"{_KEY}//unwrapkey"), f"{_A}/unwrap/action", unwrap_key),
+    Operation(
+        "verify",
+        "verify",
+        "POST",
+        (f"{_VER}/verify", f"{_KEY}//verify"),
+        f"{_A}/verify/action",
+        verify,
+    ),
+    Operation(
+        "encrypt",
+        "encrypt",
+        "POST",
+        (f"{_VER}/encrypt", f"{_KEY}//encrypt"),
+        f"{_A}/encrypt/action",
+        encrypt,
+    ),
+    Operation(
+        "decrypt",
+        "decrypt",
+        "POST",
+        (f"{_VER}/decrypt", f"{_KEY}//decrypt"),
+        f"{_A}/decrypt/action",
+        decrypt,
+    ),
+    Operation(
+        "wrapKey",
+        "wrapKey",
+        "POST",
+        (f"{_VER}/wrapkey", f"{_KEY}//wrapkey"),
+        f"{_A}/wrap/action",
+        wrap_key,
+    ),
+    Operation(
+        "unwrapKey",
+        "unwrapKey",
+        "POST",
+        (f"{_VER}/unwrapkey", f"{_KEY}//unwrapkey"),
+        f"{_A}/unwrap/action",
+        unwrap_key,
+    ),
     # Declared by the spec, not emulated: answered with 501 in Key Vault's envelope.
     Operation("backup", "BackupKey", "POST", (f"{_KEY}/backup",), f"{_A}/backup/action", None),
     Operation("restore", "RestoreKey", "POST", ("/keys/restore",), f"{_A}/restore/action", None),
-    Operation("getRotationPolicy", "GetKeyRotationPolicy", "GET", (f"{_KEY}/rotationpolicy",), f"{_A}/rotationpolicy/read", None),
-    Operation("updateRotationPolicy", "UpdateKeyRotationPolicy", "PUT", (f"{_KEY}/rotationpolicy",), f"{_A}/rotationpolicy/write", None),
+    Operation(
+        "getRotationPolicy",
+        "GetKeyRotationPolicy",
+        "GET",
+        (f"{_KEY}/rotationpolicy",),
+        f"{_A}/rotationpolicy/read",
+        None,
+    ),
+    Operation(
+        "updateRotationPolicy",
+        "UpdateKeyRotationPolicy",
+        "PUT",
+        (f"{_KEY}/rotationpolicy",),
+        f"{_A}/rotationpolicy/write",
+        None,
+    ),
     Operation("release", "release", "POST", (f"{_VER}/release",), f"{_A}/release/action", None),
-    Operation("getAttestation", "GetKeyAttestation", "GET", (f"{_VER}/attestation",), f"{_A}/read", None),
-    Operation("getRandomBytes", "GetRandomBytes", "POST", ("/rng",), "Microsoft.KeyVault/managedHsm/rng/action", None),
-)  # fmt: skip
+    Operation(
+        "getAttestation", "GetKeyAttestation", "GET", (f"{_VER}/attestation",), f"{_A}/read", None
+    ),
+    Operation(
+        "getRandomBytes",
+        "GetRandomBytes",
+        "POST",
+        ("/rng",),
+        "Microsoft.KeyVault/managedHsm/rng/action",
+        None,
+    ),
+)
 
 OPERATIONS_BY_NAME = {op.name: op for op in OPERATIONS}
 
@@ -585,7 +672,9 @@ class VaultApp:
             try:
                 endpoint, args = adapter.match()
             except NotFound as exc:
-                raise KvError(404, "NotFound", f"The path {request.path} is not a keys API path.") from exc
+                raise KvError(
+                    404, "NotFound", f"The path {request.path} is not a keys API path."
+                ) from exc
             except MethodNotAllowed as exc:
                 raise KvError(
                     405, "MethodNotAllowed", f"The method {request.method} is not allowed here."
@@ -619,7 +708,9 @@ class VaultApp:
         except KvError as exc:
             return op, exc.status, exc.body(), exc.headers
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         request = Request(environ)
         if request.path == "/healthstatus" and request.method == "GET":
             response = _json_response(200, {}, self._common_headers(request))
@@ -632,7 +723,12 @@ class VaultApp:
             raise
         except Exception:
             logger.exception("unexpected error in vault %s", self.vault.name)
-            op, status, payload, headers = None, 500, KvError(500, "InternalServerError", "Unexpected emulator error.").body(), {}
+            op, status, payload, headers = (
+                None,
+                500,
+                KvError(500, "InternalServerError", "Unexpected emulator error.").body(),
+                {},
+            )
         self.emulator.record(self.vault.name, op.operation_id if op else None, status, payload)
         headers = {**self._common_headers(request), **headers}
         return _json_response(status, payload, headers)(environ, start_response)
@@ -649,7 +745,3 @@ class VaultApp:
             "X-Content-Type-Options": "nosniff",
             "Strict-Transport-Security": "max-age=31536000;includeSubDomains",
         }
-
-
-def base64_std(data: bytes) -> str:  # pragma: no cover - kept small on purpose
-    return base64.b64encode(data).decode()

@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap_with_padding
@@ -67,9 +68,13 @@ def unwrap_transfer_blob(
     if not isinstance(header, dict):
         raise bad_parameter("BYOK: the transfer blob has no header object.")
     if header.get("alg") != ALG:
-        raise bad_parameter(f"BYOK: unsupported header.alg {header.get('alg')!r}; expected {ALG!r}.")
+        raise bad_parameter(
+            f"BYOK: unsupported header.alg {header.get('alg')!r}; expected {ALG!r}."
+        )
     if header.get("enc") != ENC:
-        raise bad_parameter(f"BYOK: unsupported header.enc {header.get('enc')!r}; expected {ENC!r}.")
+        raise bad_parameter(
+            f"BYOK: unsupported header.enc {header.get('enc')!r}; expected {ENC!r}."
+        )
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise bad_parameter("BYOK: header.kid must name the key exchange key (KEK) of this vault.")
@@ -129,7 +134,7 @@ def unwrap_transfer_blob(
 def _target_material(target: bytes, *, is_managed_hsm: bool) -> KeyMaterial:
     try:
         key = serialization.load_der_private_key(target, password=None)
-    except (ValueError, TypeError, serialization.UnsupportedAlgorithm) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         if is_managed_hsm and len(target) * 8 in OCT_SIZES:
             return target
         raise bad_parameter(
@@ -165,7 +170,9 @@ def check_target_type(material: KeyMaterial, *, kty: str, crv: str | None) -> st
     if isinstance(material, ec.EllipticCurvePrivateKey):
         actual = CURVE_NAMES.get(material.curve.name)
         if actual is None:
-            raise bad_parameter(f"BYOK: the target key's curve {material.curve.name} is not supported.")
+            raise bad_parameter(
+                f"BYOK: the target key's curve {material.curve.name} is not supported."
+            )
         if crv is not None and crv != actual:
             raise bad_parameter(
                 f"BYOK: curve mismatch: the request says crv {crv!r} but the transfer blob holds "

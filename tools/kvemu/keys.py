@@ -44,14 +44,19 @@ FAMILY_OPS = {
     "oct": ("encrypt", "decrypt", "wrapKey", "unwrapKey"),
 }
 
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "256": hashes.SHA256,
-    "384": hashes.SHA384,
-    "512": hashes.SHA512,
-}
-SIGN_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "ES256K")
+SIGN_ALGS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "ES256K",
+)
 _EC_ALG_CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521", "ES256K": "P-256K"}
-_EC_ALG_HASH = {"ES256": hashes.SHA256, "ES384": hashes.SHA384, "ES512": hashes.SHA512}
 RSA_ENC_ALGS = ("RSA-OAEP", "RSA-OAEP-256", "RSA1_5")
 AES_GCM_ALGS = {"A128GCM": 16, "A192GCM": 24, "A256GCM": 32}
 AES_KW_ALGS = {"A128KW": 16, "A192KW": 24, "A256KW": 32}
@@ -89,8 +94,10 @@ def validate_key_ops(kty: str, key_ops: list[str] | None) -> list[str]:
             )
         return ["import"]
     if "export" in key_ops:
-        raise bad_parameter('The key operation "export" requires an exportable key with a release '
-                            "policy, which the emulator does not support.")
+        raise bad_parameter(
+            'The key operation "export" requires an exportable key with a release '
+            "policy, which the emulator does not support."
+        )
     supported = FAMILY_OPS[fam]
     unsupported = [op for op in key_ops if op not in supported]
     if unsupported:
@@ -190,9 +197,13 @@ def material_from_jwk(jwk: dict[str, Any], kty: str) -> KeyMaterial:
             else:
                 p, q = rsa.rsa_recover_prime_factors(n, e, d)
                 dp, dq, qi = rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), rsa.rsa_crt_iqmp(p, q)
-            key = rsa.RSAPrivateNumbers(p, q, d, dp, dq, qi, rsa.RSAPublicNumbers(e, n)).private_key()
+            key = rsa.RSAPrivateNumbers(
+                p, q, d, dp, dq, qi, rsa.RSAPublicNumbers(e, n)
+            ).private_key()
         except ValueError as exc:
-            raise bad_parameter("The RSA JSON web key is inconsistent (invalid private key).") from exc
+            raise bad_parameter(
+                "The RSA JSON web key is inconsistent (invalid private key)."
+            ) from exc
         check_rsa_size(key.key_size)
         return key
     if fam == "EC":
@@ -256,17 +267,29 @@ def _rsa_padding_enc(alg: str) -> padding.AsymmetricPadding:
     if alg == "RSA-OAEP":
         return padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)  # noqa: S303
     if alg == "RSA-OAEP-256":
-        return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+        return padding.OAEP(
+            mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None
+        )
     return padding.PKCS1v15()
 
 
+_SIGN_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "RS256": hashes.SHA256,
+    "RS384": hashes.SHA384,
+    "RS512": hashes.SHA512,
+    "PS256": hashes.SHA256,
+    "PS384": hashes.SHA384,
+    "PS512": hashes.SHA512,
+    "ES256": hashes.SHA256,
+    "ES384": hashes.SHA384,
+    "ES512": hashes.SHA512,
+    "ES256K": hashes.SHA256,
+}
+
+
 def _digest_for(alg: str, digest: bytes) -> tuple[hashes.HashAlgorithm, bytes]:
-    hash_cls = _EC_ALG_HASH[alg] if alg.startswith("ES") and alg != "ES256K" else None
-    if alg == "ES256K":
-        hash_cls = hashes.SHA256
-    if hash_cls is None:
-        hash_cls = _HASHES[alg[2:]]
-    algorithm = hash_cls()
+    """The hash the algorithm names; the caller's digest must have its length."""
+    algorithm = _SIGN_HASHES[alg]()
     if len(digest) != algorithm.digest_size:
         raise bad_parameter(
             f"The digest length {len(digest)} does not match the algorithm {alg} "
@@ -369,11 +392,16 @@ def decrypt(
     raise _unsupported_alg(alg, kty)
 
 
+def _is_kw(alg: str, material: bytes) -> bool:
+    """AES key wrap (RFC 3394) with a key of the size the algorithm names."""
+    return (alg in AES_KW_ALGS and AES_KW_ALGS[alg] == len(material)) or alg == "CKM_AES_KEY_WRAP"
+
+
 def wrap(material: KeyMaterial, kty: str, alg: str, key: bytes) -> bytes:
     if isinstance(material, rsa.RSAPrivateKey) and alg in RSA_ENC_ALGS:
         return encrypt(material, kty, alg, key)["value"]
     if isinstance(material, bytes):
-        if alg in AES_KW_ALGS and AES_KW_ALGS[alg] == len(material) or alg == "CKM_AES_KEY_WRAP":
+        if _is_kw(alg, material):
             return aes_key_wrap(material, key)
         if alg == "CKM_AES_KEY_WRAP_PAD":
             return aes_key_wrap_with_padding(material, key)
@@ -385,7 +413,7 @@ def unwrap(material: KeyMaterial, kty: str, alg: str, wrapped: bytes) -> bytes:
         return decrypt(material, kty, alg, wrapped)
     if isinstance(material, bytes):
         try:
-            if alg in AES_KW_ALGS and AES_KW_ALGS[alg] == len(material) or alg == "CKM_AES_KEY_WRAP":
+            if _is_kw(alg, material):
                 return aes_key_unwrap(material, wrapped)
             if alg == "CKM_AES_KEY_WRAP_PAD":
                 return aes_key_unwrap_with_padding(material, wrapped)

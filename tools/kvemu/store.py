@@ -130,7 +130,7 @@ class Vault:
         *,
         managed_hsm: bool = False,
         recoverable_days: int = DEFAULT_RECOVERABLE_DAYS,
-        on_change: Callable[[], None] | None = None,
+        on_change: Callable[[Vault], None] | None = None,
         on_new_version: Callable[[Vault, KeyVersion], None] | None = None,
     ) -> None:
         self.name = name
@@ -139,7 +139,7 @@ class Vault:
         self._keys: dict[str, KeyEntry] = {}
         self._deleted: dict[str, KeyEntry] = {}
         self._lock = threading.RLock()
-        self._on_change = on_change or (lambda: None)
+        self._on_change = on_change or (lambda vault: None)
         self._on_new_version = on_new_version or (lambda vault, version: None)
 
     @property
@@ -262,7 +262,7 @@ class Vault:
                 tags=tags,
             )
             entry.versions.append(version)
-            self._on_change()
+            self._on_change(self)
         self._on_new_version(self, version)
         return version
 
@@ -305,7 +305,7 @@ class Vault:
             if tags is not None:
                 target.tags = tags
             target.updated = now()
-            self._on_change()
+            self._on_change(self)
             return target
 
     def delete(self, name: str) -> KeyEntry:
@@ -316,7 +316,7 @@ class Vault:
             entry.scheduled_purge_date = entry.deleted_date + self.recoverable_days * 86400
             if self.recoverable_days:
                 self._deleted[name.lower()] = entry
-            self._on_change()
+            self._on_change(self)
             return entry
 
     def recover(self, name: str) -> KeyEntry:
@@ -325,14 +325,14 @@ class Vault:
             del self._deleted[name.lower()]
             entry.deleted_date = entry.scheduled_purge_date = None
             self._keys[name.lower()] = entry
-            self._on_change()
+            self._on_change(self)
             return entry
 
     def purge(self, name: str) -> None:
         with self._lock:
             self.get_deleted(name)
             del self._deleted[name.lower()]
-            self._on_change()
+            self._on_change(self)
 
 
 class StateFile:
@@ -350,7 +350,9 @@ class StateFile:
             return json.loads(self.path.read_text("utf-8"))
         with sqlite3.connect(self.path) as db:
             db.execute("CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, data TEXT)")
-            return {name: json.loads(data) for name, data in db.execute("SELECT name, data FROM state")}
+            return {
+                name: json.loads(data) for name, data in db.execute("SELECT name, data FROM state")
+            }
 
     def save(self, state: dict[str, Any]) -> None:
         with self._lock:

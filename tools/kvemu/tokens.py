@@ -66,6 +66,10 @@ class TokenIssuer:
         self.key_id = b64url_encode(digest.finalize()[:15])
 
     @property
+    def public_key(self) -> rsa.RSAPublicKey:
+        return self._key.public_key()
+
+    @property
     def issuer(self) -> str:
         return f"https://sts.windows.net/{self.tenant_id}/"
 
@@ -110,7 +114,9 @@ class TokenIssuer:
             + "."
             + b64url_encode(json.dumps(claims, separators=(",", ":")).encode())
         )
-        signature = self._key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
+        signature = self._key.sign(
+            signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256()
+        )
         return f"{signing_input}.{b64url_encode(signature)}", expires_on
 
     def verify(self, token: str, *, audience: str = KEYVAULT_AUDIENCE) -> Principal:

@@ -1,0 +1,314 @@
+"""Local identity endpoints and the control API.
+
+* ``MsiApp`` (plain HTTP, like App Service's own ``IDENTITY_ENDPOINT``): the App Service /
+  Functions managed identity protocol, ``GET /msi/token?resource=...&api-version=2019-08-01``
+  with ``X-IDENTITY-HEADER``; system-assigned identity and user-assigned ones by
+  ``client_id``/``object_id``. The same port serves the control API under ``/_control/``.
+* ``AuthorityApp`` (HTTPS): an Entra-ID-like authority for ``ClientSecretCredential``:
+  ``GET /<tenant>/v2.0/.well-known/openid-configuration``, ``POST /<tenant>/oauth2/v2.0/token``
+  (client credentials) and ``GET /<tenant>/discovery/v2.0/keys``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+from werkzeug.wrappers import Request, Response
+
+from .faults import Fault
+from .tokens import b64url_encode, scope_to_audience
+
+if TYPE_CHECKING:
+    from .emulator import Emulator
+
+MSI_PATH = "/msi/token"
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(body),
+        status=status,
+        content_type="application/json; charset=utf-8",
+        headers=headers or {},
+    )
+
+
+class MsiApp:
+    """Managed identity endpoint + control API (loopback HTTP)."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        request = Request(environ)
+        if request.path == MSI_PATH and request.method == "GET":
+            response = self._token(request)
+        elif request.path.startswith("/_control/"):
+            response = self._control(request)
+        else:
+            response = _json(404, {"statusCode": 404, "message": "Not found."})
+        return response(environ, start_response)
+
+    def _token(self, request: Request) -> Response:
+        emu = self.emulator
+
+        def error(status: int, message: str) -> Response:
+            return _json(
+                status,
+                {"statusCode": status, "message": message, "correlationId": str(uuid.uuid4())},
+            )
+
+        if request.headers.get("X-IDENTITY-HEADER") != emu.identity_header:
+            return error(401, "The X-IDENTITY-HEADER header is missing or does not match.")
+        if request.args.get("api-version") != "2019-08-01":
+            return error(400, "The api-version parameter must be 2019-08-01.")
+        resource = request.args.get("resource")
+        if not resource:
+            return error(400, "The resource parameter is required.")
+        identity = emu.find_managed_identity(
+            client_id=request.args.get("client_id"),
+            object_id=request.args.get("object_id") or request.args.get("principal_id"),
+            resource_id=request.args.get("mi_res_id"),
+        )
+        if identity is None:
+            return error(400, "Unable to load the proper Managed Identity.")
+        audience = scope_to_audience(resource)
+        token, expires_on = emu.issuer.issue(
+            audience=audience, object_id=identity.object_id, app_id=identity.client_id
+        )
+        return _json(
+            200,
+            {
+                "access_token": token,
+                "expires_on": str(expires_on),
+                "resource": resource,
+                "token_type": "Bearer",
+                "client_id": identity.client_id,
+            },
+        )
+
+    def _control(self, request: Request) -> Response:
+        emu = self.emulator
+        path = request.path.removeprefix("/_control").rstrip("/")
+        try:
+            body = request.get_json(silent=True) if request.get_data() else {}
+            if not isinstance(body, dict):
+                raise ValueError("the request body must be a JSON object")
+            if path == "/faults" and request.method == "POST":
+                fault = emu.fault(
+                    body.get("vault", "*"),
+                    body["kind"],
+                    op=body.get("op"),
+                    times=body.get("times"),
+                    retry_after=body.get("retry_after"),
+                    status=int(body.get("status", 500)),
+                    delay=float(body.get("delay", 0.0)),
+                )
+                return _json(201, {"fault": _fault_json(fault)})
+            if path == "/faults" and request.method == "GET":
+                return _json(200, {"faults": [_fault_json(f) for f in emu.faults.list()]})
+            if path == "/faults" and request.method == "DELETE":
+                emu.clear_faults()
+                return _json(200, {"faults": []})
+            if path == "/events" and request.method == "POST":
+                event = emu.fire_event(
+                    body["vault"], body["type"], body["key"], body.get("version")
+                )
+                return _json(202, {"event": event})
+            if path == "/grants" and request.method == "POST":
+                emu.grant(body["vault"], body["principal"], body.get("role") or body.get("ops"))
+                return _json(201, {"grants": emu.grants(body["vault"])})
+            if path == "/grants" and request.method == "DELETE":
+                emu.clear_grants(request.args.get("vault"))
+                return _json(200, {})
+            if path == "/clients" and request.method == "POST":
+                emu.add_client(body["client_id"], body["secret"], body.get("tenant_id"))
+                return _json(201, {"client_id": body["client_id"]})
+            if path == "/identities" and request.method == "POST":
+                identity = emu.add_user_assigned_identity(body["client_id"], body.get("object_id"))
+                return _json(
+                    201, {"client_id": identity.client_id, "object_id": identity.object_id}
+                )
+            if path == "/vaults" and request.method == "GET":
+                return _json(200, {"vaults": emu.describe()})
+        except (KeyError, ValueError, TypeError) as exc:
+            return _json(400, {"error": {"code": "BadRequest", "message": f"{exc!s}"}})
+        return _json(
+            404,
+            {
+                "error": {
+                    "code": "NotFound",
+                    "message": f"No control endpoint {request.method} {request.path}.",
+                }
+            },
+        )
+
+
+def _fault_json(fault: Fault) -> dict[str, Any]:
+    return {
+        "vault": fault.vault,
+        "kind": fault.kind,
+        "op": fault.op,
+        "times": fault.times,
+        "retry_after": fault.retry_after,
+        "status": fault.status,
+        "delay": fault.delay,
+    }
+
+
+def _aad_error(status: int, error: str, code: int, description: str) -> Response:
+    trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return _json(
+        status,
+        {
+            "error": error,
+            "error_description": (
+                f"AADSTS{code}: {description}\r\nTrace ID: {trace}\r\n"
+                f"Correlation ID: {correlation}\r\nTimestamp: {stamp}"
+            ),
+            "error_codes": [code],
+            "timestamp": stamp,
+            "trace_id": trace,
+            "correlation_id": correlation,
+            "error_uri": f"https://login.microsoftonline.com/error?code={code}",
+        },
+    )
+
+
+class AuthorityApp:
+    """An Entra-ID-like authority: OpenID configuration and client-credentials tokens."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        request = Request(environ)
+        return self._route(request)(environ, start_response)
+
+    def _route(self, request: Request) -> Response:
+        parts = [p for p in request.path.split("/") if p]
+        if not parts:
+            return _json(404, {"error": "not_found"})
+        tenant = parts[0]
+        rest = "/".join(parts[1:])
+        if tenant not in (self.emulator.tenant_id, "organizations", "common"):
+            return _aad_error(
+                400,
+                "invalid_tenant",
+                90002,
+                f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID "
+                "and are signing into the correct cloud.",
+            )
+        tenant = self.emulator.tenant_id
+        base = f"https://{request.host}/{tenant}"
+        if rest in ("v2.0/.well-known/openid-configuration", ".well-known/openid-configuration"):
+            return _json(
+                200,
+                {
+                    "token_endpoint": f"{base}/oauth2/v2.0/token",
+                    "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                    "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+                    "jwks_uri": f"{base}/discovery/v2.0/keys",
+                    "issuer": f"{base}/v2.0",
+                    "token_endpoint_auth_methods_supported": [
+                        "client_secret_post",
+                        "private_key_jwt",
+                        "client_secret_basic",
+                    ],
+                    "response_types_supported": [
+                        "code",
+                        "id_token",
+                        "code id_token",
+                        "id_token token",
+                    ],
+                    "subject_types_supported": ["pairwise"],
+                    "id_token_signing_alg_values_supported": ["RS256"],
+                    "tenant_region_scope": None,
+                },
+            )
+        if rest == "discovery/v2.0/keys":
+            return _json(200, {"keys": [self._jwk()]})
+        if rest == "oauth2/v2.0/token" and request.method == "POST":
+            return self._token(request)
+        return _json(404, {"error": "not_found"})
+
+    def _jwk(self) -> dict[str, Any]:
+        public = self.emulator.issuer.public_key
+        assert isinstance(public, rsa.RSAPublicKey)
+        numbers = public.public_numbers()
+        return {
+            "kty": "RSA",
+            "use": "sig",
+            "kid": self.emulator.issuer.key_id,
+            "n": b64url_encode(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
+            "e": b64url_encode(numbers.e.to_bytes(3, "big")),
+        }
+
+    def _token(self, request: Request) -> Response:
+        emu = self.emulator
+        form = request.form
+        if form.get("grant_type") != "client_credentials":
+            return _aad_error(
+                400,
+                "unsupported_grant_type",
+                70003,
+                "The app requested an unsupported grant type "
+                f"'{form.get('grant_type')}'; this authority supports client_credentials only.",
+            )
+        client_id = form.get("client_id", "")
+        client = emu.find_client(client_id)
+        if client is None:
+            return _aad_error(
+                400,
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{client_id}' was not found in the directory "
+                f"'{emu.tenant_id}'. This can happen if the application has not been installed by "
+                "the administrator of the tenant or consented to by any user in the tenant. You "
+                "may have sent your authentication request to the wrong tenant.",
+            )
+        if not client.secret_matches(form.get("client_secret", "")):
+            return _aad_error(
+                401,
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided. Ensure the secret being sent in the request is "
+                "the client secret value, not the client secret ID, for a secret added to app "
+                f"'{client_id}'.",
+            )
+        scope = form.get("scope", "")
+        scopes = scope.split()
+        if len(scopes) != 1 or not scopes[0].endswith("/.default"):
+            return _aad_error(
+                400,
+                "invalid_scope",
+                1002012,
+                f"The provided value for scope {scope} is not valid. Client credential flows "
+                "must have a scope value with /.default suffixed to the resource identifier "
+                "(application ID URI).",
+            )
+        token, expires_on = emu.issuer.issue(
+            audience=scope_to_audience(scopes[0]),
+            object_id=client.object_id,
+            app_id=client.client_id,
+        )
+        lifetime = expires_on - int(datetime.datetime.now(datetime.UTC).timestamp())
+        return _json(
+            200,
+            {
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+                "ext_expires_in": lifetime,
+                "access_token": token,
+            },
+        )
