@@ -8,7 +8,7 @@ answer 404 for an undeclared method).
 import azure.functions as func
 
 from functions._http import serve, to_api_request, to_http_response
-from shared.api import keys, sys
+from shared.api import keys, kms, sys
 
 bp = func.Blueprint()
 
@@ -66,3 +66,28 @@ def key_rotate(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="{mount}/key/{name}/kms")
 def key_kms(req: func.HttpRequest) -> func.HttpResponse:
     return serve(keys.KEY_KMS, req)
+
+
+@bp.route(route="{mount}/kms")
+def kms_list(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(kms.PROVIDERS, req)
+
+
+@bp.route(route="{mount}/kms/{name}")
+def kms_provider(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(kms.PROVIDER, req)
+
+
+@bp.route(route="{mount}/kms/{name}/health")
+def kms_health(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(kms.HEALTH, req)
+
+
+@bp.route(route="{mount}/kms/{name}/key")
+def kms_keys(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(kms.DISTRIBUTED, req)
+
+
+@bp.route(route="{mount}/kms/{name}/key/{key_name}")
+def kms_distribution(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(kms.DISTRIBUTION, req)

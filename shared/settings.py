@@ -55,6 +55,11 @@ class Settings:
     keyvault_ca_bundle: str | None = None
     managed_identity_client_id: str | None = None
     azure_environment: str | None = None
+    # The credential chain's documented variables (a service principal for the whole app).
+    azure_client_id: str | None = None
+    azure_client_secret: str | None = field(default=None, repr=False)
+    azure_tenant_id: str | None = None
+    azure_authority_host: str | None = None
     private_ranges: tuple[str, ...] = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
     # Test-only knob: allow auto_rotate_period below one hour.
     allow_short_rotation: bool = False
@@ -193,6 +198,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         keyvault_ca_bundle=_get(env, "KEYMGMT_KEYVAULT_CA_BUNDLE"),
         managed_identity_client_id=_get(env, "KEYMGMT_MANAGED_IDENTITY_CLIENT_ID"),
         azure_environment=_get(env, "AZURE_ENVIRONMENT"),
+        azure_client_id=_get(env, "AZURE_CLIENT_ID"),
+        azure_client_secret=_get(env, "AZURE_CLIENT_SECRET"),
+        azure_tenant_id=_get(env, "AZURE_TENANT_ID"),
+        azure_authority_host=_get(env, "AZURE_AUTHORITY_HOST"),
         private_ranges=ranges or Settings.__dataclass_fields__["private_ranges"].default,
         allow_short_rotation=_bool(env, "KEYMGMT_ALLOW_SHORT_ROTATION"),
         disable_foreign_versions=_bool(env, "KEYMGMT_DISABLE_FOREIGN_VERSIONS"),

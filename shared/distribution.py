@@ -1,0 +1,502 @@
+"""KMS providers and distribution: putting engine keys into Key Vault, and keeping them there.
+
+Every change that crosses Table Storage and Key Vault is resumable. The distribution row is
+written (with the key's provider list, in one transaction) before the first remote call; each
+imported version is recorded as it lands; imported versions carry tags naming mount, key and
+engine version, so a retry finds what a crash left behind instead of importing it twice.
+What is still to do is derivable: engine versions 1..latest missing from the row's ``versions``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from shared.errors import EngineError, InvalidRequest, NotFound
+from shared.names import check_azure_key_name, check_name
+from shared.providers import PROVIDERS, KmsProvider
+from shared.seal import credentials_context
+from shared.store import (
+    ConcurrentChange,
+    Distribution,
+    KeyRecord,
+    ProviderRecord,
+    delete_op,
+    dist_op,
+    dist_rk,
+    key_op,
+    provider_op,
+    provider_rk,
+    rfc3339,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+CREDENTIAL_KEYS = ("client_id", "client_secret", "tenant_id", "environment")
+TAG_MOUNT, TAG_KEY, TAG_VERSION, TAG_NAME = (
+    "keymgmt-mount",
+    "keymgmt-key",
+    "keymgmt-version",
+    "key_name",
+)
+
+ProviderFactory = Callable[[ProviderRecord, Mapping[str, str]], KmsProvider]
+
+
+class Distributor:
+    def __init__(self, service: Any, provider_factory: ProviderFactory | None = None) -> None:
+        self.service = service
+        self.store = service.store
+        self.settings = service.settings
+        self._factory = provider_factory or self._azure_provider
+        self._cache: dict[tuple[str, str], tuple[tuple[Any, ...], KmsProvider]] = {}
+        self._lock = threading.Lock()
+
+    # -- provider records -------------------------------------------------------------------
+
+    def write_provider(
+        self,
+        mount: str,
+        name: str,
+        *,
+        provider: str | None,
+        key_collection: str | None,
+        credentials: Mapping[str, str] | None,
+    ) -> list[str]:
+        check_name(name, "KMS provider")
+        warnings: list[str] = []
+        if credentials is not None:
+            unknown = sorted(set(credentials) - set(CREDENTIAL_KEYS))
+            if unknown:
+                raise InvalidRequest(
+                    f"credentials: unknown key(s) {', '.join(unknown)}; allowed: "
+                    f"{', '.join(CREDENTIAL_KEYS)}"
+                )
+            if credentials.get("environment"):
+                from shared.azure import cloud
+
+                cloud(credentials["environment"])  # validates
+        existing = self.store.get_provider(mount, name)
+        if existing is None:
+            if not provider:
+                raise InvalidRequest(f"provider is required; allowed: {', '.join(PROVIDERS)}")
+            if provider not in PROVIDERS:
+                raise InvalidRequest(
+                    f"provider: unsupported {provider!r}; allowed: {', '.join(PROVIDERS)}"
+                )
+            if not key_collection:
+                raise InvalidRequest("key_collection is required: the name of the Azure Key Vault")
+            _check_vault_name(key_collection)
+            record = ProviderRecord(
+                mount=mount,
+                name=name,
+                provider=provider,
+                key_collection=key_collection,
+                credentials=self._seal_credentials(mount, name, credentials or {}),
+                generation=1,
+                created=utcnow(),
+            )
+            try:
+                self.store.commit([provider_op(record, create=True)])
+            except ConcurrentChange:
+                raise InvalidRequest(
+                    f"KMS provider {name!r} was created concurrently; retry to update it"
+                ) from None
+            return warnings
+        if provider and provider != existing.provider:
+            raise InvalidRequest(
+                f"provider cannot be changed: {name!r} is {existing.provider!r}; create another "
+                "KMS provider instead"
+            )
+        if key_collection and key_collection != existing.key_collection:
+            raise InvalidRequest(
+                f"key_collection cannot be changed: {name!r} uses {existing.key_collection!r}; "
+                "create another KMS provider instead"
+            )
+        if credentials is not None:
+            updated = replace(
+                existing,
+                credentials=self._seal_credentials(mount, name, credentials),
+                generation=existing.generation + 1,
+            )
+            try:
+                self.store.commit([provider_op(updated)])
+            except ConcurrentChange:
+                raise InvalidRequest(f"KMS provider {name!r} changed concurrently; retry") from None
+        return warnings
+
+    def read_provider(self, mount: str, name: str) -> dict[str, Any]:
+        record = self.store.get_provider(mount, check_name(name, "KMS provider"))
+        if record is None:
+            raise NotFound()
+        return {"provider": record.provider, "key_collection": record.key_collection}
+
+    def list_providers(self, mount: str) -> list[str]:
+        return [p.name for p in self.store.list_providers(mount)]
+
+    def delete_provider(self, mount: str, name: str) -> None:
+        check_name(name, "KMS provider")
+        record = self.store.get_provider(mount, name)
+        if record is None:
+            return
+        held = [d.key for d in self.store.list_distributions(mount, name)]
+        if held:
+            raise InvalidRequest(
+                f"KMS provider {name!r} cannot be deleted: keys {sorted(held)} are distributed "
+                "to it; remove them first"
+            )
+        try:
+            self.store.commit([delete_op(mount, provider_rk(name), record.etag)])
+        except ConcurrentChange:
+            raise InvalidRequest(f"KMS provider {name!r} changed concurrently; retry") from None
+        with self._lock:
+            self._cache.pop((mount, name), None)
+
+    def _seal_credentials(self, mount: str, name: str, credentials: Mapping[str, str]) -> Any:
+        if not credentials:
+            return None
+        plaintext = json.dumps(dict(credentials), sort_keys=True).encode()
+        return self.service.sealer.seal(plaintext, credentials_context(mount, name))
+
+    def _open_credentials(self, record: ProviderRecord) -> dict[str, str]:
+        if record.credentials is None:
+            return {}
+        plaintext = self.service.sealer.open(
+            record.credentials, credentials_context(record.mount, record.name)
+        )
+        return json.loads(plaintext)
+
+    # -- provider clients -------------------------------------------------------------------
+
+    def provider(self, mount: str, name: str) -> tuple[ProviderRecord, KmsProvider]:
+        record = self.store.get_provider(mount, name)
+        if record is None:
+            raise InvalidRequest(f"KMS provider {name!r} does not exist in mount {mount}/")
+        return record, self._client(record)
+
+    def _client(self, record: ProviderRecord) -> KmsProvider:
+        fingerprint = (record.generation, record.provider, record.key_collection)
+        with self._lock:
+            cached = self._cache.get((record.mount, record.name))
+            if cached is not None and cached[0] == fingerprint:
+                return cached[1]
+        client = self._factory(record, self._open_credentials(record))
+        with self._lock:
+            self._cache[(record.mount, record.name)] = (fingerprint, client)
+        return client
+
+    def _azure_provider(
+        self, record: ProviderRecord, credentials: Mapping[str, str]
+    ) -> KmsProvider:
+        from shared.azure import build_credential, choose_credential, cloud, vault_url
+        from shared.providers.azurekeyvault import AzureKeyVaultProvider
+
+        environment = cloud(credentials.get("environment") or self.settings.azure_environment)
+        url = vault_url(record.key_collection, environment, self.settings.keyvault_url_overrides)
+        choice = choose_credential(self.settings, credentials)
+        credential = build_credential(choice, self.settings, credentials)
+        log.info(
+            "KMS provider %s/%s: vault %s, credential from %s",
+            record.mount,
+            record.name,
+            url,
+            choice.source,
+        )
+        return AzureKeyVaultProvider(url, credential, self.settings)
+
+    # -- distribution -----------------------------------------------------------------------
+
+    def distribute(
+        self,
+        mount: str,
+        provider_name: str,
+        key_name: str,
+        *,
+        purposes: Sequence[str],
+        protection: str,
+        expiration_period: int = 0,
+    ) -> list[str]:
+        check_name(key_name, "key")
+        if self.store.get_provider(mount, check_name(provider_name, "KMS provider")) is None:
+            raise InvalidRequest(f"KMS provider {provider_name!r} does not exist in mount {mount}/")
+        try:
+            key = self.service.keys.get(mount, key_name)
+        except NotFound:
+            raise InvalidRequest(f"key {key_name!r} does not exist in mount {mount}/") from None
+        _, provider = self.provider(mount, provider_name)
+        purposes = tuple(sorted(set(purposes)))
+        provider.check_compatible(key.type, purposes, protection)
+        check_azure_key_name(key_name)
+        existing = self.store.get_distribution(mount, provider_name, key_name)
+        if existing is not None and existing.state != "removing":
+            if (existing.purpose, existing.protection, existing.expiration_period) != (
+                purposes,
+                protection,
+                expiration_period,
+            ):
+                raise InvalidRequest(
+                    f"key {key_name!r} is already distributed to {provider_name!r} with purpose "
+                    f"{','.join(existing.purpose)!r} and protection {existing.protection!r}; "
+                    "parameters cannot change once distributed: remove it, then distribute again"
+                )
+            return self._complete(existing, key, provider)
+        if existing is not None:  # a removal that did not finish: finish it first
+            self._finish_remove(existing, provider)
+            key = self.service.keys.get(mount, key_name)
+        now = utcnow()
+        stamp = int(now.timestamp())
+        # The name carries the time of distribution; a name still held (a key removed in the
+        # same second stays soft-deleted) moves on to the next second.
+        for _ in range(10):
+            if not provider.name_in_use(f"{key_name}-{stamp}"):
+                break
+            stamp += 1
+        else:
+            raise InvalidRequest(
+                f"Key Vault holds keys named {key_name}-<time> for the next seconds; retry later"
+            )
+        dist = Distribution(
+            mount=mount,
+            provider=provider_name,
+            key=key_name,
+            remote_name=f"{key_name}-{stamp}",
+            purpose=purposes,
+            protection=protection,
+            distribution_time=now,
+            versions={},
+            state="distributing",
+            expiration_period=expiration_period,
+        )
+        updated_key = replace(key, providers=tuple(sorted({*key.providers, provider_name})))
+        try:
+            self.store.commit([dist_op(dist, create=True), key_op(updated_key)])
+        except ConcurrentChange:
+            raise InvalidRequest(
+                f"key {key_name!r} changed while being distributed; retry"
+            ) from None
+        log.info("distributing %s/%s to %s as %s", mount, key_name, provider_name, dist.remote_name)
+        dist = self.store.get_distribution(mount, provider_name, key_name)
+        key = self.service.keys.get(mount, key_name)
+        return self._complete(dist, key, provider)
+
+    def _complete(
+        self,
+        dist: Distribution,
+        key: KeyRecord,
+        provider: KmsProvider,
+        *,
+        raise_errors: bool = True,
+    ) -> list[str]:
+        """Import every engine version missing from Key Vault, in order; fix enabled states."""
+        try:
+            remote = None
+            for version in range(1, key.latest_version + 1):
+                if version in dist.versions:
+                    continue
+                if remote is None:  # look for what an interrupted run already imported
+                    remote = {}
+                    for rv in provider.remote_versions(dist.remote_name) or []:
+                        if (
+                            rv.tags.get(TAG_MOUNT) == dist.mount
+                            and rv.tags.get(TAG_KEY) == dist.key
+                        ):
+                            remote[int(rv.tags.get(TAG_VERSION, "0"))] = rv.version_id
+                version_id = remote.get(version)
+                if version_id is None:
+                    material = self.service.keys.unseal(dist.mount, dist.key, version)
+                    version_id = provider.import_version(
+                        dist.remote_name,
+                        key_type=key.type,
+                        material=material,
+                        purposes=dist.purpose,
+                        protection=dist.protection,
+                        tags={
+                            TAG_MOUNT: dist.mount,
+                            TAG_KEY: dist.key,
+                            TAG_VERSION: str(version),
+                            TAG_NAME: dist.remote_name,
+                        },
+                        enabled=version >= key.min_enabled_version,
+                        expires_in=dist.expiration_period,
+                    )
+                    log.info(
+                        "imported %s/%s v%d into %s as %s/%s",
+                        dist.mount,
+                        dist.key,
+                        version,
+                        dist.provider,
+                        dist.remote_name,
+                        version_id,
+                    )
+                dist = self._record(dist, {version: version_id})
+            if dist.state != "active" or dist.last_error:
+                dist = self._save(replace(dist, state="active", last_error=""))
+        except EngineError as exc:
+            self._note_error(dist, str(exc))
+            if raise_errors:
+                raise
+            return [f"KMS provider {dist.provider!r}: {exc}; the reconciler will finish the import"]
+        return []
+
+    def _record(self, dist: Distribution, landed: Mapping[int, str]) -> Distribution:
+        for _ in range(20):
+            merged = replace(dist, versions={**dist.versions, **landed})
+            try:
+                return self._save(merged)
+            except ConcurrentChange:
+                fresh = self.store.get_distribution(dist.mount, dist.provider, dist.key)
+                if fresh is None:
+                    raise NotFound(
+                        f"distribution of {dist.key!r} to {dist.provider!r} was removed"
+                    ) from None
+                dist = fresh
+        raise InvalidRequest("distribution is changing concurrently; retry")
+
+    def _save(self, dist: Distribution) -> Distribution:
+        self.store.commit([dist_op(dist)])
+        saved = self.store.get_distribution(dist.mount, dist.provider, dist.key)
+        assert saved is not None
+        return saved
+
+    def _note_error(self, dist: Distribution, message: str) -> None:
+        try:
+            fresh = self.store.get_distribution(dist.mount, dist.provider, dist.key)
+            if fresh is not None:
+                self.store.commit([dist_op(replace(fresh, last_error=message))])
+        except (ConcurrentChange, EngineError):
+            pass
+
+    def read_distribution(self, mount: str, provider_name: str, key_name: str) -> dict[str, Any]:
+        dist = self.store.get_distribution(
+            mount, check_name(provider_name, "KMS provider"), check_name(key_name, "key")
+        )
+        if dist is None or dist.state == "removing":
+            raise NotFound()
+        data: dict[str, Any] = {
+            "distribution_time": rfc3339(dist.distribution_time),
+            "name": dist.remote_name,
+            "protection": dist.protection,
+            "purpose": ",".join(sorted(dist.purpose)),
+            "versions": {str(v): vid for v, vid in sorted(dist.versions.items())},
+        }
+        if dist.expiration_period:
+            data["expiration_period"] = dist.expiration_period
+        key = self.store.get_key(mount, key_name)
+        if key is not None and len(dist.versions) < key.latest_version:
+            data["pending_versions"] = [
+                v for v in range(1, key.latest_version + 1) if v not in dist.versions
+            ]
+        return data
+
+    def list_distributed(self, mount: str, provider_name: str) -> list[str]:
+        check_name(provider_name, "KMS provider")
+        return [
+            d.key
+            for d in self.store.list_distributions(mount, provider_name)
+            if d.state != "removing"
+        ]
+
+    def remove(self, mount: str, provider_name: str, key_name: str) -> None:
+        dist = self.store.get_distribution(
+            mount, check_name(provider_name, "KMS provider"), check_name(key_name, "key")
+        )
+        if dist is None:
+            return
+        if dist.state != "removing":
+            dist = self._save(replace(dist, state="removing"))
+        _, provider = self.provider(mount, provider_name)
+        self._finish_remove(dist, provider)
+
+    def _finish_remove(self, dist: Distribution, provider: KmsProvider) -> None:
+        provider.delete_key(dist.remote_name)
+        for _ in range(20):
+            key = self.store.get_key(dist.mount, dist.key)
+            ops = [delete_op(dist.mount, dist_rk(dist.provider, dist.key))]
+            if key is not None and dist.provider in key.providers:
+                ops.append(
+                    key_op(
+                        replace(
+                            key, providers=tuple(p for p in key.providers if p != dist.provider)
+                        )
+                    )
+                )
+            try:
+                self.store.commit(ops)
+                log.info(
+                    "removed %s/%s from %s (Key Vault key %s soft-deleted)",
+                    dist.mount,
+                    dist.key,
+                    dist.provider,
+                    dist.remote_name,
+                )
+                return
+            except ConcurrentChange:
+                continue
+        raise InvalidRequest("the key is changing concurrently; retry the removal")
+
+    # -- propagation (called by the key engine) -------------------------------------------------
+
+    def after_rotate(self, key: KeyRecord, version: int) -> list[str]:
+        return self._each_distribution(
+            key,
+            lambda dist, provider: self._complete(
+                dist, self.service.keys.get(key.mount, key.name), provider, raise_errors=False
+            ),
+        )
+
+    def after_min_enabled_change(self, key: KeyRecord) -> list[str]:
+        return self._each_distribution(
+            key, lambda dist, provider: self._enforce_enabled(dist, key, provider)
+        )
+
+    def _enforce_enabled(
+        self, dist: Distribution, key: KeyRecord, provider: KmsProvider
+    ) -> list[str]:
+        try:
+            remote = {
+                rv.version_id: rv.enabled for rv in provider.remote_versions(dist.remote_name) or []
+            }
+            for version, version_id in sorted(dist.versions.items()):
+                wanted = version >= key.min_enabled_version
+                if remote.get(version_id) is not None and remote[version_id] != wanted:
+                    provider.set_enabled(dist.remote_name, version_id, wanted)
+        except EngineError as exc:
+            return [f"KMS provider {dist.provider!r}: {exc}; the reconciler will retry"]
+        return []
+
+    def _each_distribution(
+        self, key: KeyRecord, action: Callable[[Distribution, KmsProvider], list[str]]
+    ) -> list[str]:
+        warnings: list[str] = []
+        for provider_name in key.providers:
+            dist = self.store.get_distribution(key.mount, provider_name, key.name)
+            if dist is None or dist.state == "removing":
+                continue
+            try:
+                _, provider = self.provider(key.mount, provider_name)
+                warnings += action(dist, provider)
+            except EngineError as exc:
+                warnings.append(f"KMS provider {provider_name!r}: {exc}")
+        return warnings
+
+    # -- health (ext) -----------------------------------------------------------------------
+
+    def health(self, mount: str, provider_name: str) -> dict[str, Any]:
+        _, provider = self.provider(mount, check_name(provider_name, "KMS provider"))
+        return provider.health()
+
+
+def _check_vault_name(name: str) -> None:
+    import re
+
+    base = name.removesuffix(".managedhsm")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]", base) or "--" in base:
+        raise InvalidRequest(
+            f"key_collection: {name!r} is not a Key Vault name (3-24 letters, digits and "
+            "single dashes, starting with a letter; '<name>.managedhsm' for a Managed HSM)"
+        )

@@ -1,0 +1,192 @@
+"""The seed's whole transcript through the real `bao` CLI: Azurite, local host, emulator."""
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from tests.e2e.test_cli_clients import BAO
+from tests.fixtures.funchost import FuncHost, emulator_settings, engine_settings, wait_healthy
+from tools.kvemu import Emulator
+
+# The seed document's example service principal (HashiCorp's docs; not a real secret).
+SEED_CLIENT_ID = "a0454cd1-e28e-405e-bc50-7477fa8a00b7"
+SEED_CLIENT_SECRET = "eR%HizuCVEpAKgeaUEx"  # noqa: S105
+SEED_TENANT_ID = "cd4bf224-d114-4f96-9bbc-b8f45751c43f"
+
+
+@pytest.fixture(scope="module")
+def seed_stack(azurite, tmp_path_factory):
+    emulator = Emulator(
+        {"keyvault-name": 0}, cert_dir=tmp_path_factory.mktemp("seed-kv"), tenant_id=SEED_TENANT_ID
+    )
+    emulator.add_client(SEED_CLIENT_ID, SEED_CLIENT_SECRET)
+    emulator.start()
+    host = FuncHost(
+        engine_settings(
+            azurite, f"seed{os.getpid()}", KEYMGMT_DEFAULT_MOUNTS="", **emulator_settings(emulator)
+        )
+    )
+    try:
+        wait_healthy(host.url)
+        yield host, emulator
+    finally:
+        host.stop()
+        emulator.stop()
+
+
+def test_seed_transcript_with_distribution(seed_stack, tmp_path):
+    host, emulator = seed_stack
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "BAO_ADDR": host.url,
+        "BAO_TOKEN": "root",
+    }
+
+    def bao(*args):
+        result = subprocess.run(
+            [BAO, *args], env=env, capture_output=True, text=True, timeout=180, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert "Success! Enabled the keymgmt secrets engine at: keymgmt/" in bao(
+        "secrets", "enable", "keymgmt"
+    )
+    out = bao(
+        "write",
+        "keymgmt/kms/example-kms",
+        "provider=azurekeyvault",
+        "key_collection=keyvault-name",
+        f"credentials=client_id={SEED_CLIENT_ID}",
+        f"credentials=client_secret={SEED_CLIENT_SECRET}",
+        f"credentials=tenant_id={SEED_TENANT_ID}",
+    )
+    assert out.strip() == "Success! Data written to: keymgmt/kms/example-kms"
+    assert "Success! Data written to: keymgmt/key/rsa-1" in bao(
+        "write", "keymgmt/key/rsa-1", "type=rsa-2048"
+    )
+    json.loads(bao("read", "-format=json", "keymgmt/key/rsa-1"))
+    out = bao(
+        "write", "keymgmt/kms/example-kms/key/rsa-1", "purpose=encrypt,decrypt", "protection=hsm"
+    )
+    assert out.strip() == "Success! Data written to: keymgmt/kms/example-kms/key/rsa-1"
+    listed = bao("list", "keymgmt/kms/example-kms/key/").split()
+    assert listed == ["Keys", "----", "rsa-1"]
+    assert "Success! Data written to: keymgmt/key/rsa-1/rotate" in bao(
+        "write", "-f", "keymgmt/key/rsa-1/rotate"
+    )
+    key = json.loads(bao("read", "-format=json", "keymgmt/key/rsa-1"))["data"]
+    assert key["latest_version"] == 2
+
+    dist = json.loads(bao("read", "-format=json", "keymgmt/kms/example-kms/key/rsa-1"))["data"]
+    assert re.fullmatch(r"rsa-1-\d{10}", dist["name"])
+    assert dist["purpose"] == "decrypt,encrypt" and dist["protection"] == "hsm"
+    assert sorted(dist["versions"]) == ["1", "2"]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", v) for v in dist["versions"].values())
+    assert bao("list", "keymgmt/key/rsa-1/kms").split() == ["Keys", "----", "example-kms"]
+
+    # The emulator holds rsa-1-<ts> with two versions: the engine's keys, usable there.
+    from azure.identity import ClientSecretCredential
+    from azure.keyvault.keys import KeyClient
+    from azure.keyvault.keys.crypto import CryptographyClient, EncryptionAlgorithm
+
+    credential = ClientSecretCredential(
+        SEED_TENANT_ID,
+        SEED_CLIENT_ID,
+        SEED_CLIENT_SECRET,
+        authority=emulator.authority_host,
+        disable_instance_discovery=True,
+        connection_verify=emulator.ca_path,
+    )
+    client = KeyClient(
+        emulator.vault_url("keyvault-name"),
+        credential,
+        verify_challenge_resource=False,
+        connection_verify=emulator.ca_path,
+    )
+    versions = {p.version: p for p in client.list_properties_of_key_versions(dist["name"])}
+    assert set(versions) == set(dist["versions"].values())
+    digest = b"\x11" * 32
+    for engine_version, kv_version in dist["versions"].items():
+        remote = client.get_key(dist["name"], kv_version)
+        assert remote.key_type == "RSA-HSM"
+        assert sorted(remote.key_operations) == ["decrypt", "encrypt"]
+        assert remote.properties.tags["keymgmt-version"] == engine_version
+        engine_public = serialization.load_pem_public_key(
+            key["versions"][engine_version]["public_key"].encode()
+        )
+        assert int.from_bytes(remote.key.n, "big") == engine_public.public_numbers().n
+        # sign is not among this key's purposes, so prove the private half with decrypt:
+        # encrypt locally with the engine's public key, decrypt inside the emulator.
+        crypto = CryptographyClient(
+            remote, credential, verify_challenge_resource=False, connection_verify=emulator.ca_path
+        )
+        ciphertext = engine_public.encrypt(
+            digest,
+            padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None),
+        )
+        assert crypto.decrypt(EncryptionAlgorithm.rsa_oaep_256, ciphertext).plaintext == digest
+
+
+def test_distributed_key_signs_in_key_vault_and_verifies_with_engine_key(seed_stack, tmp_path):
+    host, emulator = seed_stack
+    import requests
+
+    s = requests.Session()
+    s.headers["X-Vault-Token"] = "root"
+    base = f"{host.url}/v1/keymgmt"
+    if s.get(f"{base}/kms/example-kms").status_code == 404:
+        s.post(f"{host.url}/v1/sys/mounts/keymgmt", json={"type": "keymgmt"})
+        s.put(
+            f"{base}/kms/example-kms",
+            json={
+                "provider": "azurekeyvault",
+                "key_collection": "keyvault-name",
+                "credentials": [
+                    f"client_id={SEED_CLIENT_ID}",
+                    f"client_secret={SEED_CLIENT_SECRET}",
+                    f"tenant_id={SEED_TENANT_ID}",
+                ],
+            },
+        ).raise_for_status()
+    assert s.put(f"{base}/key/signer", json={"type": "rsa-3072"}).status_code == 204
+    assert (
+        s.put(
+            f"{base}/kms/example-kms/key/signer", json={"purpose": ["sign", "verify"]}
+        ).status_code
+        == 204
+    )
+    assert s.post(f"{base}/key/signer/rotate").status_code == 204
+    key = s.get(f"{base}/key/signer").json()["data"]
+    dist = s.get(f"{base}/kms/example-kms/key/signer").json()["data"]
+
+    from azure.identity import ClientSecretCredential
+    from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
+
+    credential = ClientSecretCredential(
+        SEED_TENANT_ID,
+        SEED_CLIENT_ID,
+        SEED_CLIENT_SECRET,
+        authority=emulator.authority_host,
+        disable_instance_discovery=True,
+        connection_verify=emulator.ca_path,
+    )
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(b"the seed")
+    digest = digest.finalize()
+    for engine_version, kv_version in dist["versions"].items():
+        key_id = f"{emulator.vault_url('keyvault-name')}/keys/{dist['name']}/{kv_version}"
+        crypto = CryptographyClient(
+            key_id, credential, verify_challenge_resource=False, connection_verify=emulator.ca_path
+        )
+        signature = crypto.sign(SignatureAlgorithm.rs256, digest).signature
+        public = serialization.load_pem_public_key(
+            key["versions"][engine_version]["public_key"].encode()
+        )
+        public.verify(signature, b"the seed", padding.PKCS1v15(), hashes.SHA256())
