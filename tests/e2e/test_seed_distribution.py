@@ -15,7 +15,7 @@ from tools.kvemu import Emulator
 
 # The seed document's example service principal (HashiCorp's docs; not a real secret).
 SEED_CLIENT_ID = "a0454cd1-e28e-405e-bc50-7477fa8a00b7"
-SEED_CLIENT_SECRET = "eR%HizuCVEpAKgeaUEx"  # noqa: S105
+SEED_CLIENT_SECRET = "eR%HizuCVEpAKgeaUEx"
 SEED_TENANT_ID = "cd4bf224-d114-4f96-9bbc-b8f45751c43f"
 
 
