@@ -21,6 +21,7 @@ from shared.names import check_azure_key_name, check_name
 from shared.providers import PROVIDERS, KmsProvider
 from shared.seal import credentials_context
 from shared.store import (
+    REMOTE_PARTITION,
     ConcurrentChange,
     Distribution,
     KeyRecord,
@@ -32,6 +33,7 @@ from shared.store import (
     provider_op,
     provider_rk,
     rfc3339,
+    upsert_op,
     utcnow,
 )
 
@@ -272,6 +274,22 @@ class Distributor:
             state="distributing",
             expiration_period=expiration_period,
         )
+        # The owner index lets Key Vault events find this distribution by the remote name. It is
+        # written first; an entry whose distribution never got recorded is ignored when read.
+        record = self.store.get_provider(mount, provider_name)
+        self.store.commit(
+            [
+                upsert_op(
+                    {
+                        "PartitionKey": REMOTE_PARTITION,
+                        "RowKey": f"{record.key_collection.lower()}:{dist.remote_name}",
+                        "mount": mount,
+                        "provider": provider_name,
+                        "key": key_name,
+                    }
+                )
+            ]
+        )
         updated_key = replace(key, providers=tuple(sorted({*key.providers, provider_name})))
         try:
             self.store.commit([dist_op(dist, create=True), key_op(updated_key)])
@@ -483,6 +501,89 @@ class Distributor:
             except EngineError as exc:
                 warnings.append(f"KMS provider {provider_name!r}: {exc}")
         return warnings
+
+    # -- reconciliation and events -----------------------------------------------------------
+
+    def find_by_remote(self, vault: str, remote_name: str) -> Distribution | None:
+        """The distribution that owns ``remote_name`` in vault ``vault``, if this engine made it."""
+        owner = self.store.remote_owner(vault, remote_name)
+        if owner is None:
+            return None
+        mount, provider_name, key_name = owner
+        dist = self.store.get_distribution(mount, provider_name, key_name)
+        if dist is None or dist.remote_name != remote_name:
+            return None
+        return dist
+
+    def reconcile(self, dist: Distribution) -> dict[str, Any]:
+        """Finish pending work for one distribution and report drift; never deletes anything
+        it did not create (removal of a key the user asked to remove is finished, though)."""
+        report: dict[str, Any] = {
+            "mount": dist.mount,
+            "provider": dist.provider,
+            "key": dist.key,
+            "name": dist.remote_name,
+            "imported": [],
+            "enabled_changed": [],
+            "drift": [],
+            "errors": [],
+        }
+        try:
+            _, provider = self.provider(dist.mount, dist.provider)
+            if dist.state == "removing":
+                self._finish_remove(dist, provider)
+                report["removed"] = True
+                return report
+            key = self.store.get_key(dist.mount, dist.key)
+            if key is None or key.state != "active":
+                report["drift"].append("the engine key no longer exists")
+                return report
+            remote = provider.remote_versions(dist.remote_name)
+            if remote is None:
+                if dist.versions:
+                    report["drift"].append(
+                        f"Key Vault key {dist.remote_name} was deleted outside the engine; "
+                        "remove the distribution and distribute again (or recover the key in "
+                        "Key Vault)"
+                    )
+                    return report
+                remote = []
+            ids = {rv.version_id for rv in remote}
+            ours = set(dist.versions.values())
+            for rv in remote:
+                tagged = rv.tags.get(TAG_MOUNT) == dist.mount and rv.tags.get(TAG_KEY) == dist.key
+                if rv.version_id not in ours and not tagged:
+                    report["drift"].append(
+                        f"Key Vault version {rv.version_id} of {dist.remote_name} was not "
+                        "created by this engine"
+                    )
+            missing = [v for v, vid in sorted(dist.versions.items()) if vid not in ids]
+            if missing:
+                report["drift"].append(
+                    f"engine versions {missing} are missing in Key Vault; re-importing them"
+                )
+                dist = self._save(
+                    replace(
+                        dist,
+                        versions={v: vid for v, vid in dist.versions.items() if v not in missing},
+                    )
+                )
+            before = set(dist.versions)
+            warnings = self._complete(dist, key, provider, raise_errors=False)
+            report["errors"] += warnings
+            fresh = self.store.get_distribution(dist.mount, dist.provider, dist.key) or dist
+            report["imported"] = sorted(set(fresh.versions) - before)
+            enabled_before = {
+                rv.version_id: rv.enabled for rv in provider.remote_versions(dist.remote_name) or []
+            }
+            report["errors"] += self._enforce_enabled(fresh, key, provider)
+            for version, vid in sorted(fresh.versions.items()):
+                wanted = version >= key.min_enabled_version
+                if vid in enabled_before and enabled_before[vid] != wanted:
+                    report["enabled_changed"].append(version)
+        except EngineError as exc:
+            report["errors"].append(str(exc))
+        return report
 
     # -- health (ext) -----------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SYS_PARTITION = "_sys"
 ROTATION_PARTITION = "_rotation"
+REMOTE_PARTITION = "_remote"  # <vault>:<remote key name> → the distribution that owns it
 MAX_TRANSACTION = 100  # Table Storage's limit per entity-group transaction
 
 
@@ -579,6 +580,12 @@ class Store:
     def list_distributions(self, mount: str, provider: str | None = None) -> list[Distribution]:
         prefix = f"dist:{provider}:" if provider else "dist:"
         return [_dist_from(e) for e in self._range(mount, prefix)]
+
+    def remote_owner(self, vault: str, remote_name: str) -> tuple[str, str, str] | None:
+        entity = self._get(REMOTE_PARTITION, f"{vault.lower()}:{remote_name}")
+        if entity is None:
+            return None
+        return entity["mount"], entity["provider"], entity["key"]
 
     def all_distributions(self) -> Iterable[Distribution]:
         """Every distribution in every mount (the reconciler's work list)."""
