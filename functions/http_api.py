@@ -91,3 +91,13 @@ def kms_keys(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="{mount}/kms/{name}/key/{key_name}")
 def kms_distribution(req: func.HttpRequest) -> func.HttpResponse:
     return serve(kms.DISTRIBUTION, req)
+
+
+@bp.route(route="sys/keymgmt/rotation", methods=["GET"])
+def sys_keymgmt_rotation(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(sys.ROTATION_STATUS, req)
+
+
+@bp.route(route="sys/keymgmt/reconcile", methods=["GET"])
+def sys_keymgmt_reconcile(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(sys.RECONCILE_STATUS, req)

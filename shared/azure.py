@@ -104,6 +104,20 @@ class CredentialChoice:
     client_id: str | None
     authority_host: str
 
+    @property
+    def label(self) -> str:
+        """Which credential, for error messages (never the secret)."""
+        if self.source == "environment":
+            return (
+                "the app's AZURE_CLIENT_ID/AZURE_CLIENT_SECRET "
+                f"(client secret of app {self.client_id})"
+            )
+        if self.source == "provider":
+            return f"the provider's stored credentials (client secret of app {self.client_id})"
+        if self.client_id:
+            return f"the user-assigned managed identity {self.client_id}"
+        return "the system-assigned managed identity"
+
 
 def choose_credential(settings: Settings, stored: Mapping[str, str]) -> CredentialChoice:
     environment = cloud(stored.get("environment") or settings.azure_environment)
@@ -205,7 +219,11 @@ def describe_error(exc: Exception) -> tuple[int | None, str, str]:
     """(HTTP status, Key Vault error code, first line of the message) of an Azure SDK error."""
     status = getattr(exc, "status_code", None)
     error = getattr(exc, "error", None)
-    code = getattr(error, "code", None) or ""
+    # Key Vault puts the specific reason in innererror: "Forbidden" is ForbiddenByRbac,
+    # ForbiddenByConnection, ...; the specific code is the one worth reporting and matching.
+    inner = getattr(error, "innererror", None) or {}
+    code = (inner.get("code") if isinstance(inner, Mapping) else None) or ""
+    code = code or getattr(error, "code", None) or ""
     message = getattr(error, "message", None) or getattr(exc, "message", None) or str(exc)
     first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
     return status, code, first

@@ -209,7 +209,7 @@ class Distributor:
             url,
             choice.source,
         )
-        return AzureKeyVaultProvider(url, credential, self.settings)
+        return AzureKeyVaultProvider(url, credential, self.settings, choice.label)
 
     # -- distribution -----------------------------------------------------------------------
 

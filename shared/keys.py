@@ -263,10 +263,16 @@ class KeyEngine:
     # -- rotation ----------------------------------------------------------------------------
 
     def rotate(
-        self, mount: str, name: str, *, expected_slot: str | None = None
+        self,
+        mount: str,
+        name: str,
+        *,
+        expected_slot: str | None = None,
+        expected_latest: int | None = None,
     ) -> tuple[int, list[str]]:
         """Add a version. With ``expected_slot``, only while the key is still due at that slot
-        (the sweep's guard against double rotation); returns (0, []) when it no longer is."""
+        (the sweep's guard against double rotation); with ``expected_latest``, only while that
+        is still the latest version (an expiry event's guard). Returns (0, []) when skipped."""
         check_name(name, "key")
         key = self.get(mount, name)
         material = keytypes.generate(key.type)  # slow part first, outside the race window
@@ -274,9 +280,12 @@ class KeyEngine:
 
         def attempt() -> None:
             current = self.get(mount, name)
-            if expected_slot is not None and current.rotation_slot != expected_slot:
+            if (expected_slot is not None and current.rotation_slot != expected_slot) or (
+                expected_latest is not None and current.latest_version != expected_latest
+            ):
                 result["skipped"] = True
                 return
+            result.pop("skipped", None)
             version = current.latest_version + 1
             now = utcnow()
             record = VersionRecord(

@@ -213,3 +213,12 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
 def get() -> Settings:
     """The process-wide settings, read on first use."""
     return load()
+
+
+def schedule(name: str) -> str:
+    """A timer's NCRONTAB schedule from its app setting, or the default (read at indexing)."""
+    defaults = {
+        "KEYMGMT_ROTATION_SCHEDULE": DEFAULT_ROTATION_SCHEDULE,
+        "KEYMGMT_RECONCILE_SCHEDULE": DEFAULT_RECONCILE_SCHEDULE,
+    }
+    return _get(os.environ, name) or defaults[name]

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 SYS_PARTITION = "_sys"
 ROTATION_PARTITION = "_rotation"
+STATUS_PARTITION = "_status"  # last results of the rotation sweep and the reconciler
+DRIFT_PARTITION = "_drift"  # drift reported by Key Vault events
 REMOTE_PARTITION = "_remote"  # <vault>:<remote key name> → the distribution that owns it
 MAX_TRANSACTION = 100  # Table Storage's limit per entity-group transaction
 
@@ -363,6 +365,7 @@ class Store:
         self.table_name = f"{settings.table_prefix}state"
         self._table = table_client
         self.request_count = 0  # Table requests sent by this store (sweep cost tests read it)
+        self.entities_read = 0
 
     @property
     def table(self) -> Any:
@@ -399,9 +402,11 @@ class Store:
 
         self.request_count += 1
         try:
-            return self.table.get_entity(partition, row, select=list(select) if select else None)
+            entity = self.table.get_entity(partition, row, select=list(select) if select else None)
         except ResourceNotFoundError:
             return None
+        self.entities_read += 1
+        return entity
 
     def _query(
         self, flt: str, parameters: dict[str, Any], select: Sequence[str] | None = None
@@ -411,7 +416,9 @@ class Store:
         ).by_page()
         for page in pages:
             self.request_count += 1
-            yield from page
+            for entity in page:
+                self.entities_read += 1
+                yield entity
 
     def _range(
         self, partition: str, prefix: str, select: Sequence[str] | None = None
@@ -586,6 +593,55 @@ class Store:
         if entity is None:
             return None
         return entity["mount"], entity["provider"], entity["key"]
+
+    def due_rotations(self, now: dt.datetime) -> list[tuple[str, str, str]]:
+        """(slot, mount, key) of index entries due at ``now``: one range query, due ones only."""
+        rows = self._query(
+            "PartitionKey eq @pk and RowKey lt @hi",
+            {"pk": ROTATION_PARTITION, "hi": f"{int(now.timestamp()):012d};"},
+            select=["RowKey", "mount", "key"],
+        )
+        return [(e["RowKey"], e["mount"], e["key"]) for e in rows]
+
+    def put_status(self, name: str, payload: dict[str, Any]) -> None:
+        text = json.dumps(payload, default=str)
+        if len(text) > 30000:  # Table strings hold 32K characters
+            payload = {**payload, "details_truncated": True}
+            for field_name in ("distributions", "drift"):
+                if isinstance(payload.get(field_name), list):
+                    payload[field_name] = payload[field_name][:50]
+            text = json.dumps(payload, default=str)[:30000]
+        self.commit([upsert_op({"PartitionKey": STATUS_PARTITION, "RowKey": name, "json": text})])
+
+    def get_status(self, name: str) -> dict[str, Any] | None:
+        entity = self._get(STATUS_PARTITION, name)
+        if entity is None:
+            return None
+        try:
+            return json.loads(entity["json"])
+        except ValueError:
+            return {"details_truncated": True}
+
+    def add_event_drift(self, row: str, payload: dict[str, Any]) -> None:
+        self.commit(
+            [
+                upsert_op(
+                    {
+                        "PartitionKey": DRIFT_PARTITION,
+                        "RowKey": row,
+                        "json": json.dumps(payload, default=str),
+                    }
+                )
+            ]
+        )
+
+    def event_drift(self, limit: int = 200) -> list[dict[str, Any]]:
+        rows = []
+        for entity in self._query("PartitionKey eq @pk", {"pk": DRIFT_PARTITION}):
+            rows.append(json.loads(entity["json"]))
+            if len(rows) >= limit:
+                break
+        return rows
 
     def all_distributions(self) -> Iterable[Distribution]:
         """Every distribution in every mount (the reconciler's work list)."""

@@ -6,7 +6,7 @@ import time
 
 from shared import vaultapi
 from shared.api import Context, PathSpec
-from shared.errors import InvalidRequest
+from shared.errors import InvalidRequest, NotFound
 from shared.vaultapi import ApiRequest, ApiResponse, Field
 
 VERSION = "1.19.0+azure-keymgmt.0.1.0"
@@ -155,4 +155,31 @@ MOUNT = PathSpec(
     fields=MOUNT_FIELDS,
     mounted=False,
     operations={"read": _read_mount, "update": _enable, "delete": _disable},
+)
+
+
+def _rotation_status(ctx: Context) -> ApiResponse:
+    status = ctx.service.store.get_status("rotation")
+    if status is None:
+        raise NotFound()
+    return vaultapi.ok(status)
+
+
+def _reconcile_status(ctx: Context) -> ApiResponse:
+    status = ctx.service.store.get_status("reconcile") or {}
+    status["reported_by_events"] = ctx.service.store.event_drift()
+    return vaultapi.ok(status)
+
+
+ROTATION_STATUS = PathSpec(
+    "sys/keymgmt/rotation",
+    operations={"read": _rotation_status},
+    mounted=False,
+    description="ext: the last rotation sweep's summary",
+)
+RECONCILE_STATUS = PathSpec(
+    "sys/keymgmt/reconcile",
+    operations={"read": _reconcile_status},
+    mounted=False,
+    description="ext: the last reconciler result and drift reported by Key Vault events",
 )

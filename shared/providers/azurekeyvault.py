@@ -51,8 +51,17 @@ class UpstreamRefused(EngineError):
     status = 502
 
 
-def upstream_error(vault: str, what: str, exc: Exception) -> EngineError:
+def upstream_error(vault: str, what: str, exc: Exception, credential: str = "") -> EngineError:
+    from azure.core.exceptions import ClientAuthenticationError
+
     status, code, message = describe_error(exc)
+    if isinstance(exc, ClientAuthenticationError) and status is None:
+        # No token: the credential itself failed (wrong secret, unknown app or tenant, no
+        # managed identity). Configuration, not an outage: say which credential, no retry hint.
+        return UpstreamRefused(
+            f"Key Vault {vault}: could not get an access token with "
+            f"{credential or 'the configured credential'} ({what}): {message}"
+        )
     text = f"Key Vault {vault}: {what} failed: {code + ': ' if code else ''}{message}"
     if status == 429:
         return UpstreamThrottled(text + " (still throttled after retries)")
@@ -63,6 +72,8 @@ def upstream_error(vault: str, what: str, exc: Exception) -> EngineError:
             " — the vault accepts only private traffic: check that its name resolves to "
             "the private endpoint from this app (kms/:name/health shows what it resolves to)"
         )
+    elif code == "ForbiddenByRbac" and credential:
+        text += f" — {credential} needs a Key Vault role on this vault (Key Vault Crypto Officer)"
     return UpstreamRefused(text)
 
 
@@ -73,9 +84,12 @@ _KEK_LOCK = threading.Lock()
 class AzureKeyVaultProvider:
     name = "azurekeyvault"
 
-    def __init__(self, url: str, credential: Any, settings: Settings) -> None:
+    def __init__(
+        self, url: str, credential: Any, settings: Settings, credential_label: str = ""
+    ) -> None:
         self.url = url.rstrip("/")
         self.credential = credential
+        self.credential_label = credential_label
         self.settings = settings
         self.client = key_client(self.url, credential, settings)
 
@@ -112,6 +126,9 @@ class AzureKeyVaultProvider:
 
     # -- remote operations --------------------------------------------------------------------
 
+    def _error(self, what: str, exc: Exception) -> EngineError:
+        return upstream_error(self.url, what, exc, self.credential_label)
+
     def remote_versions(self, remote_name: str) -> list[RemoteVersion] | None:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
@@ -125,7 +142,7 @@ class AzureKeyVaultProvider:
         except AzureError as exc:
             if describe_error(exc)[1] == "KeyNotFound":
                 return None
-            raise upstream_error(self.url, f"listing versions of {remote_name}", exc) from None
+            raise self._error(f"listing versions of {remote_name}", exc) from None
 
     def name_in_use(self, remote_name: str) -> bool:
         """Whether the name is held by a key, live or soft-deleted (then taken until purged)."""
@@ -140,7 +157,7 @@ class AzureKeyVaultProvider:
         except AzureError as exc:
             if describe_error(exc)[1] == "KeyNotFound":
                 return False
-            raise upstream_error(self.url, f"looking up deleted key {remote_name}", exc) from None
+            raise self._error(f"looking up deleted key {remote_name}", exc) from None
         return True
 
     def _kek(self) -> tuple[str, Any]:
@@ -163,7 +180,7 @@ class AzureKeyVaultProvider:
                     tags={"keymgmt-role": "kek"},
                 )
         except AzureError as exc:
-            raise upstream_error(self.url, "preparing the key exchange key", exc) from None
+            raise self._error("preparing the key exchange key", exc) from None
         ops = sorted(str(getattr(op, "value", op)) for op in (kek.key_operations or []))
         if ops != ["import"] or not kek.properties.enabled:
             raise UpstreamRefused(
@@ -226,7 +243,7 @@ class AzureKeyVaultProvider:
             if protection == "hsm":  # the KEK may have changed under us: fetch it afresh next time
                 with _KEK_LOCK:
                     _KEK_CACHE.pop(self.url, None)
-            raise upstream_error(self.url, f"importing into {remote_name}", exc) from None
+            raise self._error(f"importing into {remote_name}", exc) from None
         return imported.properties.version or ""
 
     def set_enabled(self, remote_name: str, version_id: str, enabled: bool) -> None:
@@ -235,7 +252,7 @@ class AzureKeyVaultProvider:
         try:
             self.client.update_key_properties(remote_name, version_id, enabled=enabled)
         except AzureError as exc:
-            raise upstream_error(self.url, f"updating {remote_name}/{version_id}", exc) from None
+            raise self._error(f"updating {remote_name}/{version_id}", exc) from None
 
     def delete_key(self, remote_name: str) -> None:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
@@ -249,7 +266,7 @@ class AzureKeyVaultProvider:
         except AzureError as exc:
             if describe_error(exc)[1] == "KeyNotFound":
                 return
-            raise upstream_error(self.url, f"deleting {remote_name}", exc) from None
+            raise self._error(f"deleting {remote_name}", exc) from None
 
     # -- diagnostics --------------------------------------------------------------------------
 
@@ -264,6 +281,7 @@ class AzureKeyVaultProvider:
             "vault_url": self.url,
             "host": host,
             "private_ranges": list(self.settings.private_ranges),
+            "credential": self.credential_label,
         }
         try:
             infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)

@@ -1,0 +1,138 @@
+"""The rotation sweep and the reconciler: what the timer triggers run."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from shared.errors import EngineError
+from shared.store import ROTATION_PARTITION, delete_op, rfc3339, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def rotation_sweep(service: Any, *, past_due: bool = False) -> dict[str, Any]:
+    """Rotate every key whose next rotation time has come, once, and redistribute it.
+
+    Reads only the due entries of the rotation index. Each rotation is conditioned on the
+    key still holding the entry's slot, so overlapping sweeps, a late run and a rotation by
+    hand at the same moment rotate a key once per due time. A failure is counted and left
+    for the next run (its index entry stays).
+    """
+    started = time.monotonic()
+    now = utcnow()
+    store, keys = service.store, service.keys
+    due = store.due_rotations(now)
+    rotated = failed = skipped = 0
+    warnings: list[str] = []
+    for slot, mount, name in due:
+        try:
+            key = store.get_key(mount, name)
+            if key is None or key.state != "active" or key.rotation_slot != slot:
+                # A stale entry: the key moved on (rotated, rescheduled or deleted).
+                store.commit([delete_op(ROTATION_PARTITION, slot)])
+                skipped += 1
+                continue
+            version, notes = keys.rotate(mount, name, expected_slot=slot)
+            if version:
+                rotated += 1
+                warnings += [f"{mount}/{name}: {w}" for w in notes]
+            else:
+                skipped += 1
+        except EngineError as exc:
+            failed += 1
+            log.warning("rotation of %s/%s failed: %s", mount, name, exc)
+        except Exception:
+            failed += 1
+            log.exception("rotation of %s/%s failed", mount, name)
+    summary = {
+        "time": rfc3339(now),
+        "past_due": past_due,
+        "due": len(due),
+        "rotated": rotated,
+        "skipped": skipped,
+        "failed": failed,
+        "duration_ms": int((time.monotonic() - started) * 1000),
+        "warnings": warnings[:50],
+    }
+    log.info(
+        "rotation sweep: due=%d rotated=%d skipped=%d failed=%d duration=%dms%s",
+        len(due),
+        rotated,
+        skipped,
+        failed,
+        summary["duration_ms"],
+        " (past due)" if past_due else "",
+    )
+    _save(service, "rotation", summary)
+    return summary
+
+
+def reconcile_all(service: Any) -> dict[str, Any]:
+    """Finish pending distribution work everywhere, enforce enabled states, report drift."""
+    started = time.monotonic()
+    now = utcnow()
+    reports = []
+    distributor = service.distribution
+    for dist in service.store.all_distributions():
+        reports.append(distributor.reconcile(dist))
+    drift = [
+        {
+            "mount": r["mount"],
+            "provider": r["provider"],
+            "key": r["key"],
+            "name": r["name"],
+            "drift": d,
+        }
+        for r in reports
+        for d in r["drift"]
+    ]
+    summary = {
+        "time": rfc3339(now),
+        "distributions": len(reports),
+        "imported": sum(len(r["imported"]) for r in reports),
+        "enabled_changed": sum(len(r["enabled_changed"]) for r in reports),
+        "removed": sum(1 for r in reports if r.get("removed")),
+        "errors": sum(len(r["errors"]) for r in reports),
+        "drift": drift,
+        "duration_ms": int((time.monotonic() - started) * 1000),
+        "details": [
+            r
+            for r in reports
+            if r["imported"]
+            or r["enabled_changed"]
+            or r["drift"]
+            or r["errors"]
+            or r.get("removed")
+        ][:50],
+    }
+    log.info(
+        "reconcile: distributions=%d imported=%d enabled_changed=%d removed=%d "
+        "drift=%d errors=%d duration=%dms",
+        summary["distributions"],
+        summary["imported"],
+        summary["enabled_changed"],
+        summary["removed"],
+        len(drift),
+        summary["errors"],
+        summary["duration_ms"],
+    )
+    for item in drift:
+        log.warning(
+            "drift: %s/%s in %s (%s): %s",
+            item["mount"],
+            item["key"],
+            item["provider"],
+            item["name"],
+            item["drift"],
+        )
+    _save(service, "reconcile", summary)
+    return summary
+
+
+def _save(service: Any, name: str, summary: dict[str, Any]) -> None:
+    try:
+        service.store.put_status(name, summary)
+    except Exception:  # the status is a report; losing it must not fail the run
+        log.exception("could not save the %s status", name)

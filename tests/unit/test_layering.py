@@ -1,0 +1,43 @@
+"""The design card's layering rules, checked on the source and on a fresh interpreter."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_shared_never_imports_azure_functions():
+    offenders = []
+    for path in (ROOT / "shared").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [
+                f"{path.relative_to(ROOT)}: {n}"
+                for n in names
+                if n == "azure.functions" or n.startswith("azure.functions.")
+            ]
+    assert offenders == []
+
+
+def test_importing_the_app_loads_no_azure_sdk_client():
+    code = (
+        "import sys, function_app\n"
+        "heavy = sorted(m for m in sys.modules if m.startswith(('azure.data', 'azure.identity',"
+        " 'azure.keyvault', 'azure.core', 'msal')))\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(ROOT)},
+    )
+    assert result.stdout.strip() == ""
