@@ -1,0 +1,215 @@
+"""Timers and Key Vault events on the local stack: host with timers, Azurite, emulator
+whose Event Grid webhook points at the host."""
+
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.fixtures.azurite import free_port
+from tests.fixtures.funchost import Api, FuncHost, emulator_settings, engine_settings, wait_healthy
+from tools.kvemu import Emulator
+from tools.kvemu.events import key_event
+
+VAULT = "keyvault-name"
+
+
+@pytest.fixture(scope="module")
+def stack(azurite, tmp_path_factory):
+    port = free_port()
+    webhook = f"http://127.0.0.1:{port}/runtime/webhooks/eventgrid?functionName=keyvault_events"
+    emulator = Emulator(
+        {VAULT: 0}, cert_dir=tmp_path_factory.mktemp("events-kv"), eventgrid_webhook=webhook
+    )
+    emulator.start()
+    settings = engine_settings(
+        azurite,
+        f"ev{os.getpid()}",
+        KEYMGMT_ALLOW_SHORT_ROTATION="true",
+        KEYMGMT_ROTATION_SCHEDULE="*/2 * * * * *",
+        KEYMGMT_RECONCILE_SCHEDULE="0 0 0 1 1 *",  # run by hand through the admin endpoint
+        AZURE_TENANT_ID=emulator.tenant_id,
+        **emulator_settings(emulator),
+    )
+    host = FuncHost(settings, timers=True, port=port)
+    try:
+        wait_healthy(host.url)
+        api = Api(host)
+        provider = f"mi-{uuid.uuid4().hex[:6]}"
+        # No client secret: the managed identity (local identity endpoint) is used.
+        assert (
+            api.put(
+                f"keymgmt/kms/{provider}",
+                json={"provider": "azurekeyvault", "key_collection": VAULT},
+            ).status_code
+            == 204
+        )
+        yield api, emulator, provider
+    finally:
+        host.stop()
+        emulator.stop()
+
+
+def poll(check, timeout=60, interval=0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def distributed_key(api, provider, purpose="sign,verify"):
+    name = f"k{uuid.uuid4().hex[:8]}"
+    assert api.post(f"keymgmt/key/{name}", json={"type": "rsa-2048"}).status_code == 204
+    response = api.put(f"keymgmt/kms/{provider}/key/{name}", json={"purpose": purpose})
+    assert response.status_code == 204, response.text
+    return name
+
+
+def remote_versions(emulator, remote_name):
+    for vault in emulator.describe():
+        for key in vault.get("keys", []):
+            if key.get("name") == remote_name:
+                return key.get("versions", [])
+    return []
+
+
+def test_scheduled_rotation_reaches_key_vault_on_its_own(stack):
+    api, emulator, provider = stack
+    name = distributed_key(api, provider)
+    assert api.post(f"keymgmt/key/{name}", json={"auto_rotate_period": "3s"}).status_code == 204
+    poll(lambda: api.get(f"keymgmt/key/{name}").json()["data"]["latest_version"] >= 2)
+    api.post(f"keymgmt/key/{name}", json={"auto_rotate_period": 0})
+    dist = poll(
+        lambda: (
+            (d := api.get(f"keymgmt/kms/{provider}/key/{name}").json()["data"])
+            and "2" in d["versions"]
+            and d
+        )
+    )
+    assert len(remote_versions(emulator, dist["name"])) >= 2
+    status = api.get("sys/keymgmt/rotation").json()["data"]
+    assert {"due", "rotated", "failed", "duration_ms"} <= set(status)
+
+
+def test_out_of_band_version_is_drift_by_event_and_by_reconciler(stack, monkeypatch):
+    api, emulator, provider = stack
+    name = distributed_key(api, provider)
+    remote = api.get(f"keymgmt/kms/{provider}/key/{name}").json()["data"]["name"]
+
+    from azure.identity import ManagedIdentityCredential
+    from azure.keyvault.keys import KeyClient
+
+    monkeypatch.setenv("IDENTITY_ENDPOINT", emulator.identity_endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", emulator.identity_header)
+    client = KeyClient(
+        emulator.vault_url(VAULT),
+        ManagedIdentityCredential(),
+        verify_challenge_resource=False,
+        connection_verify=emulator.ca_path,
+    )
+    foreign = client.create_rsa_key(remote, size=2048)  # a new version, made outside the engine
+
+    def reported():
+        drift = api.get("sys/keymgmt/reconcile").json()["data"]["reported_by_events"]
+        return [d for d in drift if d["version"] == foreign.properties.version]
+
+    [event_drift] = poll(reported)
+    assert event_drift["key"] == name and event_drift["disabled"] is False
+
+    response = requests.post(f"{api.url}/admin/functions/reconciler", json={}, timeout=120)
+    assert response.status_code == 202
+    status = api.get("sys/keymgmt/reconcile").json()["data"]
+    mine = [d for d in status["drift"] if d["key"] == name]
+    assert mine and foreign.properties.version in mine[0]["drift"]
+    assert "not created by this engine" in mine[0]["drift"]
+    # Never deleted: the foreign version is still there, enabled.
+    assert client.get_key(remote, foreign.properties.version).properties.enabled
+
+
+@pytest.mark.parametrize("schema", ["eventgrid", "cloudevents"])
+def test_near_expiry_delivered_three_times_rotates_once(stack, schema):
+    api, emulator, provider = stack
+    name = distributed_key(api, provider)
+    dist = api.get(f"keymgmt/kms/{provider}/key/{name}").json()["data"]
+    event = key_event(
+        "KeyNearExpiry",
+        vault=VAULT,
+        key_id=f"{emulator.vault_url(VAULT)}/keys/{dist['name']}/{dist['versions']['1']}",
+        name=dist["name"],
+        version=dist["versions"]["1"],
+        nbf=None,
+        exp=int(time.time()) + 86400,
+    )
+    if schema == "cloudevents":
+        event = {
+            "specversion": "1.0",
+            "id": event["id"],
+            "source": event["topic"],
+            "subject": event["subject"],
+            "type": event["eventType"],
+            "time": event["eventTime"],
+            "data": event["data"],
+        }
+    webhook = f"{api.url}/runtime/webhooks/eventgrid?functionName=keyvault_events"
+
+    def deliver(_):
+        return requests.post(
+            webhook, json=[event], timeout=120, headers={"aeg-event-type": "Notification"}
+        ).status_code
+
+    with ThreadPoolExecutor(3) as pool:  # duplicates, at the same time
+        assert list(pool.map(deliver, range(3))) == [202, 202, 202]
+    assert deliver(0) == 202  # and once more, late
+    key = api.get(f"keymgmt/key/{name}").json()["data"]
+    assert key["latest_version"] == 2
+    dist = poll(
+        lambda: (
+            (d := api.get(f"keymgmt/kms/{provider}/key/{name}").json()["data"])
+            and "2" in d["versions"]
+            and d
+        )
+    )
+    assert sorted(dist["versions"]) == ["1", "2"]
+
+
+def test_unrelated_events_are_ignored(stack):
+    api, _, _ = stack
+    webhook = f"{api.url}/runtime/webhooks/eventgrid?functionName=keyvault_events"
+    other = {
+        "id": "1",
+        "topic": "t",
+        "subject": "s",
+        "eventType": "Microsoft.KeyVault.SecretNewVersionCreated",
+        "eventTime": "2026-11-28T00:00:00Z",
+        "data": {"ObjectName": "x"},
+        "dataVersion": "1",
+    }
+    assert (
+        requests.post(
+            webhook, json=[other], headers={"aeg-event-type": "Notification"}, timeout=60
+        ).status_code
+        == 202
+    )
+    validation = requests.post(
+        webhook,
+        json=[
+            {
+                "id": "2",
+                "topic": "t",
+                "subject": "",
+                "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+                "eventTime": "2026-11-28T00:00:00Z",
+                "data": {"validationCode": "abc"},
+                "dataVersion": "1",
+            }
+        ],
+        headers={"aeg-event-type": "SubscriptionValidation"},
+        timeout=60,
+    )
+    assert validation.json() == {"validationResponse": "abc"}
