@@ -1,23 +1,25 @@
 """``make run``: Azurite, the Key Vault emulator and the local Functions host, together.
 
 Prints ``ready:`` once every part answers, and how to point the ``bao``/``vault`` CLI at it.
-Ctrl-C (or SIGTERM) stops every child process it started. State lives in memory unless
-``--data-dir`` is given (default ``.local/``, git-ignored) for the emulator and the seal key.
+Ctrl-C (or SIGTERM) stops every child process it started. Tables and emulated vaults
+live in memory unless ``--persist`` keeps them in ``--data-dir`` (default ``.local/``,
+git-ignored), which also holds the development seal key and the emulator's certificates.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -61,7 +63,17 @@ def main(argv: list[str] | None = None) -> int:
         help="name of the emulated Key Vault (the seed's is keyvault-name)",
     )
     parser.add_argument("--token", default=os.environ.get("KEYMGMT_ROOT_TOKEN", "root"))
-    parser.add_argument("--data-dir", type=Path, default=ROOT / ".local")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=ROOT / ".local",
+        help="git-ignored folder for the seal key, certificates and --persist state",
+    )
+    parser.add_argument(
+        "--persist",
+        action="store_true",
+        help="keep tables and emulated vaults in --data-dir across restarts",
+    )
     args = parser.parse_args(argv)
 
     for port, what in (
@@ -100,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.Popen(
                 [
                     str(azurite),
-                    "--inMemoryPersistence",
+                    *(
+                        ["--location", str(args.data_dir / "azurite")]
+                        if args.persist
+                        else ["--inMemoryPersistence"]
+                    ),
                     "--disableTelemetry",
                     "--silent",
                     "--tableHost",
@@ -168,50 +184,77 @@ def main(argv: list[str] | None = None) -> int:
         stop()
 
 
+# The seed document's example service principal and tenant (HashiCorp's docs; not secrets):
+# registered in the emulator so the seed's commands run verbatim.
+SEED_CLIENT_ID = "a0454cd1-e28e-405e-bc50-7477fa8a00b7"
+SEED_CLIENT_SECRET = "eR%HizuCVEpAKgeaUEx"
+SEED_TENANT_ID = "cd4bf224-d114-4f96-9bbc-b8f45751c43f"
+ENGINE_SETTINGS = (
+    "KEYMGMT_KEYVAULT_URLS",
+    "KEYMGMT_KEYVAULT_CA_BUNDLE",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "AZURE_AUTHORITY_HOST",
+)
+
+
 def _start_emulator(
     args: argparse.Namespace, env: dict[str, str], children: list[subprocess.Popen]
 ) -> list[str]:
     """Start the Key Vault emulator and point the engine at it; returns lines to print."""
-    if not (ROOT / "tools" / "kvemu" / "__main__.py").exists():
-        return ["(Key Vault emulator not present: distribution is unavailable)"]
     cert_dir = args.data_dir / "kvemu"
     cert_dir.mkdir(parents=True, exist_ok=True)
-    info_file = cert_dir / "endpoints.json"
-    info_file.unlink(missing_ok=True)
-    children.append(
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tools.kvemu",
-                "--vault",
-                f"{args.vault}={args.vault_port}",
-                "--identity-port",
-                str(args.identity_port),
-                "--cert-dir",
-                str(cert_dir),
-                "--state",
-                str(args.data_dir / "kvemu" / "state.json"),
-                "--info-file",
-                str(info_file),
-                "--eventgrid-webhook",
-                f"http://127.0.0.1:{args.port}/runtime/webhooks/eventgrid?functionName=keyvault_events",
-            ],
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-        )
+    webhook = (
+        f"http://127.0.0.1:{args.port}/runtime/webhooks/eventgrid?functionName=keyvault_events"
     )
-    _wait(args.vault_port, children[-1], "Key Vault emulator")
-    deadline = time.monotonic() + 30
-    while not info_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    info = json.loads(info_file.read_text())
-    env.update(info["engine_settings"])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tools.kvemu",
+            "--vault",
+            f"{args.vault}={args.vault_port}",
+            "--identity-port",
+            str(args.identity_port),
+            "--cert-dir",
+            str(cert_dir),
+            *(["--state", str(cert_dir / "state.sqlite")] if args.persist else []),
+            "--tenant-id",
+            SEED_TENANT_ID,
+            "--client",
+            f"{SEED_CLIENT_ID}={SEED_CLIENT_SECRET}",
+            "--eventgrid-webhook",
+            webhook,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    children.append(proc)
+    lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the emulator prints its settings, then "control API: ..."
+        lines.append(line.rstrip())
+        name, sep, value = line.strip().partition("=")
+        if sep and name in ENGINE_SETTINGS:
+            env[name] = value
+        if line.startswith("control API:"):
+            break
+    else:
+        raise SystemExit(f"the Key Vault emulator exited with code {proc.wait()}")
+    threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
     return [
-        f"Key Vault emulator: vault {args.vault!r} at {info['vaults'][args.vault]} "
-        f"(CA: {info['ca_path']})"
+        f"Key Vault emulator: vault {args.vault!r} at https://127.0.0.1:{args.vault_port} "
+        f"(CA {env['KEYMGMT_KEYVAULT_CA_BUNDLE']}); Event Grid events go to the local host",
+        f"  seed credentials accepted there: client_id={SEED_CLIENT_ID} tenant_id={SEED_TENANT_ID}",
     ]
+
+
+def _drain(stream: Any) -> None:
+    for line in stream:
+        sys.stdout.write(line)
 
 
 def _wait_health(url: str, timeout: float = 60) -> None:
