@@ -6,13 +6,16 @@ function metadata (``app.get_functions()``) onto Werkzeug: HTTP triggers at
 invokes non-HTTP functions, and the Event Grid webhook. It is a thin adapter, not a framework:
 everything it knows comes from ``function_app.py`` and ``host.json``.
 
-Differences from the real host are deliberate and few (see docs/local-host.md): no function
-keys are enforced, and ``/admin/functions/<name>`` runs the function before answering 202.
+Where Azure's behaviour is known it is copied (404 for an undeclared method, Event Grid's
+status codes, the worker's own converters); the deliberate differences are few and listed in
+docs/local-host.md: no function keys, ``/admin/functions/<name>`` runs the function before
+answering 202, no timer singleton across processes, a local past-due rule.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime as dt
 import importlib.util
 import inspect
@@ -30,10 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import azure.functions as func
+from azure.functions import meta
+from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.timer import TimerRequest
 from croniter import croniter
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import BaseConverter, Map, Rule
 from werkzeug.wrappers import Request, Response
 
 log = logging.getLogger("funchost")
@@ -41,10 +46,34 @@ log = logging.getLogger("funchost")
 # What "all methods" means for an HTTP trigger that declares none (Microsoft's answer in
 # azure-docs #104685). Custom verbs such as LIST are not routed, as in Azure.
 DEFAULT_METHODS = ("GET", "POST", "DELETE", "HEAD", "PATCH", "PUT", "OPTIONS", "TRACE")
-RESERVED_FIRST_SEGMENTS = ("admin", "runtime")
 _SETTING_REF = re.compile(r"%([^%]+)%")
 _TEMPLATE_PART = re.compile(r"\{(\*)?([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?(\?)?\}")
-_CONSTRAINTS = {None: "default", "alpha": "default", "int": "int", "guid": "uuid", "long": "int"}
+# Event Grid origins the extension echoes in WebHook-Allowed-Origin; any other gets the first.
+EVENTGRID_ORIGINS = (
+    "eventgrid.azure.net",
+    "eventgrid.azure.us",
+    "eventgrid.azure.eaglex.ic.gov",
+    "eventgrid.azure.microsoft.scloud",
+    "eventgrid.azure.cn",
+)
+
+
+class _Constraint(BaseConverter):
+    """An ASP.NET inline constraint: checks the segment, keeps the raw string (as Azure does)."""
+
+
+def _constraint(pattern: str) -> type[BaseConverter]:
+    return type("Constraint", (_Constraint,), {"regex": pattern})
+
+
+_HEX = "[0-9A-Fa-f]"
+_CONVERTERS: dict[str, type[BaseConverter]] = {
+    "int": _constraint(r"-?\d+"),
+    "long": _constraint(r"-?\d+"),
+    "alpha": _constraint(r"[A-Za-z]+"),
+    "bool": _constraint(r"(?i:true|false)"),
+    "guid": _constraint(rf"(?:{_HEX}{{8}}-(?:{_HEX}{{4}}-){{3}}{_HEX}{{12}}|{_HEX}{{32}})"),
+}
 # A timer run that starts this much after its scheduled time reports past_due.
 PAST_DUE_AFTER = dt.timedelta(seconds=5)
 
@@ -86,8 +115,9 @@ def resolve_setting_refs(text: str, environ: Mapping[str, str] | None = None) ->
 def template_to_rules(template: str) -> list[tuple[str, dict[str, str]]]:
     """An ASP.NET route template → Werkzeug rule strings (with defaults).
 
-    ``{name}`` → ``<name>``; ``{name:int}`` → ``<int:name>``; ``{name?}`` and ``{*rest}`` also
-    match without the segment, so each yields a second, shorter rule.
+    ``{name}`` → ``<name>``; ``{name:int}`` → ``<int:name>`` (a converter that checks the
+    segment and keeps it as the raw string); ``{name?}`` and ``{*rest}`` also match without
+    the segment, so each yields a second, shorter rule.
     """
     segments = [s for s in template.strip("/").split("/") if s]
     rules: list[tuple[str, dict[str, str]]] = []
@@ -100,7 +130,7 @@ def template_to_rules(template: str) -> list[tuple[str, dict[str, str]]]:
             parts.append(segment)
             continue
         catch_all, name, constraint, optional = match.groups()
-        if constraint not in _CONSTRAINTS:
+        if constraint is not None and constraint not in _CONVERTERS:
             raise HostError(f"unsupported route constraint {constraint!r} in {template!r}")
         last = index == len(segments) - 1
         if catch_all and not last:
@@ -110,8 +140,7 @@ def template_to_rules(template: str) -> list[tuple[str, dict[str, str]]]:
         if catch_all:
             parts.append(f"<path:{name}>")
         else:
-            converter = _CONSTRAINTS[constraint]
-            parts.append(f"<{name}>" if converter == "default" else f"<{converter}:{name}>")
+            parts.append(f"<{name}>" if constraint is None else f"<{constraint}:{name}>")
     rules.insert(0, ("/" + "/".join(parts), {}))
     return rules
 
@@ -129,6 +158,13 @@ class HostedFunction:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def is_reserved_route(route: str) -> bool:
+    """The real host refuses any route that starts with "admin" (a plain prefix test, so
+    "administration" too); "runtime/" is ours as well, for the Event Grid webhook."""
+    route = route.strip("/").lower()
+    return route.startswith("admin") or route.split("/", 1)[0] == "runtime"
+
+
 def describe_functions(app: func.FunctionApp) -> list[HostedFunction]:
     """Read the app's metadata once (``get_functions`` cannot be called twice)."""
     hosted = []
@@ -143,8 +179,7 @@ def describe_functions(app: func.FunctionApp) -> list[HostedFunction]:
         if binding == "httpTrigger":
             methods = tuple(str(getattr(m, "value", m)).upper() for m in (trigger.methods or ()))
             route = trigger.route if trigger.route is not None else function.get_function_name()
-            first = route.strip("/").split("/", 1)[0].lower()
-            if first in RESERVED_FIRST_SEGMENTS:
+            if is_reserved_route(route):
                 raise HostError(
                     f"function {common['name']}: the specified route conflicts with one or more "
                     f"built in routes ({route!r})"
@@ -244,20 +279,27 @@ class FunctionHost:
         rules = []
         prefix = f"/{self.route_prefix}" if self.route_prefix else ""
         for function in self.functions.values():
-            if function.kind != "http":
+            if function.kind != "http" or self.disabled(function.name):
                 continue
             for rule, defaults in template_to_rules(function.route or ""):
                 path = (prefix + rule).rstrip("/") or "/"
-                rules.append(
-                    Rule(
-                        path,
-                        endpoint=function.name,
-                        methods=list(function.methods),
-                        defaults=defaults or None,
-                        strict_slashes=False,
-                    )
+                werkzeug_rule = Rule(
+                    path,
+                    endpoint=function.name,
+                    methods=list(function.methods),
+                    defaults=defaults or None,
+                    strict_slashes=False,
                 )
-        return Map(rules, strict_slashes=False, merge_slashes=False)
+                # Werkzeug adds HEAD wherever GET is; Azure routes only the declared methods.
+                werkzeug_rule.methods = set(function.methods)
+                rules.append(werkzeug_rule)
+        return Map(
+            rules,
+            strict_slashes=False,
+            merge_slashes=False,
+            redirect_defaults=False,
+            converters=_CONVERTERS,
+        )
 
     def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         request = Request(environ)
@@ -290,7 +332,10 @@ class FunctionHost:
         self, function: HostedFunction, request: Request, values: Mapping[str, Any]
     ) -> Response:
         route_params = {k: str(v) for k, v in values.items()}
-        headers = {k.lower(): v for k, v in request.headers.items()}
+        headers: dict[str, str] = {}
+        for key, value in request.headers.items():
+            key = key.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
         req = func.HttpRequest(
             method=request.method.upper(),
             url=request.url,
@@ -309,16 +354,18 @@ class FunctionHost:
     @staticmethod
     def _to_response(result: Any, head: bool) -> Response:
         if isinstance(result, func.HttpResponse):
-            headers = dict(result.headers.items())
+            # Repeated headers (Set-Cookie, Vary) stay repeated.
             response = Response(
                 b"" if head else result.get_body(),
                 status=result.status_code,
-                headers=headers,
+                headers=list(result.headers.items()),
             )
-            if "content-type" not in {k.lower() for k in headers}:
+            if "content-type" not in result.headers:
+                # As azure.functions' HttpResponseConverter: a charset only for text/*.
                 mimetype = result.mimetype or "text/plain"
-                charset = result.charset or "utf-8"
-                response.headers["Content-Type"] = f"{mimetype}; charset={charset}"
+                if mimetype.startswith("text/"):
+                    mimetype = f"{mimetype}; charset={result.charset or 'utf-8'}"
+                response.headers["Content-Type"] = mimetype
             return response
         if result is None:
             return Response(status=204)
@@ -353,67 +400,56 @@ class FunctionHost:
         return None
 
     def _eventgrid(self, request: Request) -> Response:
+        """The Event Grid extension's webhook (Microsoft.Azure.WebJobs.Extensions.EventGrid)."""
+        if request.method not in ("POST", "OPTIONS"):
+            raise NotFound()
+        name = request.args.get("functionName", "")
+        function = self._lookup(name)
+        if function is None or function.kind != "eventgrid" or self.disabled(function.name):
+            return Response(f"cannot find function: '{name}'", status=404)
         if request.method == "OPTIONS":
             # CloudEvents webhook abuse protection handshake.
-            origin = request.headers.get("WebHook-Request-Origin", "*")
-            return Response(
-                status=200, headers={"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*"}
-            )
-        if request.method != "POST":
-            raise NotFound()
-        function = self._lookup(request.args.get("functionName", ""))
-        if function is None or function.kind != "eventgrid":
-            return Response("function not found", status=404)
+            origin = request.headers.get("WebHook-Request-Origin", "")
+            allowed = origin if origin in EVENTGRID_ORIGINS else EVENTGRID_ORIGINS[0]
+            return Response(status=200, headers={"WebHook-Allowed-Origin": allowed})
+        kind = request.headers.get("aeg-event-type", "").lower()
+        if kind == "unsubscribe":
+            return Response(status=202)
+        if kind not in ("subscriptionvalidation", "notification"):
+            return Response(status=400)
         try:
             body = json.loads(request.get_data() or b"null")
         except ValueError:
             return Response("body is not JSON", status=400)
+        if kind == "subscriptionvalidation":
+            code = _validation_code(body)
+            if code is None:
+                return Response("no validation code in the body", status=400)
+            return Response(json.dumps({"validationResponse": code}), status=200)
         events = body if isinstance(body, list) else [body]
-        if not all(isinstance(e, dict) for e in events):
+        if not events or not all(isinstance(e, dict) for e in events):
             return Response("body must be an event or an array of events", status=400)
-        kind = request.headers.get("aeg-event-type", "Notification")
-        if kind == "SubscriptionValidation":
-            for event in events:
-                if event.get("eventType") == "Microsoft.EventGrid.SubscriptionValidationEvent":
-                    code = (event.get("data") or {}).get("validationCode")
-                    return Response(
-                        json.dumps({"validationResponse": code}), mimetype="application/json"
-                    )
-            return Response("no validation event in the body", status=400)
-        if kind != "Notification":
-            return Response(f"unsupported aeg-event-type {kind!r}", status=400)
-        for event in events:
-            try:
-                self._deliver_event(function, event)
-            except Exception:
-                log.error("function %s failed:\n%s", function.name, traceback.format_exc())
-                return Response(status=500)
-        return Response(status=200)
+        # One invocation per event, all at once; 500 (Event Grid retries the whole batch) if
+        # any failed, after all have run; 202 otherwise.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(events), 32)) as pool:
+            futures = [pool.submit(self._deliver_event, function, event) for event in events]
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        for error in errors:
+            log.error(
+                "function %s failed:\n%s",
+                function.name,
+                "".join(traceback.format_exception(error)),
+            )
+        if errors:
+            return Response(str(errors[0]), status=500)
+        return Response(status=202)
 
     def _deliver_event(self, function: HostedFunction, event: dict[str, Any]) -> None:
-        if "specversion" in event:
-            data = event.get("data")
-            obj: Any = func.CloudEvent(
-                id=event.get("id"),
-                source=event.get("source"),
-                type=event.get("type"),
-                specversion=event.get("specversion"),
-                time=_parse_time(event.get("time")),
-                subject=event.get("subject"),
-                datacontenttype=event.get("datacontenttype"),
-                dataschema=event.get("dataschema"),
-                data=data,
-            )
-        else:
-            obj = func.EventGridEvent(
-                id=event.get("id", ""),
-                data=event.get("data") or {},
-                topic=event.get("topic", ""),
-                subject=event.get("subject", ""),
-                event_type=event.get("eventType", ""),
-                event_time=_parse_time(event.get("eventTime")),
-                data_version=event.get("dataVersion", ""),
-            )
+        # The library's own trigger converter: CloudEvent when the event has "specversion"
+        # (extension attributes kept), EventGridEvent otherwise, times parsed as the worker does.
+        obj = EventGridEventInConverter.decode(
+            meta.Datum(json.dumps(event), "json"), trigger_metadata={}
+        )
         _call(function.user_function, function.trigger_arg, obj, function.name)
 
     # -- timers -------------------------------------------------------------------------------
@@ -430,7 +466,8 @@ class FunctionHost:
             raise HostError(f"timer {name}: invalid NCRONTAB schedule {schedule!r}")
         return schedule
 
-    def timer_disabled(self, name: str) -> bool:
+    def disabled(self, name: str) -> bool:
+        """``AzureWebJobs.<name>.Disabled``: no route, no webhook, no schedule."""
         flag = self.environ.get(f"AzureWebJobs.{name}.Disabled", "")
         return flag.strip().lower() in ("1", "true")
 
@@ -446,23 +483,13 @@ class FunctionHost:
     def _timer_loop(self, name: str, schedule: str) -> None:
         if self.functions[name].run_on_startup:
             self.run_timer(name, past_due=False)
-        due = croniter(schedule, dt.datetime.now(dt.UTC), second_at_beginning=True).get_next(
-            dt.datetime
-        )
+        due = next_due(schedule, None, dt.datetime.now(dt.UTC))
         while not self._stop.is_set():
             wait = (due - dt.datetime.now(dt.UTC)).total_seconds()
             if wait > 0 and self._stop.wait(wait):
                 return
-            now = dt.datetime.now(dt.UTC)
-            self.run_timer(name, past_due=now - due > PAST_DUE_AFTER)
-            # Occurrences missed while the run went on collapse into one immediate, past-due
-            # run, as the real host does; otherwise wait for the next one.
-            now = dt.datetime.now(dt.UTC)
-            latest = croniter(schedule, now, second_at_beginning=True).get_prev(dt.datetime)
-            if latest > due:
-                due = latest
-            else:
-                due = croniter(schedule, now, second_at_beginning=True).get_next(dt.datetime)
+            self.run_timer(name, past_due=is_past_due(due, dt.datetime.now(dt.UTC)))
+            due = next_due(schedule, due, dt.datetime.now(dt.UTC))
 
     def start_timers(self) -> list[str]:
         started = []
@@ -470,7 +497,7 @@ class FunctionHost:
             if function.kind != "timer":
                 continue
             schedule = self.timer_schedule(function.name)
-            if self.timer_disabled(function.name):
+            if self.disabled(function.name):
                 log.info(
                     "timer %s is disabled by AzureWebJobs.%s.Disabled", function.name, function.name
                 )
@@ -505,10 +532,37 @@ class FunctionHost:
                 yield f"{function.name}: {function.kind}"
 
 
-def _parse_time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or not value:
+def is_past_due(
+    due: dt.datetime, now: dt.datetime, threshold: dt.timedelta = PAST_DUE_AFTER
+) -> bool:
+    """Whether a run for the occurrence ``due`` starting at ``now`` reports past_due."""
+    return now - due > threshold
+
+
+def next_due(schedule: str, due: dt.datetime | None, now: dt.datetime) -> dt.datetime:
+    """The occurrence to run next, after the run for ``due`` ended at ``now``.
+
+    Occurrences missed while that run went on collapse into one: the latest of them, run at
+    once (and past due if it is late enough); otherwise the next occurrence after ``now``.
+    """
+    if due is not None:
+        latest = croniter(schedule, now, second_at_beginning=True).get_prev(dt.datetime)
+        if latest > due:
+            return latest
+    return croniter(schedule, now, second_at_beginning=True).get_next(dt.datetime)
+
+
+def _validation_code(body: Any) -> str | None:
+    """``data.validationCode`` of the first event (an array), or of a single object whose
+    ``data`` may be double-encoded (a CloudEvents subscription event)."""
+    event = body[0] if isinstance(body, list) and body else body
+    if not isinstance(event, dict):
         return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+    data = event.get("data")
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            return None
+    code = data.get("validationCode") if isinstance(data, dict) else None
+    return None if code is None else str(code)

@@ -1,0 +1,100 @@
+"""The test app (tests/host/app, routePrefix "api") served by the local host over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.fixtures.azurite import ROOT, Azurite
+from tests.fixtures.funchost import FuncHost
+
+APP_DIR = Path(__file__).resolve().parent / "app"
+
+
+@dataclass
+class AppHost:
+    host: FuncHost
+    markers: Path
+    settings: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return self.host.url
+
+    def request(self, method: str, path: str, **kwargs: object) -> requests.Response:
+        kwargs.setdefault("timeout", 60)
+        return requests.request(method, f"{self.url}/{path.lstrip('/')}", **kwargs)
+
+    def events(self) -> dict[str, dict]:
+        folder = self.markers / "events"
+        if not folder.is_dir():
+            return {}
+        return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+
+
+def app_settings(markers: Path, **extra: str) -> dict[str, str]:
+    return {
+        "TEST_MARKER_DIR": str(markers),
+        "TEST_SCHEDULE": "0 0 0 1 1 *",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def app_host(azurite: Azurite) -> Iterator[AppHost]:
+    """The test app with timers off (they run through the admin endpoint only)."""
+    with tempfile.TemporaryDirectory(prefix="funchost-markers-") as markers:
+        settings = app_settings(
+            Path(markers),
+            TEST_STORAGE=azurite.connection_string,
+            TEST_TABLE=f"hostsmoke{uuid.uuid4().hex[:12]}",
+            TEST_RUN_ID=uuid.uuid4().hex,
+        )
+        host = FuncHost(settings, app_dir=APP_DIR)
+        try:
+            yield AppHost(host, Path(markers), settings)
+        finally:
+            host.stop()
+
+
+def run_host_expecting_failure(
+    settings: dict[str, str], app_dir: Path = APP_DIR, *extra_args: str
+) -> subprocess.CompletedProcess[str]:
+    """Start ``python -m tools.funchost`` that must refuse to start: it has to exit by itself."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "AzureWebJobs."))}
+    env.update(settings)
+    env["PYTHONPATH"] = str(ROOT)
+    args = [sys.executable, "-m", "tools.funchost", "--app-dir", str(app_dir), "--port", "0"]
+    args += ["--settings", os.devnull, *extra_args]
+    try:
+        return subprocess.run(
+            args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the host started (and kept serving) where it had to refuse")
+
+
+def wait_until(check: Callable[[], object], timeout: float = 30, what: str = "") -> object:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    The bound only keeps a broken host from hanging the suite; nothing is asserted about time.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting after {timeout} s: {what}")
+        time.sleep(0.05)
