@@ -213,3 +213,24 @@ def test_unrelated_events_are_ignored(stack):
         timeout=60,
     )
     assert validation.json() == {"validationResponse": "abc"}
+
+
+def test_expiration_period_sets_exp_on_each_imported_version(stack):
+    api, emulator, provider = stack
+    name = f"k{uuid.uuid4().hex[:8]}"
+    api.post(f"keymgmt/key/{name}", json={"type": "rsa-2048"})
+    response = api.put(
+        f"keymgmt/kms/{provider}/key/{name}", json={"purpose": "sign", "expiration_period": "90d"}
+    )
+    assert response.status_code == 204, response.text
+    api.post(f"keymgmt/key/{name}/rotate")
+    dist = api.get(f"keymgmt/kms/{provider}/key/{name}").json()["data"]
+    assert dist["expiration_period"] == 90 * 86400 and sorted(dist["versions"]) == ["1", "2"]
+    versions = remote_versions(emulator, dist["name"])
+    assert len(versions) == 2
+    for version in versions:
+        assert abs(version["exp"] - (time.time() + 90 * 86400)) < 600
+    bad = api.put(
+        f"keymgmt/kms/{provider}/key/{name}x", json={"purpose": "sign", "expiration_period": "soon"}
+    )
+    assert bad.status_code == 400 and "expiration_period" in bad.json()["errors"][0]
