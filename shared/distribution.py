@@ -319,11 +319,13 @@ class Distributor:
                 if remote is None:  # look for what an interrupted run already imported
                     remote = {}
                     for rv in provider.remote_versions(dist.remote_name) or []:
+                        tag = rv.tags.get(TAG_VERSION, "")
                         if (
                             rv.tags.get(TAG_MOUNT) == dist.mount
                             and rv.tags.get(TAG_KEY) == dist.key
+                            and tag.isdigit()  # tags can be edited in Key Vault: never trust
                         ):
-                            remote[int(rv.tags.get(TAG_VERSION, "0"))] = rv.version_id
+                            remote[int(tag)] = rv.version_id
                 version_id = remote.get(version)
                 if version_id is None:
                     material = self.service.keys.unseal(dist.mount, dist.key, version)
@@ -588,7 +590,9 @@ class Distributor:
     # -- health (ext) -----------------------------------------------------------------------
 
     def health(self, mount: str, provider_name: str) -> dict[str, Any]:
-        _, provider = self.provider(mount, check_name(provider_name, "KMS provider"))
+        if self.store.get_provider(mount, check_name(provider_name, "KMS provider")) is None:
+            raise NotFound()  # a read of something absent: 404, as for kms/:name
+        _, provider = self.provider(mount, provider_name)
         return provider.health()
 
 
