@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 import uuid
@@ -17,6 +16,7 @@ from collections.abc import Callable
 
 import requests
 
+from bench.common import report
 from tests.fixtures.azurite import Azurite
 from tests.fixtures.funchost import FuncHost, engine_settings, wait_healthy
 
@@ -28,16 +28,6 @@ def timed(fn: Callable[[], object], n: int) -> list[float]:
         fn()
         samples.append(time.perf_counter() - start)
     return samples
-
-
-def report(label: str, samples: list[float]) -> float:
-    median = statistics.median(samples)
-    q = statistics.quantiles(samples, n=10) if len(samples) >= 10 else [min(samples), max(samples)]
-    print(
-        f"  {label:<48} median {median * 1000:8.2f} ms   p10 {q[0] * 1000:8.2f}   "
-        f"p90 {q[-1] * 1000:8.2f}   n={len(samples)}"
-    )
-    return median
 
 
 def bench_keys(n_create: int, n_read: int) -> None:

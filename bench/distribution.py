@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from functools import partial
 
 import requests
 
+from bench.common import report
 from tests.fixtures.azurite import Azurite
 from tests.fixtures.funchost import FuncHost, emulator_settings, engine_settings, wait_healthy
 from tools.kvemu import Emulator
@@ -36,16 +36,6 @@ def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-def report(label: str, samples: list[float]) -> float:
-    median = statistics.median(samples)
-    q = statistics.quantiles(samples, n=10) if len(samples) >= 10 else [min(samples), max(samples)]
-    print(
-        f"  {label:<56} median {median * 1000:8.2f} ms   p10 {q[0] * 1000:8.2f}   "
-        f"p90 {q[-1] * 1000:8.2f}   n={len(samples)}"
-    )
-    return median
 
 
 def derived(label: str, seconds: float) -> None:

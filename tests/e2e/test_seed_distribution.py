@@ -19,6 +19,20 @@ SEED_CLIENT_SECRET = "eR%HizuCVEpAKgeaUEx"
 SEED_TENANT_ID = "cd4bf224-d114-4f96-9bbc-b8f45751c43f"
 
 
+def seed_credential(emulator):
+    """The seed's service principal, as a user would sign in with it (unmodified SDK)."""
+    from azure.identity import ClientSecretCredential
+
+    return ClientSecretCredential(
+        SEED_TENANT_ID,
+        SEED_CLIENT_ID,
+        SEED_CLIENT_SECRET,
+        authority=emulator.authority_host,
+        disable_instance_discovery=True,
+        connection_verify=emulator.ca_path,
+    )
+
+
 @pytest.fixture(scope="module")
 def seed_stack(azurite, tmp_path_factory):
     emulator = Emulator(
@@ -92,18 +106,10 @@ def test_seed_transcript_with_distribution(seed_stack, tmp_path):
     assert bao("list", "keymgmt/key/rsa-1/kms").split() == ["Keys", "----", "example-kms"]
 
     # The emulator holds rsa-1-<ts> with two versions: the engine's keys, usable there.
-    from azure.identity import ClientSecretCredential
     from azure.keyvault.keys import KeyClient
     from azure.keyvault.keys.crypto import CryptographyClient, EncryptionAlgorithm
 
-    credential = ClientSecretCredential(
-        SEED_TENANT_ID,
-        SEED_CLIENT_ID,
-        SEED_CLIENT_SECRET,
-        authority=emulator.authority_host,
-        disable_instance_discovery=True,
-        connection_verify=emulator.ca_path,
-    )
+    credential = seed_credential(emulator)
     client = KeyClient(
         emulator.vault_url("keyvault-name"),
         credential,
@@ -166,17 +172,9 @@ def test_distributed_key_signs_in_key_vault_and_verifies_with_engine_key(seed_st
     key = s.get(f"{base}/key/signer").json()["data"]
     dist = s.get(f"{base}/kms/example-kms/key/signer").json()["data"]
 
-    from azure.identity import ClientSecretCredential
     from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
 
-    credential = ClientSecretCredential(
-        SEED_TENANT_ID,
-        SEED_CLIENT_ID,
-        SEED_CLIENT_SECRET,
-        authority=emulator.authority_host,
-        disable_instance_discovery=True,
-        connection_verify=emulator.ca_path,
-    )
+    credential = seed_credential(emulator)
     digest = hashes.Hash(hashes.SHA256())
     digest.update(b"the seed")
     digest = digest.finalize()
