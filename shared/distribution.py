@@ -9,9 +9,13 @@ What is still to do is derivable: engine versions 1..latest missing from the row
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import random
 import threading
+import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -46,6 +50,9 @@ TAG_MOUNT, TAG_KEY, TAG_VERSION, TAG_NAME = (
     "keymgmt-version",
     "key_name",
 )
+
+LEASE_SECONDS = 120  # renewed by every recorded import; a crashed holder's lease runs out
+LEASE_WAIT_SECONDS = 30
 
 ProviderFactory = Callable[[ProviderRecord, Mapping[str, str]], KmsProvider]
 
@@ -310,50 +317,29 @@ class Distributor:
         *,
         raise_errors: bool = True,
     ) -> list[str]:
-        """Import every engine version missing from Key Vault, in order; fix enabled states."""
+        """Import every engine version missing from Key Vault, in order.
+
+        Holds the distribution's import lease meanwhile, so two rotations (or a rotation and
+        the reconciler) never import the same version twice; a caller that cannot get the lease
+        in time leaves the work to the holder, which re-reads the key before letting go.
+        """
+        claimed = self._claim(dist)
+        if claimed is None:
+            message = (
+                f"KMS provider {dist.provider!r}: another import into "
+                f"{dist.remote_name} is running; it or the reconciler will finish"
+            )
+            if raise_errors:
+                raise InvalidRequest(message + "; retry later to see it done")
+            return [message]
+        dist = claimed
         try:
-            remote = None
-            for version in range(1, key.latest_version + 1):
-                if version in dist.versions:
-                    continue
-                if remote is None:  # look for what an interrupted run already imported
-                    remote = {}
-                    for rv in provider.remote_versions(dist.remote_name) or []:
-                        tag = rv.tags.get(TAG_VERSION, "")
-                        if (
-                            rv.tags.get(TAG_MOUNT) == dist.mount
-                            and rv.tags.get(TAG_KEY) == dist.key
-                            and tag.isdigit()  # tags can be edited in Key Vault: never trust
-                        ):
-                            remote[int(tag)] = rv.version_id
-                version_id = remote.get(version)
-                if version_id is None:
-                    material = self.service.keys.unseal(dist.mount, dist.key, version)
-                    version_id = provider.import_version(
-                        dist.remote_name,
-                        key_type=key.type,
-                        material=material,
-                        purposes=dist.purpose,
-                        protection=dist.protection,
-                        tags={
-                            TAG_MOUNT: dist.mount,
-                            TAG_KEY: dist.key,
-                            TAG_VERSION: str(version),
-                            TAG_NAME: dist.remote_name,
-                        },
-                        enabled=version >= key.min_enabled_version,
-                        expires_in=dist.expiration_period,
-                    )
-                    log.info(
-                        "imported %s/%s v%d into %s as %s/%s",
-                        dist.mount,
-                        dist.key,
-                        version,
-                        dist.provider,
-                        dist.remote_name,
-                        version_id,
-                    )
-                dist = self._record(dist, {version: version_id})
+            while True:
+                key = self.store.get_key(dist.mount, dist.key) or key
+                missing = [v for v in range(1, key.latest_version + 1) if v not in dist.versions]
+                if not missing:
+                    break
+                dist = self._import_missing(dist, key, provider, missing)
             if dist.state != "active" or dist.last_error:
                 dist = self._save(replace(dist, state="active", last_error=""))
         except EngineError as exc:
@@ -361,11 +347,97 @@ class Distributor:
             if raise_errors:
                 raise
             return [f"KMS provider {dist.provider!r}: {exc}; the reconciler will finish the import"]
+        finally:
+            self._release(dist)
         return []
+
+    def _import_missing(
+        self, dist: Distribution, key: KeyRecord, provider: KmsProvider, missing: Sequence[int]
+    ) -> Distribution:
+        # Look for what an interrupted run already imported: versions carry our tags.
+        remote: dict[int, str] = {}
+        for rv in provider.remote_versions(dist.remote_name) or []:
+            tag = rv.tags.get(TAG_VERSION, "")
+            if (
+                rv.tags.get(TAG_MOUNT) == dist.mount
+                and rv.tags.get(TAG_KEY) == dist.key
+                and tag.isdigit()  # tags can be edited in Key Vault: never trust
+            ):
+                remote[int(tag)] = rv.version_id
+        for version in missing:
+            version_id = remote.get(version)
+            if version_id is None:
+                material = self.service.keys.unseal(dist.mount, dist.key, version)
+                version_id = provider.import_version(
+                    dist.remote_name,
+                    key_type=key.type,
+                    material=material,
+                    purposes=dist.purpose,
+                    protection=dist.protection,
+                    tags={
+                        TAG_MOUNT: dist.mount,
+                        TAG_KEY: dist.key,
+                        TAG_VERSION: str(version),
+                        TAG_NAME: dist.remote_name,
+                    },
+                    enabled=version >= key.min_enabled_version,
+                    expires_in=dist.expiration_period,
+                )
+                log.info(
+                    "imported %s/%s v%d into %s as %s/%s",
+                    dist.mount,
+                    dist.key,
+                    version,
+                    dist.provider,
+                    dist.remote_name,
+                    version_id,
+                )
+            dist = self._record(dist, {version: version_id})
+        return dist
+
+    def _claim(self, dist: Distribution) -> Distribution | None:
+        owner = uuid.uuid4().hex
+        deadline = time.monotonic() + LEASE_WAIT_SECONDS
+        while True:
+            now = utcnow()
+            if not dist.lease_owner or dist.lease_until is None or dist.lease_until < now:
+                try:
+                    return self._save(
+                        replace(
+                            dist,
+                            lease_owner=owner,
+                            lease_until=now + dt.timedelta(seconds=LEASE_SECONDS),
+                        )
+                    )
+                except ConcurrentChange:
+                    pass
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(random.uniform(0.05, 0.2))  # noqa: S311 (jitter)
+            fresh = self.store.get_distribution(dist.mount, dist.provider, dist.key)
+            if fresh is None:
+                raise NotFound(f"distribution of {dist.key!r} to {dist.provider!r} was removed")
+            dist = fresh
+
+    def _release(self, dist: Distribution) -> None:
+        owner = dist.lease_owner
+        for _ in range(20):
+            fresh = self.store.get_distribution(dist.mount, dist.provider, dist.key)
+            if fresh is None or fresh.lease_owner != owner:
+                return
+            try:
+                self.store.commit([dist_op(replace(fresh, lease_owner="", lease_until=None))])
+                return
+            except ConcurrentChange:
+                continue
+            except EngineError:
+                return  # the lease expires by itself
 
     def _record(self, dist: Distribution, landed: Mapping[int, str]) -> Distribution:
         for _ in range(20):
             merged = replace(dist, versions={**dist.versions, **landed})
+            if merged.lease_owner:  # renew the import lease with every recorded version
+                merged = replace(merged, lease_until=utcnow() + dt.timedelta(seconds=LEASE_SECONDS))
             try:
                 return self._save(merged)
             except ConcurrentChange:

@@ -107,6 +107,9 @@ class Distribution:
     state: str = "active"  # "distributing" | "active" | "removing"
     expiration_period: int = 0  # seconds; 0 = no exp on imported versions
     last_error: str = ""
+    # Import lease: one importer per distribution at a time, across instances.
+    lease_owner: str = ""
+    lease_until: dt.datetime | None = None
     etag: str | None = field(default=None, compare=False)
 
 
@@ -280,6 +283,8 @@ def _dist_entity(d: Distribution) -> dict[str, Any]:
         "state": d.state,
         "expiration_period": _int64(d.expiration_period),
         "last_error": d.last_error[:4000],
+        "lease_owner": d.lease_owner,
+        **({"lease_until": d.lease_until} if d.lease_until else {}),
     }
 
 
@@ -296,6 +301,8 @@ def _dist_from(entity: Any) -> Distribution:
         state=entity.get("state", "active"),
         expiration_period=_plain_int(entity.get("expiration_period", 0)),
         last_error=entity.get("last_error", ""),
+        lease_owner=entity.get("lease_owner", ""),
+        lease_until=entity.get("lease_until"),
         etag=entity.metadata.get("etag"),
     )
 

@@ -697,3 +697,33 @@ def test_forbidden_by_rbac_is_reported_with_its_code_and_not_retried(kv_api: Api
     assert len(refusals) == 1  # one request, no retry
     assert kv_api.get(f"keymgmt/kms/{provider}/key/{key}").status_code == 404
     assert kv_api.list(f"keymgmt/key/{key}/kms").status_code == 404
+
+
+def test_concurrent_rotations_of_a_distributed_key_import_each_version_once(
+    kv_api: Api, kv: Emulator
+):
+    """Rotations racing each other (and their propagation) never import a version twice."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    provider = mi_provider(kv_api, kv)
+    key = new_key(kv_api, "ecdsa-p256")
+    assert distribute(kv_api, provider, key, "sign,verify").status_code == 204
+
+    def rotate(_: int) -> int:
+        with requests.Session() as session:
+            return session.post(
+                f"{kv_api.url}/v1/keymgmt/key/{key}/rotate",
+                headers={"X-Vault-Token": "root"},
+                timeout=120,
+            ).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        assert sorted(pool.map(rotate, range(6))) == [204] * 6
+    dist = read_dist(kv_api, provider, key)
+    assert sorted(dist["versions"], key=int) == [str(v) for v in range(1, 8)]
+    assert "pending_versions" not in dist
+    versions = remote(kv, dist["name"])
+    assert sorted(by_tag(versions), key=int) == [str(v) for v in range(1, 8)]
+    assert len(versions) == 7
