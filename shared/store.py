@@ -611,23 +611,21 @@ class Store:
         return [(e["RowKey"], e["mount"], e["key"]) for e in rows]
 
     def put_status(self, name: str, payload: dict[str, Any]) -> None:
+        """Save a run's summary; long lists are cut so it fits one Table string (32K chars)."""
         text = json.dumps(payload, default=str)
-        if len(text) > 30000:  # Table strings hold 32K characters
-            payload = {**payload, "details_truncated": True}
-            for field_name in ("distributions", "drift"):
-                if isinstance(payload.get(field_name), list):
-                    payload[field_name] = payload[field_name][:50]
-            text = json.dumps(payload, default=str)[:30000]
+        for keep in (50, 10, 0):
+            if len(text) <= 30000:
+                break
+            payload = {k: (v[:keep] if isinstance(v, list) else v) for k, v in payload.items()}
+            payload["details_truncated"] = True
+            text = json.dumps(payload, default=str)
         self.commit([upsert_op({"PartitionKey": STATUS_PARTITION, "RowKey": name, "json": text})])
 
     def get_status(self, name: str) -> dict[str, Any] | None:
         entity = self._get(STATUS_PARTITION, name)
         if entity is None:
             return None
-        try:
-            return json.loads(entity["json"])
-        except ValueError:
-            return {"details_truncated": True}
+        return json.loads(entity["json"])
 
     def add_event_drift(self, row: str, payload: dict[str, Any]) -> None:
         self.commit(

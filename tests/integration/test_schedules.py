@@ -187,3 +187,11 @@ def test_reconcile_with_nothing_distributed(svc):
     summary = schedules.reconcile_all(svc)
     assert summary["distributions"] == 0 and summary["drift"] == []
     assert svc.store.get_status("reconcile")["distributions"] == 0
+
+
+def test_a_huge_status_is_cut_to_fit_one_table_string(svc):
+    drift = [{"key": f"k{i}", "drift": "x" * 200} for i in range(500)]
+    svc.store.put_status("reconcile", {"distributions": 500, "drift": drift})
+    saved = svc.store.get_status("reconcile")
+    assert saved["distributions"] == 500 and saved["details_truncated"] is True
+    assert 0 < len(saved["drift"]) <= 50
