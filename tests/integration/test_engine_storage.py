@@ -124,3 +124,29 @@ def test_a_crash_in_the_middle_of_delete_never_leaves_a_valid_looking_key(engine
     write(engine, "big", "aes256-gcm96")
     assert engine.keys.read("keymgmt", "big")["latest_version"] == 1
     assert len(store.version_row_keys("keymgmt", "big")) == 1
+
+
+def test_storage_down_is_503_not_500(azurite, table_prefix):
+    """With Table Storage unreachable, the API says so (503) instead of failing blindly."""
+    import requests
+
+    from tests.fixtures.azurite import free_port
+    from tests.fixtures.funchost import FuncHost, engine_settings, wait_healthy
+
+    class Nowhere:
+        connection_string = (
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
+            f"{azurite.connection_string.split('AccountKey=')[1].split(';')[0]};"
+            f"TableEndpoint=http://127.0.0.1:{free_port()}/devstoreaccount1;"
+        )
+
+    host = FuncHost(engine_settings(Nowhere, table_prefix, KEYMGMT_DEFAULT_MOUNTS=""))
+    try:
+        wait_healthy(host.url)
+        response = requests.get(
+            f"{host.url}/v1/keymgmt/key/a", headers={"X-Vault-Token": "root"}, timeout=120
+        )
+        assert response.status_code == 503
+        assert "Table Storage" in response.json()["errors"][0]
+    finally:
+        host.stop()
