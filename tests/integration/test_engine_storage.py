@@ -150,3 +150,30 @@ def test_storage_down_is_503_not_500(azurite, table_prefix):
         assert "Table Storage" in response.json()["errors"][0]
     finally:
         host.stop()
+
+
+def test_storage_lost_after_start_is_503(table_prefix):
+    import requests
+
+    from tests.fixtures.azurite import Azurite
+    from tests.fixtures.funchost import FuncHost, engine_settings, wait_healthy
+
+    own = Azurite()
+    host = FuncHost(engine_settings(own, table_prefix))
+    try:
+        wait_healthy(host.url)
+        headers = {"X-Vault-Token": "root"}
+        url = f"{host.url}/v1/keymgmt/key/a"
+        assert (
+            requests.post(
+                url, json={"type": "ecdsa-p256"}, headers=headers, timeout=120
+            ).status_code
+            == 204
+        )
+        own.stop()
+        response = requests.get(url, headers=headers, timeout=120)
+        assert response.status_code == 503
+        assert "unavailable" in response.json()["errors"][0]
+    finally:
+        host.stop()
+        own.stop()
