@@ -625,8 +625,18 @@ class Distributor:
             ids = {rv.version_id for rv in remote}
             ours = set(dist.versions.values())
             for rv in remote:
+                if rv.version_id in ours:
+                    continue
+                tag = rv.tags.get(TAG_VERSION, "")
                 tagged = rv.tags.get(TAG_MOUNT) == dist.mount and rv.tags.get(TAG_KEY) == dist.key
-                if rv.version_id not in ours and not tagged:
+                if tagged and tag.isdigit() and int(tag) not in dist.versions:
+                    continue  # an import a crash left unrecorded: adopted below
+                if tagged:
+                    report["drift"].append(
+                        f"Key Vault version {rv.version_id} of {dist.remote_name} carries this "
+                        f"engine's tags (version {tag!r}) but is not one the engine recorded"
+                    )
+                else:
                     report["drift"].append(
                         f"Key Vault version {rv.version_id} of {dist.remote_name} was not "
                         "created by this engine"
@@ -664,7 +674,14 @@ class Distributor:
     def health(self, mount: str, provider_name: str) -> dict[str, Any]:
         if self.store.get_provider(mount, check_name(provider_name, "KMS provider")) is None:
             raise NotFound()  # a read of something absent: 404, as for kms/:name
-        _, provider = self.provider(mount, provider_name)
+        try:
+            _, provider = self.provider(mount, provider_name)
+        except InvalidRequest as exc:  # a diagnosis, not a refusal: say what is wrong
+            return {
+                "credential": f"not usable: {exc}",
+                "token": "not attempted",
+                "key_vault": "not attempted",
+            }
         return provider.health()
 
 

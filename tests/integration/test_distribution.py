@@ -255,6 +255,9 @@ def test_missing_tenant_is_a_400_naming_it(kv_api: Api, kv: Emulator, credential
     assert responses(kv, since) == []  # no remote call at all
     assert kv_api.get(f"keymgmt/kms/{provider}/key/{key}").status_code == 404
     assert kv_api.list(f"keymgmt/key/{key}/kms").status_code == 404
+    health = kv_api.get(f"keymgmt/kms/{provider}/health")
+    assert health.status_code == 200
+    assert "tenant_id is required" in health.json()["data"]["credential"]
 
 
 def test_bad_secret_is_a_clear_refusal_and_a_fixed_secret_is_picked_up(kv_api: Api, kv: Emulator):
@@ -727,3 +730,34 @@ def test_concurrent_rotations_of_a_distributed_key_import_each_version_once(
     versions = remote(kv, dist["name"])
     assert sorted(by_tag(versions), key=int) == [str(v) for v in range(1, 8)]
     assert len(versions) == 7
+
+
+def test_reconcile_reports_a_version_with_our_tags_that_the_engine_did_not_record(
+    kv_api: Api, kv: Emulator, kv_key_client
+):
+    import requests
+    from azure.keyvault.keys import JsonWebKey
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    provider = mi_provider(kv_api, kv)
+    key = new_key(kv_api, "ecdsa-p256")
+    assert distribute(kv_api, provider, key, "sign,verify").status_code == 204
+    name = read_dist(kv_api, provider, key)["name"]
+    # Someone imports a version by hand and copies our tags onto it, with version "1" taken.
+    private = ec.generate_private_key(ec.SECP256R1()).private_numbers()
+    jwk = JsonWebKey(
+        kty="EC",
+        crv="P-256",
+        key_ops=["sign", "verify"],
+        x=private.public_numbers.x.to_bytes(32, "big"),
+        y=private.public_numbers.y.to_bytes(32, "big"),
+        d=private.private_value.to_bytes(32, "big"),
+    )
+    forged = kv_key_client().import_key(
+        name, jwk, tags={"keymgmt-mount": "keymgmt", "keymgmt-key": key, "keymgmt-version": "1"}
+    )
+    assert requests.post(f"{kv_api.url}/admin/functions/reconciler", timeout=120).status_code == 202
+    drift = kv_api.get("sys/keymgmt/reconcile").json()["data"]["drift"]
+    mine = [d["drift"] for d in drift if d["key"] == key]
+    assert any(forged.properties.version in d and "carries this engine's tags" in d for d in mine)
+    assert read_dist(kv_api, provider, key)["versions"].keys() == {"1"}  # nothing adopted
