@@ -269,12 +269,15 @@ class KeyEngine:
         *,
         expected_slot: str | None = None,
         expected_latest: int | None = None,
+        known: KeyRecord | None = None,
     ) -> tuple[int, list[str]]:
         """Add a version. With ``expected_slot``, only while the key is still due at that slot
         (the sweep's guard against double rotation); with ``expected_latest``, only while that
-        is still the latest version (an expiry event's guard). Returns (0, []) when skipped."""
+        is still the latest version (an expiry event's guard). Returns (0, []) when skipped.
+        ``known`` is a record the caller just read (saves a read; the key is read again after
+        the slow key generation, right before the conditioned write)."""
         check_name(name, "key")
-        key = self.get(mount, name)
+        key = known if known is not None and known.name == name else self.get(mount, name)
         material = keytypes.generate(key.type)  # slow part first, outside the race window
         result: dict[str, Any] = {}
 

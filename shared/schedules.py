@@ -34,7 +34,7 @@ def rotation_sweep(service: Any, *, past_due: bool = False) -> dict[str, Any]:
                 store.commit([delete_op(ROTATION_PARTITION, slot)])
                 skipped += 1
                 continue
-            version, notes = keys.rotate(mount, name, expected_slot=slot)
+            version, notes = keys.rotate(mount, name, expected_slot=slot, known=key)
             if version:
                 rotated += 1
                 warnings += [f"{mount}/{name}: {w}" for w in notes]
