@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import azure.functions as func
 
 from shared import service, vaultapi
@@ -11,12 +9,8 @@ from shared.api import PathSpec, handle
 
 
 def to_api_request(req: func.HttpRequest) -> vaultapi.ApiRequest:
-    path = urlsplit(req.url).path
-    marker = "/v1/"
-    path = path[path.find(marker) + len(marker) :] if marker in path else path.lstrip("/")
     return vaultapi.ApiRequest(
         method=req.method.upper(),
-        path=path.strip("/"),
         query=dict(req.params),
         headers={k.lower(): v for k, v in req.headers.items()},
         body=req.get_body() or b"",

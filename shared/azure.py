@@ -227,3 +227,9 @@ def describe_error(exc: Exception) -> tuple[int | None, str, str]:
     message = getattr(error, "message", None) or getattr(exc, "message", None) or str(exc)
     first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
     return status, code, first
+
+
+def brief_error(exc: Exception) -> str:
+    """``<code>: <first line>`` of an Azure SDK error, for messages and logs."""
+    _, code, message = describe_error(exc)
+    return f"{code}: {message}" if code else message

@@ -76,9 +76,8 @@ class Distributor:
         provider: str | None,
         key_collection: str | None,
         credentials: Mapping[str, str] | None,
-    ) -> list[str]:
+    ) -> None:
         check_name(name, "KMS provider")
-        warnings: list[str] = []
         if credentials is not None:
             unknown = sorted(set(credentials) - set(CREDENTIAL_KEYS))
             if unknown:
@@ -116,7 +115,7 @@ class Distributor:
                 raise InvalidRequest(
                     f"KMS provider {name!r} was created concurrently; retry to update it"
                 ) from None
-            return warnings
+            return
         if provider and provider != existing.provider:
             raise InvalidRequest(
                 f"provider cannot be changed: {name!r} is {existing.provider!r}; create another "
@@ -137,7 +136,6 @@ class Distributor:
                 self.store.commit([provider_op(updated)])
             except ConcurrentChange:
                 raise InvalidRequest(f"KMS provider {name!r} changed concurrently; retry") from None
-        return warnings
 
     def read_provider(self, mount: str, name: str) -> dict[str, Any]:
         record = self.store.get_provider(mount, check_name(name, "KMS provider"))

@@ -25,7 +25,6 @@ from shared.store import (
     Op,
     Store,
     VersionRecord,
-    create_op,
     delete_op,
     key_op,
     key_rk,
@@ -411,6 +410,3 @@ def _version_view(v: VersionRecord) -> dict[str, Any]:
     if v.public_key is not None:
         view["public_key"] = v.public_key
     return view
-
-
-__all__ = ["KeyEngine", "Propagator", "create_op"]

@@ -26,25 +26,25 @@ class Mounts:
                 f"unsupported secrets engine type {engine_type!r}; this server offers only "
                 f"{ENGINE_TYPE!r}"
             )
-        existing = self.store.get_mount(name)
-        if existing is not None:
+        if self.store.get_mount(name) is not None or not self._create(name, description):
             raise InvalidRequest(f"path is already in use at {name}/")
+        log.info("enabled mount %s", name)
+
+    def _create(self, name: str, description: str) -> bool:
+        """Create the mount row; False if it exists already (created concurrently)."""
         try:
             self.store.create_mount(
-                Mount(name, engine_type, description, str(uuid.uuid4()), utcnow())
+                Mount(name, ENGINE_TYPE, description, str(uuid.uuid4()), utcnow())
             )
         except ConcurrentChange:
-            raise InvalidRequest(f"path is already in use at {name}/") from None
-        log.info("enabled mount %s", name)
+            return False
+        return True
 
     def ensure(self, path: str) -> None:
         """Enable a mount if it is not there yet (the setting that pre-enables mounts)."""
         name = check_mount(path)
         if self.store.get_mount(name) is None:
-            try:
-                self.store.create_mount(Mount(name, ENGINE_TYPE, "", str(uuid.uuid4()), utcnow()))
-            except ConcurrentChange:
-                pass
+            self._create(name, "")
 
     def disable(self, path: str) -> None:
         name = check_mount(path)

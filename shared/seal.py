@@ -72,11 +72,13 @@ class KeyVaultSealKey:
         from azure.core.exceptions import AzureError
         from azure.keyvault.keys.crypto import KeyWrapAlgorithm
 
+        from shared.azure import brief_error
+
         try:
             result = self._client(self.key_id).wrap_key(KeyWrapAlgorithm.rsa_oaep_256, dek)
         except AzureError as exc:
             raise UpstreamUnavailable(
-                f"seal key {self.key_id}: wrapKey failed: {_brief(exc)}"
+                f"seal key {self.key_id}: wrapKey failed: {brief_error(exc)}"
             ) from None
         return result.encrypted_key, result.key_id or self.key_id
 
@@ -84,18 +86,13 @@ class KeyVaultSealKey:
         from azure.core.exceptions import AzureError
         from azure.keyvault.keys.crypto import KeyWrapAlgorithm
 
+        from shared.azure import brief_error
+
         try:
             result = self._client(key_id).unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped)
         except AzureError as exc:
-            raise SealError(f"seal key {key_id}: unwrapKey failed: {_brief(exc)}") from None
+            raise SealError(f"seal key {key_id}: unwrapKey failed: {brief_error(exc)}") from None
         return result.key
-
-
-def _brief(exc: Exception) -> str:
-    code = getattr(getattr(exc, "error", None), "code", None)
-    message = getattr(exc, "message", None) or str(exc)
-    first = message.splitlines()[0] if message else type(exc).__name__
-    return f"{code}: {first}" if code else first
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 from shared import settings as settings_module
 from shared.auth import TokenChecker
+from shared.distribution import Distributor
 from shared.errors import UpstreamUnavailable
 from shared.keys import KeyEngine
 from shared.mounts import Mounts
@@ -28,7 +29,7 @@ class Service:
     mounts: Mounts
     keys: KeyEngine
     sealer: Sealer
-    distribution: Any = None  # shared.distribution.Distributor, when built
+    distribution: Distributor | None = None  # set right after construction (it needs the service)
 
 
 def _seal_key(settings: Settings) -> SealKey:
@@ -56,13 +57,8 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
         keys=keys,
         sealer=sealer,
     )
-    try:
-        from shared.distribution import Distributor
-    except ImportError:  # distribution not built yet
-        pass
-    else:
-        service.distribution = Distributor(service)
-        keys.propagator = service.distribution
+    service.distribution = Distributor(service)
+    keys.propagator = service.distribution
     for mount in settings.default_mounts:
         service.mounts.ensure(mount)
     return service

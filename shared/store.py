@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import UpstreamUnavailable
@@ -652,7 +652,3 @@ class Store:
         """Every distribution in every mount (the reconciler's work list)."""
         for mount in self.list_mounts():
             yield from self.list_distributions(mount.name)
-
-
-def with_etag(record: Any, etag: str | None) -> Any:
-    return replace(record, etag=etag)

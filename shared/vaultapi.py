@@ -23,7 +23,6 @@ JSON = "application/json"
 @dataclass(frozen=True)
 class ApiRequest:
     method: str  # upper case; LIST when a list was asked for with the verb
-    path: str  # relative to /v1/, no leading or trailing slash
     query: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
     body: bytes = b""
@@ -326,11 +325,3 @@ class FieldData:
             return default
         spec = self._fields[name]
         return spec.decode(self._raw[name], name)
-
-
-def run(handler: Callable[[], ApiResponse]) -> ApiResponse:
-    """Run a handler, turning domain errors into Vault's error answers."""
-    try:
-        return handler()
-    except EngineError as exc:
-        return from_exception(exc)

@@ -6,7 +6,9 @@ applies the transport rules every path shares (token, mount, operation, body, er
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,10 +22,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Context:
-    service: Any  # shared.service.Service
     request: ApiRequest
     params: Mapping[str, str]
-    data: FieldData
+    service_factory: Callable[[], Any]  # → shared.service.Service, built on first use
+    data: FieldData = field(default_factory=lambda: FieldData({}, ()))
+
+    @functools.cached_property
+    def service(self) -> Any:
+        # Built only when a path needs it: sys/health answers without storage.
+        return self.service_factory()
 
     @property
     def mount(self) -> str:
@@ -41,6 +48,19 @@ class PathSpec:
     authenticated: bool = True
     mounted: bool = True  # lives under an enabled keymgmt mount
     description: str = ""
+    # Methods the HTTP trigger declares. None: every standard verb reaches the handler, which
+    # answers 405 for an unsupported operation, as Vault does (the Functions host would 404).
+    methods: tuple[str, ...] | None = None
+
+    @property
+    def route(self) -> str:
+        """The Functions route template (relative to routePrefix "v1")."""
+        route = re.sub(r":(\w+)", r"{\1}", self.pattern)
+        return f"{{mount}}/{route}" if self.mounted else route
+
+    @property
+    def function_name(self) -> str:
+        return re.sub(r"[^A-Za-z0-9]+", "_", self.pattern.replace(":", "")).strip("_")
 
 
 def handle(
@@ -50,23 +70,20 @@ def handle(
     service_factory: Callable[[], Any],
 ) -> ApiResponse:
     try:
-        service = service_factory()
+        context = Context(request, params, service_factory)
         op = vaultapi.operation(request)
         if spec.authenticated:
-            service.tokens.check(request.token)
+            context.service.tokens.check(request.token)
         handler = spec.operations.get(op)
         if handler is None:
             raise UnsupportedOperation("unsupported operation")
-        if spec.mounted and not service.mounts.exists(
-            params["mount"], for_write=op != "read" and op != "list"
+        if spec.mounted and not context.service.mounts.exists(
+            params["mount"], for_write=op not in ("read", "list")
         ):
             raise NotFound(f'no handler for route "{params["mount"]}/". route entry not found.')
-        raw = (
-            vaultapi.parse_body(request, service.settings.max_body_bytes)
-            if op in ("update", "delete")
-            else {}
-        )
-        context = Context(service, request, params, FieldData(raw, spec.fields))
+        if op in ("update", "delete"):
+            raw = vaultapi.parse_body(request, context.service.settings.max_body_bytes)
+            context.data = FieldData(raw, spec.fields)
         return handler(context)
     except EngineError as exc:
         return vaultapi.from_exception(exc)

@@ -53,15 +53,14 @@ def _read_provider(ctx: Context) -> ApiResponse:
 
 def _write_provider(ctx: Context) -> ApiResponse:
     data = ctx.data
-    credentials = data.get("credentials") if data.has("credentials") else None
-    warnings = _distributor(ctx).write_provider(
+    _distributor(ctx).write_provider(
         ctx.mount,
         ctx.params["name"],
         provider=data.get("provider"),
         key_collection=data.get("key_collection"),
-        credentials=credentials,
+        credentials=data.get("credentials"),
     )
-    return vaultapi.written(data.warnings + warnings)
+    return vaultapi.written(data.warnings)
 
 
 def _delete_provider(ctx: Context) -> ApiResponse:

@@ -7,16 +7,16 @@ import time
 from shared import vaultapi
 from shared.api import Context, PathSpec
 from shared.errors import InvalidRequest, NotFound
-from shared.vaultapi import ApiRequest, ApiResponse, Field
+from shared.vaultapi import ApiResponse, Field
 
 VERSION = "1.19.0+azure-keymgmt.0.1.0"
 CLUSTER_NAME = "azure-keymgmt"
 CLUSTER_ID = "00000000-0000-4000-8000-6b65796d676d"
 
 
-def health(request: ApiRequest) -> ApiResponse:
+def _health(ctx: Context) -> ApiResponse:
     """``sys/health``: unauthenticated; the status code honours ``activecode``."""
-    raw = request.query.get("activecode")
+    raw = ctx.request.query.get("activecode")
     status = 200
     if raw is not None:
         try:
@@ -37,8 +37,7 @@ def health(request: ApiRequest) -> ApiResponse:
         "cluster_name": CLUSTER_NAME,
         "cluster_id": CLUSTER_ID,
     }
-    response = vaultapi.raw_json(status, body)
-    return response
+    return vaultapi.raw_json(status, body)
 
 
 def _seal_status(_: Context) -> ApiResponse:
@@ -116,17 +115,13 @@ def _disable(ctx: Context) -> ApiResponse:
     return vaultapi.written()
 
 
-def _opt_str(value: object, name: str) -> str:
-    return vaultapi.weak_str(value, name)
-
-
 def _ignored(value: object, name: str) -> object:
     return value
 
 
 MOUNT_FIELDS = [
-    Field("type", _opt_str, "secrets engine type: keymgmt"),
-    Field("description", _opt_str, "human-friendly description"),
+    Field("type", vaultapi.weak_str, "secrets engine type: keymgmt"),
+    Field("description", vaultapi.weak_str, "human-friendly description"),
     # Accepted for compatibility with the CLI and hvac; they do not change anything here.
     *(
         Field(name, _ignored)
@@ -143,20 +138,6 @@ MOUNT_FIELDS = [
     ),
 ]
 
-SEAL_STATUS = PathSpec(
-    "sys/seal-status", operations={"read": _seal_status}, authenticated=False, mounted=False
-)
-LEADER = PathSpec("sys/leader", operations={"read": _leader}, authenticated=False, mounted=False)
-INIT = PathSpec("sys/init", operations={"read": _init}, authenticated=False, mounted=False)
-LOOKUP_SELF = PathSpec("auth/token/lookup-self", operations={"read": _lookup_self}, mounted=False)
-MOUNTS = PathSpec("sys/mounts", operations={"read": _list_mounts}, mounted=False)
-MOUNT = PathSpec(
-    "sys/mounts/:path",
-    fields=MOUNT_FIELDS,
-    mounted=False,
-    operations={"read": _read_mount, "update": _enable, "delete": _disable},
-)
-
 
 def _rotation_status(ctx: Context) -> ApiResponse:
     status = ctx.service.store.get_status("rotation")
@@ -171,15 +152,33 @@ def _reconcile_status(ctx: Context) -> ApiResponse:
     return vaultapi.ok(status)
 
 
+GET = ("GET",)
+_OPEN = {"authenticated": False, "mounted": False}
+HEALTH = PathSpec("sys/health", operations={"read": _health}, methods=("GET", "HEAD"), **_OPEN)
+SEAL_STATUS = PathSpec("sys/seal-status", operations={"read": _seal_status}, methods=GET, **_OPEN)
+LEADER = PathSpec("sys/leader", operations={"read": _leader}, methods=GET, **_OPEN)
+INIT = PathSpec("sys/init", operations={"read": _init}, methods=GET, **_OPEN)
+LOOKUP_SELF = PathSpec(
+    "auth/token/lookup-self", operations={"read": _lookup_self}, mounted=False, methods=GET
+)
+MOUNTS = PathSpec("sys/mounts", operations={"read": _list_mounts}, mounted=False, methods=GET)
+MOUNT = PathSpec(
+    "sys/mounts/:path",
+    fields=MOUNT_FIELDS,
+    mounted=False,
+    operations={"read": _read_mount, "update": _enable, "delete": _disable},
+)
 ROTATION_STATUS = PathSpec(
     "sys/keymgmt/rotation",
     operations={"read": _rotation_status},
     mounted=False,
+    methods=GET,
     description="ext: the last rotation sweep's summary",
 )
 RECONCILE_STATUS = PathSpec(
     "sys/keymgmt/reconcile",
     operations={"read": _reconcile_status},
     mounted=False,
+    methods=GET,
     description="ext: the last reconciler result and drift reported by Key Vault events",
 )

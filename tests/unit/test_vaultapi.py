@@ -10,7 +10,7 @@ from shared.vaultapi import ApiRequest
 
 
 def req(method="GET", body=b"", query=None, headers=None):
-    return ApiRequest(method, "keymgmt/key/a", query or {}, headers or {}, body)
+    return ApiRequest(method, query or {}, headers or {}, body)
 
 
 @pytest.mark.parametrize("body", [b"", b"null", b"  null  ", b"{}"])

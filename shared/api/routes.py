@@ -1,0 +1,26 @@
+"""Every path of the API, in one list: the HTTP adapter registers one trigger per entry."""
+
+from __future__ import annotations
+
+from shared.api import PathSpec, keys, kms, sys
+
+ALL: tuple[PathSpec, ...] = (
+    sys.HEALTH,
+    sys.SEAL_STATUS,
+    sys.LEADER,
+    sys.INIT,
+    sys.MOUNTS,
+    sys.MOUNT,
+    sys.ROTATION_STATUS,
+    sys.RECONCILE_STATUS,
+    sys.LOOKUP_SELF,
+    keys.KEYS,
+    keys.KEY,
+    keys.ROTATE,
+    keys.KEY_KMS,
+    kms.PROVIDERS,
+    kms.PROVIDER,
+    kms.HEALTH,
+    kms.DISTRIBUTED,
+    kms.DISTRIBUTION,
+)
