@@ -10,7 +10,7 @@ from pathlib import Path
 import hvac
 import pytest
 
-from tests.fixtures.funchost import FuncHost, engine_settings, wait_healthy
+from tests.fixtures.funchost import engine_settings, serving
 
 BAO = shutil.which("bao", path=str(Path(sys.executable).parent)) or shutil.which("bao")
 
@@ -18,12 +18,8 @@ BAO = shutil.which("bao", path=str(Path(sys.executable).parent)) or shutil.which
 @pytest.fixture(scope="module")
 def fresh_host(azurite):
     """A host with no mount enabled yet, as a user's first `bao secrets enable` finds it."""
-    host = FuncHost(engine_settings(azurite, f"cli{os.getpid()}", KEYMGMT_DEFAULT_MOUNTS=""))
-    try:
-        wait_healthy(host.url)
+    with serving(engine_settings(azurite, f"cli{os.getpid()}", KEYMGMT_DEFAULT_MOUNTS="")) as host:
         yield host
-    finally:
-        host.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from tests.e2e.test_cli_clients import BAO
-from tests.fixtures.funchost import FuncHost, emulator_settings, engine_settings, wait_healthy
+from tests.fixtures.funchost import emulator_settings, engine_settings, serving
 from tools.kvemu import Emulator
 
 # The seed document's example service principal (HashiCorp's docs; not a real secret).
@@ -39,18 +39,12 @@ def seed_stack(azurite, tmp_path_factory):
         {"keyvault-name": 0}, cert_dir=tmp_path_factory.mktemp("seed-kv"), tenant_id=SEED_TENANT_ID
     )
     emulator.add_client(SEED_CLIENT_ID, SEED_CLIENT_SECRET)
-    emulator.start()
-    host = FuncHost(
-        engine_settings(
+    with emulator:
+        settings = engine_settings(
             azurite, f"seed{os.getpid()}", KEYMGMT_DEFAULT_MOUNTS="", **emulator_settings(emulator)
         )
-    )
-    try:
-        wait_healthy(host.url)
-        yield host, emulator
-    finally:
-        host.stop()
-        emulator.stop()
+        with serving(settings) as host:
+            yield host, emulator
 
 
 def test_seed_transcript_with_distribution(seed_stack, tmp_path):

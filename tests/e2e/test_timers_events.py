@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.fixtures.azurite import free_port
-from tests.fixtures.funchost import Api, FuncHost, emulator_settings, engine_settings, wait_healthy
+from tests.fixtures.funchost import Api, emulator_settings, engine_settings, serving
 from tools.kvemu import Emulator
 from tools.kvemu.events import key_event
 
@@ -24,33 +24,28 @@ def stack(azurite, tmp_path_factory):
     emulator = Emulator(
         {VAULT: 0}, cert_dir=tmp_path_factory.mktemp("events-kv"), eventgrid_webhook=webhook
     )
-    emulator.start()
-    settings = engine_settings(
-        azurite,
-        f"ev{os.getpid()}",
-        KEYMGMT_ALLOW_SHORT_ROTATION="true",
-        KEYMGMT_ROTATION_SCHEDULE="*/2 * * * * *",
-        KEYMGMT_RECONCILE_SCHEDULE="0 0 0 1 1 *",  # run by hand through the admin endpoint
-        AZURE_TENANT_ID=emulator.tenant_id,
-        **emulator_settings(emulator),
-    )
-    host = FuncHost(settings, timers=True, port=port)
-    try:
-        wait_healthy(host.url)
-        api = Api(host)
-        provider = f"mi-{uuid.uuid4().hex[:6]}"
-        # No client secret: the managed identity (local identity endpoint) is used.
-        assert (
-            api.put(
-                f"keymgmt/kms/{provider}",
-                json={"provider": "azurekeyvault", "key_collection": VAULT},
-            ).status_code
-            == 204
+    with emulator:
+        settings = engine_settings(
+            azurite,
+            f"ev{os.getpid()}",
+            KEYMGMT_ALLOW_SHORT_ROTATION="true",
+            KEYMGMT_ROTATION_SCHEDULE="*/2 * * * * *",
+            KEYMGMT_RECONCILE_SCHEDULE="0 0 0 1 1 *",  # run by hand through the admin endpoint
+            AZURE_TENANT_ID=emulator.tenant_id,
+            **emulator_settings(emulator),
         )
-        yield api, emulator, provider
-    finally:
-        host.stop()
-        emulator.stop()
+        with serving(settings, timers=True, port=port) as host:
+            api = Api(host)
+            provider = f"mi-{uuid.uuid4().hex[:6]}"
+            # No client secret: the managed identity (local identity endpoint) is used.
+            assert (
+                api.put(
+                    f"keymgmt/kms/{provider}",
+                    json={"provider": "azurekeyvault", "key_collection": VAULT},
+                ).status_code
+                == 204
+            )
+            yield api, emulator, provider
 
 
 def poll(check, timeout=60, interval=0.25):

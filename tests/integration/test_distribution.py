@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from tests.fixtures.funchost import Api, FuncHost, emulator_settings, engine_settings, wait_healthy
+from tests.fixtures.funchost import Api, emulator_settings, engine_settings, serving
 from tools.kvemu import Emulator
 
 VAULT = "keyvault-name"
@@ -119,22 +119,17 @@ def env_api(azurite: Any, kv_emulator: Emulator, env_client: tuple[str, str]) ->
     """A second host whose app settings carry a service principal (AZURE_CLIENT_ID/...) and
     treat loopback as private (KEYMGMT_PRIVATE_RANGES)."""
     client_id, secret = env_client
-    host = FuncHost(
-        engine_settings(
-            azurite,
-            f"env{os.getpid()}",
-            **emulator_settings(kv_emulator),
-            AZURE_CLIENT_ID=client_id,
-            AZURE_CLIENT_SECRET=secret,
-            AZURE_TENANT_ID=kv_emulator.tenant_id,
-            KEYMGMT_PRIVATE_RANGES="127.0.0.0/8",
-        )
+    settings = engine_settings(
+        azurite,
+        f"env{os.getpid()}",
+        **emulator_settings(kv_emulator),
+        AZURE_CLIENT_ID=client_id,
+        AZURE_CLIENT_SECRET=secret,
+        AZURE_TENANT_ID=kv_emulator.tenant_id,
+        KEYMGMT_PRIVATE_RANGES="127.0.0.0/8",
     )
-    try:
-        wait_healthy(host.url)
+    with serving(settings) as host:
         yield Api(host)
-    finally:
-        host.stop()
 
 
 @pytest.fixture(scope="module")
@@ -145,19 +140,14 @@ def uami(kv_emulator: Emulator) -> Any:
 @pytest.fixture(scope="module")
 def uami_api(azurite: Any, kv_emulator: Emulator, uami: Any) -> Iterator[Api]:
     """A second host with a user-assigned managed identity (KEYMGMT_MANAGED_IDENTITY_CLIENT_ID)."""
-    host = FuncHost(
-        engine_settings(
-            azurite,
-            f"uami{os.getpid()}",
-            **emulator_settings(kv_emulator),
-            KEYMGMT_MANAGED_IDENTITY_CLIENT_ID=uami.client_id,
-        )
+    settings = engine_settings(
+        azurite,
+        f"uami{os.getpid()}",
+        **emulator_settings(kv_emulator),
+        KEYMGMT_MANAGED_IDENTITY_CLIENT_ID=uami.client_id,
     )
-    try:
-        wait_healthy(host.url)
+    with serving(settings) as host:
         yield Api(host)
-    finally:
-        host.stop()
 
 
 # -- credentials: each source really used, first match wins -------------------------------------

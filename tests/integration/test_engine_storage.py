@@ -131,7 +131,7 @@ def test_storage_down_is_503_not_500(azurite, table_prefix):
     import requests
 
     from tests.fixtures.azurite import free_port
-    from tests.fixtures.funchost import FuncHost, engine_settings, wait_healthy
+    from tests.fixtures.funchost import engine_settings, serving
 
     class Nowhere:
         connection_string = (
@@ -140,40 +140,30 @@ def test_storage_down_is_503_not_500(azurite, table_prefix):
             f"TableEndpoint=http://127.0.0.1:{free_port()}/devstoreaccount1;"
         )
 
-    host = FuncHost(engine_settings(Nowhere, table_prefix, KEYMGMT_DEFAULT_MOUNTS=""))
-    try:
-        wait_healthy(host.url)
+    with serving(engine_settings(Nowhere, table_prefix, KEYMGMT_DEFAULT_MOUNTS="")) as host:
         response = requests.get(
             f"{host.url}/v1/keymgmt/key/a", headers={"X-Vault-Token": "root"}, timeout=120
         )
         assert response.status_code == 503
         assert "Table Storage" in response.json()["errors"][0]
-    finally:
-        host.stop()
 
 
 def test_storage_lost_after_start_is_503(table_prefix):
     import requests
 
     from tests.fixtures.azurite import Azurite
-    from tests.fixtures.funchost import FuncHost, engine_settings, wait_healthy
+    from tests.fixtures.funchost import engine_settings, serving
 
     own = Azurite()
-    host = FuncHost(engine_settings(own, table_prefix))
     try:
-        wait_healthy(host.url)
-        headers = {"X-Vault-Token": "root"}
-        url = f"{host.url}/v1/keymgmt/key/a"
-        assert (
-            requests.post(
-                url, json={"type": "ecdsa-p256"}, headers=headers, timeout=120
-            ).status_code
-            == 204
-        )
-        own.stop()
-        response = requests.get(url, headers=headers, timeout=120)
-        assert response.status_code == 503
-        assert "unavailable" in response.json()["errors"][0]
+        with serving(engine_settings(own, table_prefix)) as host:
+            headers = {"X-Vault-Token": "root"}
+            url = f"{host.url}/v1/keymgmt/key/a"
+            created = requests.post(url, json={"type": "ecdsa-p256"}, headers=headers, timeout=120)
+            assert created.status_code == 204
+            own.stop()
+            response = requests.get(url, headers=headers, timeout=120)
+            assert response.status_code == 503
+            assert "unavailable" in response.json()["errors"][0]
     finally:
-        host.stop()
         own.stop()
