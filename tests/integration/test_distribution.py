@@ -18,7 +18,13 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from tests.fixtures.funchost import Api, emulator_settings, engine_settings, serving
+from tests.fixtures.funchost import (
+    Api,
+    build_service,
+    emulator_settings,
+    engine_settings,
+    serving,
+)
 from tools.kvemu import Emulator
 
 VAULT = "keyvault-name"
@@ -521,11 +527,7 @@ class CrashOnThirdImport:
 
 @pytest.fixture
 def service(azurite: Any, kv: Emulator) -> Any:
-    from shared import settings as settings_module
-    from shared.service import build
-
-    env = engine_settings(azurite, f"ip{uuid.uuid4().hex[:12]}", **emulator_settings(kv))
-    return build(settings_module.load(env))
+    return build_service(azurite, f"ip{uuid.uuid4().hex[:12]}", **emulator_settings(kv))
 
 
 @pytest.mark.parametrize(("when", "finish"), [("before", "redistribute"), ("after", "reconcile")])

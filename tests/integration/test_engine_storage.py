@@ -1,28 +1,15 @@
 """The engine on Azurite: sealing bound to rows, crash-safe delete, reads that never unseal."""
 
-import os
-
 import pytest
 
-from shared import service as service_module
-from shared import settings as settings_module
 from shared.errors import NotFound, SealError
 from shared.store import version_rk
+from tests.fixtures.funchost import build_service
 
 
 @pytest.fixture
 def engine(azurite, table_prefix):
-    import base64
-
-    settings = settings_module.load(
-        {
-            "KEYMGMT_STORAGE": azurite.connection_string,
-            "KEYMGMT_TABLE_PREFIX": table_prefix,
-            "KEYMGMT_SEAL_KEY": base64.b64encode(os.urandom(32)).decode(),
-            "KEYMGMT_DEFAULT_MOUNTS": "keymgmt",
-        }
-    )
-    return service_module.build(settings)
+    return build_service(azurite, table_prefix)
 
 
 def write(engine, name, type_name="ecdsa-p256"):

@@ -1,8 +1,6 @@
 """The rotation sweep and the reconciler, in process, on Azurite and the Key Vault emulator."""
 
-import base64
 import datetime as dt
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,21 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from shared import schedules
-from shared import service as service_module
-from shared import settings as settings_module
 from shared.store import key_op, upsert_op
+from tests.fixtures.funchost import build_service
 
 
 def build(azurite, prefix, **extra):
-    env = {
-        "KEYMGMT_STORAGE": azurite.connection_string,
-        "KEYMGMT_TABLE_PREFIX": prefix,
-        "KEYMGMT_SEAL_KEY": base64.b64encode(os.urandom(32)).decode(),
-        "KEYMGMT_DEFAULT_MOUNTS": "keymgmt",
-        "KEYMGMT_ALLOW_SHORT_ROTATION": "true",
-        **extra,
-    }
-    return service_module.build(settings_module.load(env))
+    return build_service(azurite, prefix, KEYMGMT_ALLOW_SHORT_ROTATION="true", **extra)
 
 
 def create(svc, name, period, type_name="aes256-gcm96"):
