@@ -297,15 +297,17 @@ class Distributor:
         )
         updated_key = replace(key, providers=tuple(sorted({*key.providers, provider_name})))
         try:
-            self.store.commit([dist_op(dist, create=True), key_op(updated_key)])
+            dist_etag, key_etag = self.store.commit(
+                [dist_op(dist, create=True), key_op(updated_key)]
+            )
         except ConcurrentChange:
             raise InvalidRequest(
                 f"key {key_name!r} changed while being distributed; retry"
             ) from None
         log.info("distributing %s/%s to %s as %s", mount, key_name, provider_name, dist.remote_name)
-        dist = self.store.get_distribution(mount, provider_name, key_name)
-        key = self.service.keys.get(mount, key_name)
-        return self._complete(dist, key, provider)
+        return self._complete(
+            replace(dist, etag=dist_etag), replace(updated_key, etag=key_etag), provider
+        )
 
     def _complete(
         self,
@@ -448,10 +450,9 @@ class Distributor:
         raise InvalidRequest("distribution is changing concurrently; retry")
 
     def _save(self, dist: Distribution) -> Distribution:
-        self.store.commit([dist_op(dist)])
-        saved = self.store.get_distribution(dist.mount, dist.provider, dist.key)
-        assert saved is not None
-        return saved
+        """Write the row (ETag-conditioned); the result carries the new ETag."""
+        [etag] = self.store.commit([dist_op(dist)])
+        return replace(dist, etag=etag)
 
     def _note_error(self, dist: Distribution, message: str) -> None:
         try:

@@ -334,14 +334,12 @@ class KeyEngine:
                 )
             marked = replace(key, state="deleting")
             try:
-                self.store.commit([key_op(marked), name_op(marked)])
+                etag, _ = self.store.commit([key_op(marked), name_op(marked)])
             except ConcurrentChange:
                 raise InvalidRequest(
                     f"key {name!r} changed while it was being deleted; try again"
                 ) from None
-            key = self.store.get_key(mount, name)
-            if key is None:
-                return
+            key = replace(marked, etag=etag)
         self._finish_delete(key)
         log.info("deleted key %s/%s", mount, key.name)
 

@@ -438,14 +438,15 @@ class Store:
             select,
         )
 
-    def commit(self, ops: Sequence[Op]) -> None:
-        """Apply ops atomically (one partition, at most 100). ConcurrentChange on a lost race."""
+    def commit(self, ops: Sequence[Op]) -> list[str | None]:
+        """Apply ops atomically (one partition, at most 100); returns each row's new ETag.
+        ConcurrentChange on a lost race."""
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
         from azure.data.tables import TableTransactionError, UpdateMode
 
         if not ops:
-            return
+            return []
         if len(ops) > MAX_TRANSACTION:
             raise ValueError(f"a transaction holds at most {MAX_TRANSACTION} operations")
         batch: list[Any] = []
@@ -462,7 +463,7 @@ class Store:
             batch.append((op.kind, op.entity, options) if options else (op.kind, op.entity))
         self.request_count += 1
         try:
-            self.table.submit_transaction(batch)
+            results = self.table.submit_transaction(batch)
         except (TableTransactionError, ResourceModifiedError, ResourceExistsError) as exc:
             status = getattr(exc, "status_code", None)
             if status in (409, 412) or isinstance(
@@ -474,6 +475,7 @@ class Store:
                     "a row changed by this transaction no longer exists"
                 ) from None
             raise
+        return [result.get("etag") for result in results]
 
     def commit_many(self, ops: Sequence[Op]) -> None:
         """Apply ops in chunks of 100; each chunk is atomic, the whole is not."""
