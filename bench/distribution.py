@@ -55,7 +55,9 @@ def bench_distribution(versions: int, rounds: int) -> None:
     azurite = Azurite()
     emulator = Emulator({VAULT: 0}, cert_dir=tempfile.mkdtemp(prefix="bench-kvemu-"))
     client_id, secret = str(uuid.uuid4()), uuid.uuid4().hex
-    emulator.add_client(client_id, secret)
+    app = emulator.add_client(client_id, secret)
+    emulator.grant(VAULT, app.object_id, "Key Vault Crypto Officer")
+    emulator.grant(VAULT, emulator.system_identity.object_id, "Key Vault Crypto Officer")
     emulator.start()
     host = FuncHost(engine_settings(azurite, f"benchd{os.getpid()}", **emulator_settings(emulator)))
     try:

@@ -185,7 +185,7 @@ def key_client(url: str, credential: Any, settings: Settings) -> Any:
         retry_backoff_factor=0.4,
         retry_backoff_max=8,
         connection_timeout=10,
-        read_timeout=30,
+        read_timeout=settings.keyvault_read_timeout,
         **_transport_options(settings),
     )
 

@@ -22,7 +22,14 @@ from typing import Any
 
 from shared.errors import EngineError, InvalidRequest, NotFound
 from shared.names import check_azure_key_name, check_name
-from shared.providers import PROVIDERS, KmsProvider
+from shared.providers import (
+    PROVIDERS,
+    ImportOutcomeUnknown,
+    KmsProvider,
+    PermissionMissing,
+    RemoteNameTaken,
+    RemoteVersion,
+)
 from shared.seal import credentials_context
 from shared.store import (
     REMOTE_PARTITION,
@@ -200,7 +207,13 @@ class Distributor:
     def _azure_provider(
         self, record: ProviderRecord, credentials: Mapping[str, str]
     ) -> KmsProvider:
-        from shared.azure import build_credential, choose_credential, cloud, vault_url
+        from shared.azure import (
+            MANAGED_HSM_MARK,
+            build_credential,
+            choose_credential,
+            cloud,
+            vault_url,
+        )
         from shared.providers.azurekeyvault import AzureKeyVaultProvider
 
         environment = cloud(credentials.get("environment") or self.settings.azure_environment)
@@ -214,7 +227,12 @@ class Distributor:
             url,
             choice.source,
         )
-        return AzureKeyVaultProvider(url, credential, self.settings, choice.label)
+        suffix = environment.keyvault_suffix
+        if record.key_collection.lower().endswith(MANAGED_HSM_MARK):
+            suffix = environment.managedhsm_suffix or suffix
+        return AzureKeyVaultProvider(
+            url, credential, self.settings, choice.label, scope=f"https://{suffix}/.default"
+        )
 
     # -- distribution -----------------------------------------------------------------------
 
@@ -256,22 +274,15 @@ class Distributor:
             self._finish_remove(existing, provider)
             key = self.service.keys.get(mount, key_name)
         now = utcnow()
-        stamp = int(now.timestamp())
-        # The name carries the time of distribution; a name still held (a key removed in the
-        # same second stays soft-deleted) moves on to the next second.
-        for _ in range(10):
-            if not provider.name_in_use(f"{key_name}-{stamp}"):
-                break
-            stamp += 1
-        else:
-            raise InvalidRequest(
-                f"Key Vault holds keys named {key_name}-<time> for the next seconds; retry later"
-            )
+        record = self.store.get_provider(mount, provider_name)
+        if record is None:
+            raise InvalidRequest(f"KMS provider {provider_name!r} does not exist in mount {mount}/")
+        remote_name = self._free_name(record, key_name, provider, int(now.timestamp()))
         dist = Distribution(
             mount=mount,
             provider=provider_name,
             key=key_name,
-            remote_name=f"{key_name}-{stamp}",
+            remote_name=remote_name,
             purpose=purposes,
             protection=protection,
             distribution_time=now,
@@ -279,22 +290,7 @@ class Distributor:
             state="distributing",
             expiration_period=expiration_period,
         )
-        # The owner index lets Key Vault events find this distribution by the remote name. It is
-        # written first; an entry whose distribution never got recorded is ignored when read.
-        record = self.store.get_provider(mount, provider_name)
-        self.store.commit(
-            [
-                upsert_op(
-                    {
-                        "PartitionKey": REMOTE_PARTITION,
-                        "RowKey": f"{record.key_collection.lower()}:{dist.remote_name}",
-                        "mount": mount,
-                        "provider": provider_name,
-                        "key": key_name,
-                    }
-                )
-            ]
-        )
+        self._own(record, dist)
         updated_key = replace(key, providers=tuple(sorted({*key.providers, provider_name})))
         try:
             dist_etag, key_etag = self.store.commit(
@@ -308,6 +304,59 @@ class Distributor:
         return self._complete(
             replace(dist, etag=dist_etag), replace(updated_key, etag=key_etag), provider
         )
+
+    def _free_name(
+        self, record: ProviderRecord, key_name: str, provider: KmsProvider, stamp: int
+    ) -> str:
+        """``<key>-<unix seconds>``, moved on to the next second while the name is taken: by a
+        key this engine ever created in that vault (the owner index keeps every name it used,
+        so a name still being deleted is never picked), or by any key, live or soft-deleted."""
+        for _ in range(10):
+            name = f"{key_name}-{stamp}"
+            if self.store.remote_owner(
+                record.key_collection, name
+            ) is None and not provider.name_in_use(name):
+                return name
+            stamp += 1
+        raise InvalidRequest(
+            f"Key Vault holds keys named {key_name}-<time> for the next seconds; retry later"
+        )
+
+    def _own(self, record: ProviderRecord, dist: Distribution) -> None:
+        """The owner index lets Key Vault events find a distribution by its remote name. It is
+        written before the name is used; an entry whose distribution never got recorded (or
+        moved to another name) is ignored when read."""
+        self.store.commit(
+            [
+                upsert_op(
+                    {
+                        "PartitionKey": REMOTE_PARTITION,
+                        "RowKey": f"{record.key_collection.lower()}:{dist.remote_name}",
+                        "mount": dist.mount,
+                        "provider": dist.provider,
+                        "key": dist.key,
+                    }
+                )
+            ]
+        )
+
+    def _rename(self, dist: Distribution, provider: KmsProvider) -> Distribution:
+        """Nothing landed under the name and Key Vault refuses it (a key of that name is being
+        deleted or is deleted): move the distribution to a free name."""
+        record = self.store.get_provider(dist.mount, dist.provider)
+        if record is None:
+            raise NotFound(f"KMS provider {dist.provider!r} was deleted")
+        stamp = int(dist.remote_name.rsplit("-", 1)[-1]) + 1
+        renamed = replace(dist, remote_name=self._free_name(record, dist.key, provider, stamp))
+        self._own(record, renamed)
+        log.info(
+            "distribution of %s/%s: %s is taken in Key Vault, using %s",
+            dist.mount,
+            dist.key,
+            dist.remote_name,
+            renamed.remote_name,
+        )
+        return self._save(renamed)
 
     def _complete(
         self,
@@ -354,35 +403,29 @@ class Distributor:
     def _import_missing(
         self, dist: Distribution, key: KeyRecord, provider: KmsProvider, missing: Sequence[int]
     ) -> Distribution:
-        # Look for what an interrupted run already imported: versions carry our tags.
-        remote: dict[int, str] = {}
-        for rv in provider.remote_versions(dist.remote_name) or []:
-            tag = rv.tags.get(TAG_VERSION, "")
+        # Versions are imported in order under the lease, so what an interrupted run (or an
+        # import whose answer was lost) left unrecorded can only be the latest version in Key
+        # Vault: one read (``get``), found by its tags, which are never trusted blindly.
+        adopted: dict[int, str] = {}
+        latest = (
+            provider.latest_version(dist.remote_name) if dist.versions or dist.uncertain else None
+        )
+        if latest is not None and latest.version_id not in dist.versions.values():
+            tag = latest.tags.get(TAG_VERSION, "")
             if (
-                rv.tags.get(TAG_MOUNT) == dist.mount
-                and rv.tags.get(TAG_KEY) == dist.key
-                and tag.isdigit()  # tags can be edited in Key Vault: never trust
+                latest.tags.get(TAG_MOUNT) == dist.mount
+                and latest.tags.get(TAG_KEY) == dist.key
+                and tag.isdigit()
+                and int(tag) in missing
             ):
-                remote[int(tag)] = rv.version_id
+                adopted[int(tag)] = latest.version_id
         for version in missing:
-            version_id = remote.get(version)
+            version_id = adopted.get(version)
             if version_id is None:
-                material = self.service.keys.unseal(dist.mount, dist.key, version)
-                version_id = provider.import_version(
-                    dist.remote_name,
-                    key_type=key.type,
-                    material=material,
-                    purposes=dist.purpose,
-                    protection=dist.protection,
-                    tags={
-                        TAG_MOUNT: dist.mount,
-                        TAG_KEY: dist.key,
-                        TAG_VERSION: str(version),
-                        TAG_NAME: dist.remote_name,
-                    },
-                    enabled=version >= key.min_enabled_version,
-                    expires_in=dist.expiration_period,
-                )
+                dist = self._before_reimport(dist, version)
+                version_id = self._import_one(dist, key, provider, version)
+                if version_id is None:  # the name was taken: moved to a free one, start over
+                    return self._rename(dist, provider)
                 log.info(
                     "imported %s/%s v%d into %s as %s/%s",
                     dist.mount,
@@ -394,6 +437,50 @@ class Distributor:
                 )
             dist = self._record(dist, {version: version_id})
         return dist
+
+    def _before_reimport(self, dist: Distribution, version: int) -> Distribution:
+        """An import that got no answer is not sent again until it had time to land."""
+        since = dist.uncertain.get(version)
+        if since is None:
+            return dist
+        waited = (utcnow() - since).total_seconds()
+        wait = self.settings.unknown_import_wait
+        if waited < wait:
+            raise ImportOutcomeUnknown(
+                f"KMS provider {dist.provider!r}: the import of version {version} into "
+                f"{dist.remote_name} got no answer {int(waited)}s ago and has not appeared; it "
+                f"is sent again {wait}s after the first try"
+            )
+        # Long enough: it did not land. If it still does, it is a duplicate of ours.
+        return self._save(replace(dist, retried=tuple(sorted({*dist.retried, version}))))
+
+    def _import_one(
+        self, dist: Distribution, key: KeyRecord, provider: KmsProvider, version: int
+    ) -> str | None:
+        material = self.service.keys.unseal(dist.mount, dist.key, version)
+        try:
+            return provider.import_version(
+                dist.remote_name,
+                key_type=key.type,
+                material=material,
+                purposes=dist.purpose,
+                protection=dist.protection,
+                tags={
+                    TAG_MOUNT: dist.mount,
+                    TAG_KEY: dist.key,
+                    TAG_VERSION: str(version),
+                    TAG_NAME: dist.remote_name,
+                },
+                enabled=version >= key.min_enabled_version,
+                expires_in=dist.expiration_period,
+            )
+        except RemoteNameTaken:
+            if dist.versions or dist.uncertain:
+                raise  # our own key of that name exists: not a name to move away from
+            return None
+        except ImportOutcomeUnknown:
+            self._save(replace(dist, uncertain={**dist.uncertain, version: utcnow()}))
+            raise
 
     def _claim(self, dist: Distribution) -> Distribution | None:
         owner = uuid.uuid4().hex
@@ -435,7 +522,11 @@ class Distributor:
 
     def _record(self, dist: Distribution, landed: Mapping[int, str]) -> Distribution:
         for _ in range(20):
-            merged = replace(dist, versions={**dist.versions, **landed})
+            merged = replace(
+                dist,
+                versions={**dist.versions, **landed},
+                uncertain={v: t for v, t in dist.uncertain.items() if v not in landed},
+            )
             if merged.lease_owner:  # renew the import lease with every recorded version
                 merged = replace(merged, lease_until=utcnow() + dt.timedelta(seconds=LEASE_SECONDS))
             try:
@@ -546,15 +637,23 @@ class Distributor:
         )
 
     def _enforce_enabled(
-        self, dist: Distribution, key: KeyRecord, provider: KmsProvider
+        self, dist: Distribution, key: KeyRecord, provider: KmsProvider, *, blind: bool = True
     ) -> list[str]:
+        """Make Key Vault's enabled flags follow ``min_enabled_version``. With the ``list``
+        permission only the versions that differ are updated; without it, ``blind`` updates
+        every recorded version (idempotent: one request each), or, in the reconciler, nothing."""
         try:
-            remote = {
-                rv.version_id: rv.enabled for rv in provider.remote_versions(dist.remote_name) or []
-            }
+            try:
+                remote: dict[str, bool] | None = {
+                    rv.version_id: rv.enabled for rv in provider.remote_versions(dist.remote_name)
+                }
+            except PermissionMissing:
+                if not blind:
+                    return []
+                remote = None
             for version, version_id in sorted(dist.versions.items()):
                 wanted = version >= key.min_enabled_version
-                if remote.get(version_id) is not None and remote[version_id] != wanted:
+                if remote is None or (version_id in remote and remote[version_id] != wanted):
                     provider.set_enabled(dist.remote_name, version_id, wanted)
         except EngineError as exc:
             return [f"KMS provider {dist.provider!r}: {exc}; the reconciler will retry"]
@@ -611,62 +710,119 @@ class Distributor:
             if key is None or key.state != "active":
                 report["drift"].append("the engine key no longer exists")
                 return report
-            remote = provider.remote_versions(dist.remote_name)
+            try:
+                remote: list[RemoteVersion] | None = provider.remote_versions(dist.remote_name)
+            except PermissionMissing as exc:
+                remote = None  # degrade: the latest version is all that can be seen
+                report["missing_permissions"] = [exc.permission]
             if remote is None:
+                self._check_latest(dist, provider, report)
+            elif not remote:
                 if dist.versions:
                     report["drift"].append(
-                        f"Key Vault key {dist.remote_name} was deleted outside the engine; "
-                        "remove the distribution and distribute again (or recover the key in "
-                        "Key Vault)"
+                        f"Key Vault key {dist.remote_name} has no live versions: it was deleted "
+                        "outside the engine; remove the distribution and distribute again (or "
+                        "recover the key in Key Vault)"
                     )
                     return report
-                remote = []
-            ids = {rv.version_id for rv in remote}
-            ours = set(dist.versions.values())
-            for rv in remote:
-                if rv.version_id in ours:
-                    continue
-                tag = rv.tags.get(TAG_VERSION, "")
-                tagged = rv.tags.get(TAG_MOUNT) == dist.mount and rv.tags.get(TAG_KEY) == dist.key
-                if tagged and tag.isdigit() and int(tag) not in dist.versions:
-                    continue  # an import a crash left unrecorded: adopted below
-                if tagged:
-                    report["drift"].append(
-                        f"Key Vault version {rv.version_id} of {dist.remote_name} carries this "
-                        f"engine's tags (version {tag!r}) but is not one the engine recorded"
-                    )
-                else:
-                    report["drift"].append(
-                        f"Key Vault version {rv.version_id} of {dist.remote_name} was not "
-                        "created by this engine"
-                    )
-            missing = [v for v, vid in sorted(dist.versions.items()) if vid not in ids]
-            if missing:
-                report["drift"].append(
-                    f"engine versions {missing} are missing in Key Vault; re-importing them"
-                )
-                dist = self._save(
-                    replace(
-                        dist,
-                        versions={v: vid for v, vid in dist.versions.items() if v not in missing},
-                    )
-                )
+            else:
+                dist = self._check_versions(dist, provider, remote, report)
             before = set(dist.versions)
             warnings = self._complete(dist, key, provider, raise_errors=False)
             report["errors"] += warnings
             fresh = self.store.get_distribution(dist.mount, dist.provider, dist.key) or dist
             report["imported"] = sorted(set(fresh.versions) - before)
-            enabled_before = {
-                rv.version_id: rv.enabled for rv in provider.remote_versions(dist.remote_name) or []
-            }
-            report["errors"] += self._enforce_enabled(fresh, key, provider)
-            for version, vid in sorted(fresh.versions.items()):
-                wanted = version >= key.min_enabled_version
-                if vid in enabled_before and enabled_before[vid] != wanted:
-                    report["enabled_changed"].append(version)
+            if remote is not None:
+                enabled_before = {
+                    rv.version_id: rv.enabled for rv in provider.remote_versions(dist.remote_name)
+                }
+                report["errors"] += self._enforce_enabled(fresh, key, provider, blind=False)
+                for version, vid in sorted(fresh.versions.items()):
+                    wanted = version >= key.min_enabled_version
+                    if vid in enabled_before and enabled_before[vid] != wanted:
+                        report["enabled_changed"].append(version)
         except EngineError as exc:
             report["errors"].append(str(exc))
         return report
+
+    def _check_latest(
+        self, dist: Distribution, provider: KmsProvider, report: dict[str, Any]
+    ) -> None:
+        """Drift seen without ``list``: the latest version, and whether the key is gone."""
+        latest = provider.latest_version(dist.remote_name)
+        if latest is None:
+            if dist.versions:
+                report["drift"].append(
+                    f"Key Vault key {dist.remote_name} was deleted outside the engine; remove "
+                    "the distribution and distribute again (or recover the key in Key Vault)"
+                )
+            return
+        if latest.version_id in dist.versions.values() or latest.version_id in dist.duplicates:
+            return
+        tag = latest.tags.get(TAG_VERSION, "")
+        if self._ours(dist, latest) and tag.isdigit() and int(tag) not in dist.versions:
+            return  # an import a crash left unrecorded: adopted by _complete
+        report["drift"].append(
+            f"Key Vault version {latest.version_id} of {dist.remote_name} (the latest) was not "
+            "created by this engine"
+        )
+
+    def _check_versions(
+        self,
+        dist: Distribution,
+        provider: KmsProvider,
+        remote: Sequence[RemoteVersion],
+        report: dict[str, Any],
+    ) -> Distribution:
+        """Drift seen with ``list``: foreign versions, our own duplicates, lost versions."""
+        ids = {rv.version_id for rv in remote}
+        ours = set(dist.versions.values())
+        duplicates: list[str] = []
+        for rv in remote:
+            if rv.version_id in ours or rv.version_id in dist.duplicates:
+                continue
+            tag = rv.tags.get(TAG_VERSION, "")
+            tagged = self._ours(dist, rv)
+            if tagged and tag.isdigit() and int(tag) not in dist.versions:
+                continue  # an import a crash left unrecorded: adopted by _complete
+            if tagged and tag.isdigit() and int(tag) in dist.retried:
+                # The first try of an import that got no answer landed after its retry: ours.
+                if rv.enabled:
+                    provider.set_enabled(dist.remote_name, rv.version_id, False)
+                duplicates.append(rv.version_id)
+                report["drift"].append(
+                    f"Key Vault version {rv.version_id} of {dist.remote_name} is a duplicate "
+                    f"import of engine version {tag} (a slow import that landed after its "
+                    "retry); disabled, and not reported again"
+                )
+            elif tagged:
+                report["drift"].append(
+                    f"Key Vault version {rv.version_id} of {dist.remote_name} carries this "
+                    f"engine's tags (version {tag!r}) but is not one the engine recorded"
+                )
+            else:
+                report["drift"].append(
+                    f"Key Vault version {rv.version_id} of {dist.remote_name} was not "
+                    "created by this engine"
+                )
+        if duplicates:
+            dist = self._save(replace(dist, duplicates=(*dist.duplicates, *duplicates)))
+        missing = [v for v, vid in sorted(dist.versions.items()) if vid not in ids]
+        if missing:
+            report["drift"].append(
+                f"engine versions {missing} are missing in Key Vault; re-importing them"
+            )
+            dist = self._save(
+                replace(
+                    dist,
+                    versions={v: vid for v, vid in dist.versions.items() if v not in missing},
+                )
+            )
+        return dist
+
+    @staticmethod
+    def _ours(dist: Distribution, rv: RemoteVersion) -> bool:
+        return rv.tags.get(TAG_MOUNT) == dist.mount and rv.tags.get(TAG_KEY) == dist.key
 
     # -- health (ext) -----------------------------------------------------------------------
 

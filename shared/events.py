@@ -60,8 +60,7 @@ def _new_version(
         )
         return "confirmed"
     _, provider = service.distribution.provider(dist.mount, dist.provider)
-    remote = {rv.version_id: rv for rv in provider.remote_versions(name) or []}
-    found = remote.get(version)
+    found = provider.version(name, version)  # one read (``get``), not a listing
     if (
         found is not None
         and found.tags.get(TAG_MOUNT) == dist.mount

@@ -96,6 +96,11 @@ def reconcile_all(service: Any) -> dict[str, Any]:
         "removed": sum(1 for r in reports if r.get("removed")),
         "errors": sum(len(r["errors"]) for r in reports),
         "drift": drift,
+        # what the granted permissions do not allow, per provider (the rest still ran)
+        "missing_permissions": [
+            {"mount": m, "provider": p, "missing": sorted(missing)}
+            for (m, p), missing in sorted(_missing_permissions(reports).items())
+        ],
         "duration_ms": int((time.monotonic() - started) * 1000),
         "details": [
             r
@@ -105,6 +110,7 @@ def reconcile_all(service: Any) -> dict[str, Any]:
             or r["drift"]
             or r["errors"]
             or r.get("removed")
+            or r.get("missing_permissions")
         ][:50],
     }
     log.info(
@@ -129,6 +135,14 @@ def reconcile_all(service: Any) -> dict[str, Any]:
         )
     _save(service, "reconcile", summary)
     return summary
+
+
+def _missing_permissions(reports: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    missing: dict[tuple[str, str], set[str]] = {}
+    for r in reports:
+        if r.get("missing_permissions"):
+            missing.setdefault((r["mount"], r["provider"]), set()).update(r["missing_permissions"])
+    return missing
 
 
 def _save(service: Any, name: str, summary: dict[str, Any]) -> None:

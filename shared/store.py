@@ -110,6 +110,12 @@ class Distribution:
     # Import lease: one importer per distribution at a time, across instances.
     lease_owner: str = ""
     lease_until: dt.datetime | None = None
+    # Imports that got no answer: engine version → when. Not sent again until looked for.
+    uncertain: dict[int, dt.datetime] = field(default_factory=dict)
+    # Versions imported again after an unknown outcome: a late first try is a duplicate of ours.
+    retried: tuple[int, ...] = ()
+    # Key Vault versions this engine created twice, disabled and reported once.
+    duplicates: tuple[str, ...] = ()
     etag: str | None = field(default=None, compare=False)
 
 
@@ -285,6 +291,9 @@ def _dist_entity(d: Distribution) -> dict[str, Any]:
         "last_error": d.last_error[:4000],
         "lease_owner": d.lease_owner,
         **({"lease_until": d.lease_until} if d.lease_until else {}),
+        "uncertain": json.dumps({str(k): rfc3339(v) for k, v in sorted(d.uncertain.items())}),
+        "retried": ",".join(map(str, sorted(d.retried))),
+        "duplicates": ",".join(d.duplicates),
     }
 
 
@@ -303,6 +312,12 @@ def _dist_from(entity: Any) -> Distribution:
         last_error=entity.get("last_error", ""),
         lease_owner=entity.get("lease_owner", ""),
         lease_until=entity.get("lease_until"),
+        uncertain={
+            int(k): dt.datetime.fromisoformat(v)
+            for k, v in json.loads(entity.get("uncertain") or "{}").items()
+        },
+        retried=tuple(int(v) for v in (entity.get("retried") or "").split(",") if v),
+        duplicates=tuple(v for v in (entity.get("duplicates") or "").split(",") if v),
         etag=entity.metadata.get("etag"),
     )
 

@@ -198,6 +198,11 @@ ENGINE_SETTINGS = (
 )
 
 
+# The seed document: "an access policy on the Key Vault instance with the following minimum
+# key permissions" (and its Terraform grants exactly these).
+SEED_KEY_PERMISSIONS = ("create", "delete", "get", "import", "update")
+
+
 def _start_emulator(
     args: argparse.Namespace, env: dict[str, str], children: list[subprocess.Popen]
 ) -> list[str]:
@@ -223,6 +228,9 @@ def _start_emulator(
             SEED_TENANT_ID,
             "--client",
             f"{SEED_CLIENT_ID}={SEED_CLIENT_SECRET}",
+            # The seed's access policy for its service principal, and nothing else.
+            "--access-policy",
+            f"{args.vault}:{SEED_CLIENT_ID}:{','.join(SEED_KEY_PERMISSIONS)}",
             "--eventgrid-webhook",
             webhook,
         ],

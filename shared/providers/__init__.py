@@ -11,6 +11,34 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from shared.errors import EngineError, UpstreamUnavailable
+
+
+class UpstreamRefused(EngineError):
+    """The provider refused (401/403/other 4xx): configuration, not a passing fault."""
+
+    status = 502
+
+
+class PermissionMissing(UpstreamRefused):
+    """The caller lacks the permission a call needs: by its access-policy name and its RBAC
+    data action, so the operator can grant it in either model."""
+
+    def __init__(self, message: str, permission: str, data_action: str) -> None:
+        super().__init__(message)
+        self.permission = permission
+        self.data_action = data_action
+
+
+class RemoteNameTaken(UpstreamRefused):
+    """The name is held by a key being deleted, or deleted but recoverable (409)."""
+
+
+class ImportOutcomeUnknown(UpstreamUnavailable):
+    """An import got no answer (timeout, dropped connection, 5xx) and is not visible yet: it may
+    still land, so it must not be sent again at once."""
+
+
 PURPOSES = ("encrypt", "decrypt", "sign", "verify", "wrap", "unwrap")
 PROTECTIONS = ("hsm", "software")
 
@@ -28,8 +56,14 @@ class KmsProvider(Protocol):
     def check_compatible(self, key_type: str, purposes: Sequence[str], protection: str) -> None:
         """Raise InvalidRequest naming what is allowed; no remote call."""
 
-    def remote_versions(self, remote_name: str) -> list[RemoteVersion] | None:
-        """Versions of the remote key, or None when it does not exist."""
+    def remote_versions(self, remote_name: str) -> list[RemoteVersion]:
+        """Every version of the remote key (empty: none live); may raise PermissionMissing."""
+
+    def latest_version(self, remote_name: str) -> RemoteVersion | None:
+        """The newest version of the live key, or None."""
+
+    def version(self, remote_name: str, version_id: str | None) -> RemoteVersion | None:
+        """One version of the live key (None: the latest), or None when it does not exist."""
 
     def name_in_use(self, remote_name: str) -> bool:
         """Whether a key (live or deleted but recoverable) holds the name."""

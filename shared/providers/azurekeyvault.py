@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import socket
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +26,15 @@ from shared.errors import (
     UpstreamUnavailable,
 )
 from shared.keytypes import KEY_TYPES
-from shared.providers import PROTECTIONS, PURPOSES, RemoteVersion
+from shared.providers import (
+    PROTECTIONS,
+    PURPOSES,
+    ImportOutcomeUnknown,
+    PermissionMissing,
+    RemoteNameTaken,
+    RemoteVersion,
+    UpstreamRefused,
+)
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,13 +54,36 @@ KEY_OPS = {
 }
 
 
-class UpstreamRefused(EngineError):
-    """Key Vault refused (401/403/other 4xx): configuration, not a passing fault."""
+# What each Key Vault call the engine makes needs: the access policy key permission (named in
+# the REST API description of each operation) and the RBAC data action (docs/kvemu.md).
+PERMISSIONS: dict[str, tuple[str, str]] = {
+    "get": ("get", "Microsoft.KeyVault/vaults/keys/read"),
+    "get_deleted": ("get", "Microsoft.KeyVault/vaults/keys/read"),
+    "list_versions": ("list", "Microsoft.KeyVault/vaults/keys/read"),
+    "create": ("create", "Microsoft.KeyVault/vaults/keys/create/action"),
+    "import": ("import", "Microsoft.KeyVault/vaults/keys/import/action"),
+    "update": ("update", "Microsoft.KeyVault/vaults/keys/update/action"),
+    "delete": ("delete", "Microsoft.KeyVault/vaults/keys/delete"),
+}
+_REFUSED_CODES = ("ForbiddenByPolicy", "AccessDenied", "ForbiddenByRbac")
+_NAME_TAKEN_CODES = ("ObjectIsBeingDeleted", "ObjectIsDeletedButRecoverable", "Conflict")
+# Before re-importing after an answer that never came, wait this long for the first try to
+# land (it is looked for by its tags): the client's read timeout is 30 s.
+UNKNOWN_OUTCOME_SETTLE_SECONDS = 2.0
+IMPORT_ATTEMPTS = 4
 
-    status = 502
+
+def permission_hint(operation: str) -> str:
+    permission, action = PERMISSIONS[operation]
+    return (
+        f"the key permission '{permission}' (access policy) or the data action {action} "
+        "(RBAC, e.g. Key Vault Crypto Officer)"
+    )
 
 
-def upstream_error(vault: str, what: str, exc: Exception, credential: str = "") -> EngineError:
+def upstream_error(
+    vault: str, what: str, exc: Exception, credential: str = "", operation: str = ""
+) -> EngineError:
     from azure.core.exceptions import ClientAuthenticationError
 
     status, code, message = describe_error(exc)
@@ -72,8 +104,15 @@ def upstream_error(vault: str, what: str, exc: Exception, credential: str = "") 
             " — the vault accepts only private traffic: check that its name resolves to "
             "the private endpoint from this app (kms/:name/health shows what it resolves to)"
         )
-    elif code == "ForbiddenByRbac" and credential:
-        text += f" — {credential} needs a Key Vault role on this vault (Key Vault Crypto Officer)"
+        return UpstreamRefused(text)
+    if status == 403 and code in _REFUSED_CODES and operation:
+        who = credential or "the configured credential"
+        permission, action = PERMISSIONS[operation]
+        return PermissionMissing(
+            f"{text} — {who} needs {permission_hint(operation)}", permission, action
+        )
+    if status == 409 and code in _NAME_TAKEN_CODES:
+        return RemoteNameTaken(text)
     return UpstreamRefused(text)
 
 
@@ -85,9 +124,17 @@ class AzureKeyVaultProvider:
     name = "azurekeyvault"
 
     def __init__(
-        self, url: str, credential: Any, settings: Settings, credential_label: str = ""
+        self,
+        url: str,
+        credential: Any,
+        settings: Settings,
+        credential_label: str = "",
+        *,
+        scope: str = "",
     ) -> None:
         self.url = url.rstrip("/")
+        # The token scope follows the kind of vault (a URL override hides it: the local stack)
+        self.scope = scope or _scope(self.url)
         self.credential = credential
         self.credential_label = credential_label
         self.settings = settings
@@ -126,39 +173,56 @@ class AzureKeyVaultProvider:
 
     # -- remote operations --------------------------------------------------------------------
 
-    def _error(self, what: str, exc: Exception) -> EngineError:
-        return upstream_error(self.url, what, exc, self.credential_label)
+    def _error(self, what: str, exc: Exception, operation: str = "") -> EngineError:
+        return upstream_error(self.url, what, exc, self.credential_label, operation)
 
-    def remote_versions(self, remote_name: str) -> list[RemoteVersion] | None:
-        from azure.core.exceptions import AzureError, ResourceNotFoundError
+    def remote_versions(self, remote_name: str) -> list[RemoteVersion]:
+        """Every version of the name; empty when it holds no live key (the service answers
+        200 and an empty list, not 404). Needs the ``list`` permission: PermissionMissing."""
+        from azure.core.exceptions import AzureError
 
         try:
             return [
                 RemoteVersion(p.version or "", bool(p.enabled), dict(p.tags or {}))
                 for p in self.client.list_properties_of_key_versions(remote_name)
             ]
+        except AzureError as exc:
+            raise self._error(f"listing versions of {remote_name}", exc, "list_versions") from None
+
+    def latest_version(self, remote_name: str) -> RemoteVersion | None:
+        """The newest version of a live key (``get``), or None when there is none."""
+        return self.version(remote_name, None)
+
+    def version(self, remote_name: str, version_id: str | None) -> RemoteVersion | None:
+        """One version of a live key (``get``; None: the latest), or None when it does not
+        exist. A disabled version is still read (only its private operations are refused)."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        try:
+            key = self.client.get_key(remote_name, version_id)
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
-            if describe_error(exc)[1] == "KeyNotFound":
-                return None
-            raise self._error(f"listing versions of {remote_name}", exc) from None
+            raise self._error(f"reading {remote_name}", exc, "get") from None
+        props = key.properties
+        return RemoteVersion(props.version or "", bool(props.enabled), dict(props.tags or {}))
 
-    def name_in_use(self, remote_name: str) -> bool:
-        """Whether the name is held by a key, live or soft-deleted (then taken until purged)."""
+    def is_deleted(self, remote_name: str) -> bool:
+        """Whether the name is held by a deleted (recoverable) key (``get`` covers it)."""
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-        if self.remote_versions(remote_name) is not None:
-            return True
         try:
             self.client.get_deleted_key(remote_name)
         except ResourceNotFoundError:
             return False
         except AzureError as exc:
-            if describe_error(exc)[1] == "KeyNotFound":
-                return False
-            raise self._error(f"looking up deleted key {remote_name}", exc) from None
+            raise self._error(f"looking up deleted key {remote_name}", exc, "get_deleted") from None
         return True
+
+    def name_in_use(self, remote_name: str) -> bool:
+        """Whether a key, live or soft-deleted, holds the name (two reads, ``get`` only). A key
+        still being deleted is visible to neither: the import's 409 (RemoteNameTaken) says it."""
+        return self.latest_version(remote_name) is not None or self.is_deleted(remote_name)
 
     def _kek(self) -> tuple[str, Any]:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
@@ -168,10 +232,12 @@ class AzureKeyVaultProvider:
             cached = _KEK_CACHE.get(self.url)
         if cached is not None:
             return cached
+        _created = False
         try:
             try:
                 kek = self.client.get_key(KEK_NAME)
             except ResourceNotFoundError:
+                _created = True
                 kek = self.client.create_rsa_key(
                     KEK_NAME,
                     size=KEK_SIZE,
@@ -180,7 +246,8 @@ class AzureKeyVaultProvider:
                     tags={"keymgmt-role": "kek"},
                 )
         except AzureError as exc:
-            raise self._error("preparing the key exchange key", exc) from None
+            operation = "create" if describe_error(exc)[0] == 403 and _created else "get"
+            raise self._error("preparing the key exchange key", exc, operation) from None
         ops = sorted(str(getattr(op, "value", op)) for op in (kek.key_operations or []))
         if ops != ["import"] or not kek.properties.enabled:
             raise UpstreamRefused(
@@ -230,21 +297,55 @@ class AzureKeyVaultProvider:
         expires_on = None
         if expires_in:
             expires_on = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=expires_in)
-        try:
-            imported = self.client.import_key(
-                remote_name,
-                jwk,
-                hardware_protected=protection == "hsm",
-                enabled=enabled,
-                tags=dict(tags),
-                expires_on=expires_on,
-            )
-        except AzureError as exc:
-            if protection == "hsm":  # the KEK may have changed under us: fetch it afresh next time
-                with _KEK_LOCK:
-                    _KEK_CACHE.pop(self.url, None)
-            raise self._error(f"importing into {remote_name}", exc) from None
-        return imported.properties.version or ""
+        version = tags.get("keymgmt-version", "")
+        for attempt in range(IMPORT_ATTEMPTS):
+            try:
+                imported = self.client.import_key(
+                    remote_name,
+                    jwk,
+                    hardware_protected=protection == "hsm",
+                    enabled=enabled,
+                    tags=dict(tags),
+                    expires_on=expires_on,
+                    # An import is not idempotent: a retry after a lost answer adds a second
+                    # version. Only a refusal that proves nothing landed is retried, below.
+                    retry_total=0,
+                )
+                return imported.properties.version or ""
+            except AzureError as exc:
+                status = describe_error(exc)[0]
+                if protection == "hsm":  # the KEK may have changed: fetch it afresh next time
+                    with _KEK_LOCK:
+                        _KEK_CACHE.pop(self.url, None)
+                # Throttled, or the service unavailable: refused before anything was imported.
+                if status in (429, 503):
+                    if attempt + 1 < IMPORT_ATTEMPTS:
+                        time.sleep(min(_retry_after(exc) or 0.5 * 2**attempt, 8.0))
+                        continue
+                    raise self._error(f"importing into {remote_name}", exc, "import") from None
+                if status is not None and status < 500:
+                    raise self._error(f"importing into {remote_name}", exc, "import") from None
+                # No answer, or a server error: the import may have landed (or may still).
+                time.sleep(UNKNOWN_OUTCOME_SETTLE_SECONDS)
+                landed = self.latest_version(remote_name)
+                if (
+                    landed is not None
+                    and landed.tags.get("keymgmt-version") == version
+                    and (all(landed.tags.get(k) == v for k, v in tags.items()))
+                ):
+                    log.warning(
+                        "import into %s of version %s got no answer but landed as %s",
+                        remote_name,
+                        version,
+                        landed.version_id,
+                    )
+                    return landed.version_id
+                raise ImportOutcomeUnknown(
+                    f"Key Vault {self.url}: importing into {remote_name} got no answer "
+                    f"({describe_error(exc)[2]}); the import may still land, so it is not "
+                    "sent again until it is looked for by its tags"
+                ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def set_enabled(self, remote_name: str, version_id: str, enabled: bool) -> None:
         from azure.core.exceptions import AzureError
@@ -252,27 +353,44 @@ class AzureKeyVaultProvider:
         try:
             self.client.update_key_properties(remote_name, version_id, enabled=enabled)
         except AzureError as exc:
-            raise self._error(f"updating {remote_name}/{version_id}", exc) from None
+            raise self._error(f"updating {remote_name}/{version_id}", exc, "update") from None
 
     def delete_key(self, remote_name: str) -> None:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
         try:
-            # Soft delete: the key stays recoverable in the vault. No need to wait for the
-            # poller: the name is deleted when the call returns.
+            # Soft delete: the key stays recoverable in the vault. The deletion completes in
+            # the vault seconds later; nothing here waits for it (the poller only polls when
+            # waited on), and a new distribution never reuses the name.
             self.client.begin_delete_key(remote_name)
         except ResourceNotFoundError:
             return
         except AzureError as exc:
             if describe_error(exc)[1] == "KeyNotFound":
                 return
-            raise self._error(f"deleting {remote_name}", exc) from None
+            raise self._error(f"deleting {remote_name}", exc, "delete") from None
 
     # -- diagnostics --------------------------------------------------------------------------
 
+    def permissions(self) -> dict[str, Any]:
+        """What the optional permission (``list``) allows, probed with a harmless call."""
+        try:
+            self.remote_versions(KEK_NAME)
+        except PermissionMissing:
+            return {
+                "missing": ["list"],
+                "effect": "the reconciler cannot list versions: it checks only the latest "
+                "version of each key for drift and does not enforce enabled states; "
+                "distribution and rotation are unaffected (grant "
+                f"{permission_hint('list_versions')} for full drift detection)",
+            }
+        except EngineError as exc:
+            return {"missing": [], "probe_error": str(exc)}
+        return {"missing": []}
+
     def health(self) -> dict[str, Any]:
         """Private endpoint check: DNS, private addresses, token, and whether the vault answers."""
-        from azure.core.exceptions import AzureError
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
 
         host = urlsplit(self.url).hostname or ""
         port = urlsplit(self.url).port or 443
@@ -302,23 +420,41 @@ class AzureKeyVaultProvider:
         ]
         result["all_private"] = bool(addresses) and all(a["private"] for a in result["addresses"])
         try:
-            self.credential.get_token(_scope(self.url))
+            self.credential.get_token(self.scope)
             result["token"] = "ok"  # noqa: S105 (a status, not a secret)
         except Exception as exc:  # any credential failure is a diagnosis here
             result["token"] = f"failed: {describe_error(exc)[2]}"
         try:
-            next(iter(self.client.list_properties_of_keys(max_page_size=1)), None)
+            # A read the seed's minimum permissions allow: 404 for a name that holds no key
+            # proves the vault answers and this identity may read keys.
+            try:
+                self.client.get_key(KEK_NAME)
+            except ResourceNotFoundError:
+                pass
             result["key_vault"] = "ok"
         except AzureError as exc:
             status, code, message = describe_error(exc)
             result["key_vault"] = f"{status or 'no answer'} {code}: {message}".strip()
+            if code in _REFUSED_CODES:
+                result["key_vault"] += f" — {self.credential_label} needs " + permission_hint("get")
             if code == "ForbiddenByConnection":
                 result["diagnosis"] = (
                     "Key Vault refused a connection from a public address: the vault name "
                     "does not resolve to its private endpoint from here (check the "
                     "privatelink.vaultcore.azure.net zone and its link to the VNet)"
                 )
+        if result["key_vault"] == "ok":
+            result["permissions"] = self.permissions()
         return result
+
+
+def _retry_after(exc: Exception) -> float | None:
+    response = getattr(exc, "response", None)
+    value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _scope(url: str) -> str:

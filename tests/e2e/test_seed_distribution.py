@@ -17,31 +17,55 @@ from tools.kvemu import Emulator
 SEED_CLIENT_ID = "a0454cd1-e28e-405e-bc50-7477fa8a00b7"
 SEED_CLIENT_SECRET = "eR%HizuCVEpAKgeaUEx"
 SEED_TENANT_ID = "cd4bf224-d114-4f96-9bbc-b8f45751c43f"
+# The seed's access policy for its service principal: these key permissions and no others.
+SEED_PERMISSIONS = ["create", "delete", "get", "import", "update"]
+# Whoever checks the vault afterwards (the seed's Terraform gives its deployer every permission).
+AUDITOR_ID, AUDITOR_SECRET = "0d1e2f30-0000-4000-8000-00000000a0d1", "auditor-secret"
+ALL_KEY_PERMISSIONS = [
+    "get", "list", "update", "create", "import", "delete", "recover", "backup", "restore",
+    "decrypt", "encrypt", "unwrapKey", "wrapKey", "verify", "sign", "purge",
+]  # fmt: skip
 
 
-def seed_credential(emulator):
-    """The seed's service principal, as a user would sign in with it (unmodified SDK)."""
+def auditor_credential(emulator):
+    """The vault owner's identity (unmodified SDK), to look at what the engine did."""
     from azure.identity import ClientSecretCredential
 
     return ClientSecretCredential(
         SEED_TENANT_ID,
-        SEED_CLIENT_ID,
-        SEED_CLIENT_SECRET,
+        AUDITOR_ID,
+        AUDITOR_SECRET,
         authority=emulator.authority_host,
         disable_instance_discovery=True,
         connection_verify=emulator.ca_path,
     )
 
 
-@pytest.fixture(scope="module")
-def seed_stack(azurite, tmp_path_factory):
+@pytest.fixture(scope="module", params=["access_policy", "rbac"])
+def seed_stack(request, azurite, tmp_path_factory):
+    """The seed's vault, under exactly the seed's access policy, or under the RBAC role our
+    Terraform assigns (Key Vault Crypto Officer): nothing else is granted to the engine."""
+    model = request.param
     emulator = Emulator(
-        {"keyvault-name": 0}, cert_dir=tmp_path_factory.mktemp("seed-kv"), tenant_id=SEED_TENANT_ID
+        {"keyvault-name": 0},
+        cert_dir=tmp_path_factory.mktemp("seed-kv"),
+        tenant_id=SEED_TENANT_ID,
+        access_policy_vaults=["keyvault-name"] if model == "access_policy" else (),
     )
-    emulator.add_client(SEED_CLIENT_ID, SEED_CLIENT_SECRET)
+    engine = emulator.add_client(SEED_CLIENT_ID, SEED_CLIENT_SECRET)
+    auditor = emulator.add_client(AUDITOR_ID, AUDITOR_SECRET)
+    if model == "access_policy":
+        emulator.set_access_policy("keyvault-name", engine.object_id, SEED_PERMISSIONS)
+        emulator.set_access_policy("keyvault-name", auditor.object_id, ALL_KEY_PERMISSIONS)
+    else:
+        emulator.grant("keyvault-name", engine.object_id, "Key Vault Crypto Officer")
+        emulator.grant("keyvault-name", auditor.object_id, "Key Vault Administrator")
     with emulator:
         settings = engine_settings(
-            azurite, f"seed{os.getpid()}", KEYMGMT_DEFAULT_MOUNTS="", **emulator_settings(emulator)
+            azurite,
+            f"seed{model[:3]}{os.getpid()}",
+            KEYMGMT_DEFAULT_MOUNTS="",
+            **emulator_settings(emulator),
         )
         with serving(settings) as host:
             yield host, emulator
@@ -98,12 +122,18 @@ def test_seed_transcript_with_distribution(seed_stack, tmp_path):
     assert sorted(dist["versions"]) == ["1", "2"]
     assert all(re.fullmatch(r"[0-9a-f]{32}", v) for v in dist["versions"].values())
     assert bao("list", "keymgmt/key/rsa-1/kms").split() == ["Keys", "----", "example-kms"]
+    health = json.loads(bao("read", "-format=json", "keymgmt/kms/example-kms/health"))["data"]
+    assert health["key_vault"] == "ok"
+    if emulator.vaults["keyvault-name"].permission_model == "access_policy":
+        assert health["permissions"]["missing"] == ["list"]  # named, and not needed so far
+    else:
+        assert health["permissions"]["missing"] == []
 
     # The emulator holds rsa-1-<ts> with two versions: the engine's keys, usable there.
     from azure.keyvault.keys import KeyClient
     from azure.keyvault.keys.crypto import CryptographyClient, EncryptionAlgorithm
 
-    credential = seed_credential(emulator)
+    credential = auditor_credential(emulator)
     client = KeyClient(
         emulator.vault_url("keyvault-name"),
         credential,
@@ -168,7 +198,7 @@ def test_distributed_key_signs_in_key_vault_and_verifies_with_engine_key(seed_st
 
     from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
 
-    credential = seed_credential(emulator)
+    credential = auditor_credential(emulator)
     digest = hashes.Hash(hashes.SHA256())
     digest.update(b"the seed")
     digest = digest.finalize()

@@ -24,6 +24,8 @@ def stack(azurite, tmp_path_factory):
     emulator = Emulator(
         {VAULT: 0}, cert_dir=tmp_path_factory.mktemp("events-kv"), eventgrid_webhook=webhook
     )
+    # the host's managed identity holds the role our Terraform assigns on target vaults
+    emulator.grant(VAULT, emulator.system_identity.object_id, "Key Vault Crypto Officer")
     with emulator:
         settings = engine_settings(
             azurite,

@@ -29,6 +29,7 @@ def test_user_assigned_identity_by_client_id(kv: Emulator, kv_key_client, monkey
     monkeypatch.setenv("IDENTITY_HEADER", kv.identity_header)
     identity = kv.add_user_assigned_identity(unique("uami"))
     credential = ManagedIdentityCredential(client_id=identity.client_id)
+    kv.clear_grants("keyvault-name")  # the baseline's system identity is no longer allowed
     kv.grant("keyvault-name", identity.object_id, "Key Vault Crypto Officer")
     key = kv_key_client(credential=credential).create_ec_key(unique("uamikey"))
     assert key.name.startswith("uamikey")
@@ -61,7 +62,8 @@ def test_identity_header_is_checked(kv: Emulator) -> None:
 
 def test_client_secret_credential(kv: Emulator, kv_key_client) -> None:
     client_id = unique("app")
-    kv.add_client(client_id, "correct horse")
+    app = kv.add_client(client_id, "correct horse")
+    kv.grant("second-vault", app.object_id, "Key Vault Crypto Officer")
     credential = ClientSecretCredential(
         kv.tenant_id,
         client_id,
@@ -125,6 +127,7 @@ def test_token_for_scope_default_is_accepted(kv: Emulator) -> None:
 def test_reader_role_can_read_but_not_create(kv: Emulator, kv_key_client) -> None:
     name = unique("rd")
     kv_key_client().create_ec_key(name)
+    kv.clear_grants("keyvault-name")
     kv.grant("keyvault-name", kv.system_identity.object_id, "Key Vault Reader")
     assert kv_key_client().get_key(name).name == name
     with pytest.raises(HttpResponseError) as info:

@@ -207,3 +207,47 @@ def test_padded_base64url_key_hsm_is_accepted(kv: Emulator, kek, target_rsa) -> 
     )
     assert response.status_code == 200, response.text
     assert "key_hsm" not in response.json()["key"]
+
+
+def test_pkcs1_and_sec1_targets_are_refused(kv_key_client, kek, target_rsa) -> None:
+    """The BYOK specification requires PKCS#8; cryptography's loader would accept these too."""
+    pkcs1 = target_rsa.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    blob = build_transfer_blob(pkcs1, _public(kek), kek.id, generator=GENERATOR)
+    assert "not a PKCS#8" in _refused(kv_key_client(), blob)
+    sec1 = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    blob = build_transfer_blob(sec1, _public(kek), kek.id, generator=GENERATOR)
+    assert "not a PKCS#8" in _refused(kv_key_client(), blob, kty="EC-HSM", crv="P-256")
+
+
+def test_ec_hsm_import_needs_crv(kv_key_client, kek) -> None:
+    target = _pkcs8(ec.generate_private_key(ec.SECP256R1()))
+    blob = build_transfer_blob(target, _public(kek), kek.id, generator=GENERATOR)
+    assert "crv" in _refused(kv_key_client(), blob, kty="EC-HSM", crv=None)
+
+
+def test_standard_base64_key_hsm_is_refused(kv: Emulator, kek, target_rsa) -> None:
+    """key_hsm is base64url (REST spec): the standard alphabet's + and / are not accepted."""
+    for pad in range(3):  # "???" encodes to "Pz8/" at one of three alignments
+        generator = "x" * pad + "???"
+        blob = build_transfer_blob(_pkcs8(target_rsa), _public(kek), kek.id, generator=generator)
+        standard = base64.b64encode(blob).decode()
+        if "/" in standard:
+            break
+    assert "/" in standard
+    response = raw(
+        kv,
+        "PUT",
+        f"/keys/{unique('std')}",
+        token=kv.issue_token(),
+        json_body={"key": {"kty": "RSA-HSM", "key_ops": ["sign"], "key_hsm": standard}},
+    )
+    assert response.status_code == 400
+    assert "base64url" in error_of(response.json())[2]

@@ -47,6 +47,8 @@ def receiver() -> Iterator[tuple[str, queue.Queue]]:
 
 
 def _client(emulator: Emulator, vault: str, monkeypatch) -> KeyClient:
+    """A client as the system identity, which this test's own emulator grants the role."""
+    emulator.grant(vault, emulator.system_identity.object_id, "Key Vault Crypto Officer")
     monkeypatch.setenv("IDENTITY_ENDPOINT", emulator.identity_endpoint)
     monkeypatch.setenv("IDENTITY_HEADER", emulator.identity_header)
     return KeyClient(
@@ -138,7 +140,9 @@ def test_unreachable_webhook_never_fails_the_key_operation(tmp_path, monkeypatch
 def test_state_file_keeps_vaults_across_restarts(tmp_path, monkeypatch, suffix) -> None:
     state = tmp_path / f"state{suffix}"
     name = unique("keep")
-    with Emulator({"kept": 0}, cert_dir=tmp_path / "certs", state_path=state) as first:
+    with Emulator(
+        {"kept": 0}, cert_dir=tmp_path / "certs", state_path=state, delete_delay=0.2
+    ) as first:
         key = _client(first, "kept", monkeypatch).create_rsa_key(name, size=2048, tags={"a": "b"})
         deleted_name = unique("gone")
         _client(first, "kept", monkeypatch).create_ec_key(deleted_name)
@@ -168,6 +172,8 @@ def test_standalone_command_line(tmp_path) -> None:
             "0",
             "--cert-dir",
             str(tmp_path),
+            "--role-assignment",
+            "other:system:Key Vault Reader",
         ],
         cwd=REPO,
         env=env,
@@ -201,6 +207,14 @@ def test_standalone_command_line(tmp_path) -> None:
             timeout=10,
         )
         assert listed.status_code == 200 and listed.json()["value"] == []
+        refused = requests.get(  # no role on this vault: default deny
+            f"{urls['keyvault-name']}/keys?api-version=7.6",
+            headers={"Authorization": f"Bearer {token}"},
+            verify=ca,
+            timeout=10,
+        )
+        assert refused.status_code == 403
+        assert refused.json()["error"]["innererror"]["code"] == "ForbiddenByRbac"
     finally:
         process.terminate()
         process.wait(timeout=10)

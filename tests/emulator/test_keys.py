@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from tests.emulator.helpers import error_of, raw, sha256, unique
+from tests.fixtures.kvemu import PURGEABLE_VAULT, grant_baseline
 from tools.kvemu import Emulator
 
 VERSION = re.compile(r"^[0-9a-f]{32}$")
@@ -60,7 +61,8 @@ def test_raw_bodies_use_integer_times_and_no_private_members(kv: Emulator, kv_ke
     token = kv.issue_token()
     body = raw(kv, "GET", f"/keys/{name}/", token=token).json()
     assert isinstance(body["attributes"]["created"], int)
-    assert body["attributes"]["recoveryLevel"] == "Recoverable+Purgeable"
+    assert body["attributes"]["recoveryLevel"] == "Recoverable"  # purge protection is on
+    assert body["attributes"]["hsmPlatform"] == "0"  # a software key
     assert set(body["key"]) == {"kid", "kty", "key_ops", "n", "e"}
     assert "=" not in body["key"]["n"]
 
@@ -195,18 +197,32 @@ def test_update_attributes_key_ops_and_tags(kv: Emulator, kv_key_client) -> None
         json_body={"attributes": {"exp": later, "nbf": later - 7200}},
     ).json()
     assert patched["attributes"]["exp"] == later and patched["attributes"]["enabled"] is False
-    assert client.get_key(name).properties.expires_on.timestamp() == later
+    assert client.get_key(name).properties.expires_on.timestamp() == later  # disabled: still read
+    [listed] = list(client.list_properties_of_key_versions(name))
+    assert listed.expires_on.timestamp() == later and listed.enabled is False
 
 
 def test_soft_delete_recover_and_purge(kv: Emulator, kv_key_client) -> None:
-    client = kv_key_client()
+    client = kv_key_client(PURGEABLE_VAULT)
     name = unique("del")
     client.create_rsa_key(name, size=2048)
-    deleted = client.begin_delete_key(name, _polling_interval=0).result()
-    assert deleted.recovery_id == f"{kv.vault_url('keyvault-name')}/deletedkeys/{name}"
+    poller = client.begin_delete_key(name, _polling_interval=0)
+    deleted = poller.result()  # the DELETE's answer; the deletion itself is still running
+    assert deleted.recovery_id == f"{kv.vault_url(PURGEABLE_VAULT)}/deletedkeys/{name}"
     assert deleted.deleted_date and deleted.scheduled_purge_date
     with pytest.raises(ResourceNotFoundError):
         client.get_key(name)
+    # until the deletion completes: not yet under /deletedkeys, and the name cannot be reused
+    with pytest.raises(ResourceNotFoundError):
+        client.get_deleted_key(name)
+    with pytest.raises(ResourceExistsError) as info:
+        client.create_rsa_key(name, size=2048)
+    assert error_of(info.value.response.json()) == (
+        "Conflict",
+        "ObjectIsBeingDeleted",
+        f"Key {name} is currently being deleted and cannot be re-created; retry later.",
+    )
+    poller.wait()  # the SDK polls GET /deletedkeys/<name> until it answers
     with pytest.raises(ResourceExistsError) as info:
         client.create_rsa_key(name, size=2048)
     assert info.value.status_code == 409
@@ -219,7 +235,7 @@ def test_soft_delete_recover_and_purge(kv: Emulator, kv_key_client) -> None:
     recovered = client.begin_recover_deleted_key(name, _polling_interval=0).result()
     assert recovered.name == name and client.get_key(name).id == recovered.id
 
-    client.begin_delete_key(name, _polling_interval=0).result()
+    client.begin_delete_key(name, _polling_interval=0).wait()
     client.purge_deleted_key(name)
     with pytest.raises(ResourceNotFoundError):
         client.get_deleted_key(name)
@@ -266,6 +282,7 @@ def test_remote_encrypt_verify_wrap_when_get_is_not_granted(
     """Without keys/get the SDK cannot work locally, so every call reaches the emulator."""
     client = kv_key_client()
     key = client.create_rsa_key(unique("remote"), size=2048)
+    kv.clear_grants("keyvault-name")
     kv.grant(
         "keyvault-name",
         kv.system_identity.object_id,
@@ -293,6 +310,7 @@ def test_key_ops_enabled_and_validity_window_are_enforced(
     client = kv_key_client()
     key = client.create_rsa_key(unique("ops"), size=2048, key_operations=["sign", "verify"])
     crypto = kv_crypto_client(key.id)
+    kv.clear_grants("keyvault-name")
     kv.grant("keyvault-name", kv.system_identity.object_id, ["decrypt", "sign", "verify"])
     with pytest.raises(HttpResponseError) as info:
         crypto.decrypt(EncryptionAlgorithm.rsa_oaep, b"x" * 256)
@@ -302,13 +320,14 @@ def test_key_ops_enabled_and_validity_window_are_enforced(
         "KeyOperationForbidden",
         "Operation decrypt is not permitted on this key.",
     )
-    kv.clear_grants()
+    grant_baseline(kv)
 
     past = int(time.time()) - 3600
     expired = client.create_rsa_key(unique("exp"), size=2048, expires_on=None)
     client.update_key_properties(expired.name, expires_on=_dt(past))
     disabled = client.create_rsa_key(unique("dis"), size=2048, enabled=False)
     # without keys/get the SDK cannot check locally: the emulator must refuse
+    kv.clear_grants("keyvault-name")
     kv.grant("keyvault-name", kv.system_identity.object_id, ["sign", "verify"])
     digest = sha256(b"e")
     with pytest.raises(HttpResponseError) as info:
@@ -367,6 +386,7 @@ def test_managed_hsm_vault_allows_oct_keys(tmp_path, monkeypatch, conformance) -
     from tests.emulator.helpers import assert_conforms
 
     with Emulator(hsm_vaults={"test-hsm": 0}, cert_dir=tmp_path, record=True) as emulator:
+        emulator.grant("test-hsm", emulator.system_identity.object_id, "Key Vault Crypto Officer")
         monkeypatch.setenv("IDENTITY_ENDPOINT", emulator.identity_endpoint)
         monkeypatch.setenv("IDENTITY_HEADER", emulator.identity_header)
         credential = ManagedIdentityCredential()

@@ -10,6 +10,7 @@ Every test uses its own key and provider names; the emulator is shared within a 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +26,7 @@ from tests.fixtures.funchost import (
     engine_settings,
     serving,
 )
+from tests.fixtures.kvemu import keep_granted
 from tools.kvemu import Emulator
 
 VAULT = "keyvault-name"
@@ -104,6 +106,20 @@ def by_tag(versions: list[dict[str, Any]]) -> dict[str, str]:
     return {v["tags"]["keymgmt-version"]: v["version"] for v in versions}
 
 
+def wait_deleted(client: Any, name: str, timeout: float = 10.0) -> Any:
+    """The deleted key once Key Vault shows it (a deletion completes a moment after DELETE)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return client.get_deleted_key(name)
+        except ResourceNotFoundError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def engine_public(api: Api, key: str, version: str) -> Any:
     data = api.get(f"keymgmt/key/{key}").json()["data"]
     return serialization.load_pem_public_key(data["versions"][version]["public_key"].encode())
@@ -116,7 +132,8 @@ def responses(kv: Emulator, since: int, operation: str | None = None) -> list[An
 @pytest.fixture(scope="module")
 def env_client(kv_emulator: Emulator) -> tuple[str, str]:
     client_id, secret = str(uuid.uuid4()), uuid.uuid4().hex
-    kv_emulator.add_client(client_id, secret)
+    app = kv_emulator.add_client(client_id, secret)
+    keep_granted(kv_emulator, app.object_id)
     return client_id, secret
 
 
@@ -162,6 +179,7 @@ def uami_api(azurite: Any, kv_emulator: Emulator, uami: Any) -> Iterator[Api]:
 def test_stored_client_secret_is_used_and_wins_over_managed_identity(kv_api: Api, kv: Emulator):
     client_id, secret = str(uuid.uuid4()), uuid.uuid4().hex
     kv.add_client(client_id, secret)
+    kv.clear_grants(VAULT)
     kv.grant(VAULT, client_id, OFFICER)  # only this app may act on the vault now
     stored = new_provider(
         kv_api, {"client_id": client_id, "client_secret": secret, "tenant_id": kv.tenant_id}
@@ -185,6 +203,7 @@ def test_environment_credentials_win_over_stored_ones(
     env_api: Api, kv_api: Api, kv: Emulator, env_client: tuple[str, str]
 ):
     env_id, _ = env_client
+    kv.clear_grants(VAULT)
     kv.grant(VAULT, env_id, OFFICER)
     bogus = {
         "client_id": str(uuid.uuid4()),  # not registered: unusable
@@ -222,6 +241,7 @@ def test_system_assigned_managed_identity_through_the_local_identity_endpoint(
 
 
 def test_user_assigned_managed_identity_from_the_setting(uami_api: Api, kv: Emulator, uami: Any):
+    kv.clear_grants(VAULT)
     kv.grant(VAULT, uami.object_id, OFFICER)  # not the system identity
     provider = mi_provider(uami_api, kv)
     key = new_key(uami_api)
@@ -258,7 +278,7 @@ def test_missing_tenant_is_a_400_naming_it(kv_api: Api, kv: Emulator, credential
 
 def test_bad_secret_is_a_clear_refusal_and_a_fixed_secret_is_picked_up(kv_api: Api, kv: Emulator):
     client_id, secret = str(uuid.uuid4()), uuid.uuid4().hex
-    kv.add_client(client_id, secret)
+    kv.grant(VAULT, kv.add_client(client_id, secret).object_id, OFFICER)
     creds = {"client_id": client_id, "client_secret": "wrong-secret", "tenant_id": kv.tenant_id}
     provider = new_provider(kv_api, creds)
     key = new_key(kv_api)
@@ -453,7 +473,7 @@ def test_remove_then_distribute_again_under_a_new_name(kv_api: Api, kv: Emulator
     assert refused.status_code == 400 and key in errors(refused)
 
     assert kv_api.delete(f"keymgmt/kms/{provider}/key/{key}").status_code == 204
-    deleted = kv_key_client().get_deleted_key(first["name"])  # soft-deleted, recoverable
+    deleted = wait_deleted(kv_key_client(), first["name"])  # soft-deleted, recoverable
     assert deleted.recovery_id and remote(kv, first["name"]) is None
     assert kv_api.get(f"keymgmt/key/{key}").json()["data"]["latest_version"] == 2
     assert kv_api.list(f"keymgmt/key/{key}/kms").status_code == 404
@@ -538,7 +558,7 @@ def test_crash_after_the_second_of_three_imports_then_completion_without_duplica
 
     mount = "keymgmt"
     client_id, secret = str(uuid.uuid4()), uuid.uuid4().hex
-    kv.add_client(client_id, secret)
+    kv.grant(VAULT, kv.add_client(client_id, secret).object_id, OFFICER)
     base = Distributor(service)
     provider, key = uid("kms"), uid("k")
     base.write_provider(
@@ -680,6 +700,7 @@ def test_private_ranges_setting_decides_what_is_private(env_api: Api, kv: Emulat
 
 
 def test_forbidden_by_rbac_is_reported_with_its_code_and_not_retried(kv_api: Api, kv: Emulator):
+    kv.clear_grants(VAULT)
     kv.grant(VAULT, str(uuid.uuid4()), OFFICER)  # someone else
     provider = mi_provider(kv_api, kv)
     key = new_key(kv_api)
@@ -687,7 +708,8 @@ def test_forbidden_by_rbac_is_reported_with_its_code_and_not_retried(kv_api: Api
     response = distribute(kv_api, provider, key)
     assert response.status_code == 502, response.text
     assert "ForbiddenByRbac" in errors(response)
-    assert "the system-assigned managed identity needs a Key Vault role" in errors(response)
+    assert "the system-assigned managed identity needs the key permission 'get'" in errors(response)
+    assert "Microsoft.KeyVault/vaults/keys/read" in errors(response)
     refusals = [r for r in responses(kv, since) if r.status == 403]
     assert len(refusals) == 1  # one request, no retry
     assert kv_api.get(f"keymgmt/kms/{provider}/key/{key}").status_code == 404

@@ -18,6 +18,17 @@ def _name_port(text: str) -> tuple[str, int]:
     return name, int(port)
 
 
+def _triple(parser: argparse.ArgumentParser, flag: str, text: str) -> tuple[str, str, str]:
+    parts = text.split(":", 2)
+    if len(parts) != 3 or not all(parts):
+        parser.error(f"{flag} expects VAULT:PRINCIPAL:VALUE, got {text!r}")
+    return parts[0], parts[1], parts[2]
+
+
+def _principal(emulator: Emulator, principal: str) -> str:
+    return emulator.system_identity.object_id if principal == "system" else principal
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.kvemu",
@@ -80,6 +91,35 @@ def main(argv: list[str] | None = None) -> int:
         metavar="CLIENT_ID",
         help="add a user-assigned managed identity",
     )
+    parser.add_argument(
+        "--role-assignment",
+        action="append",
+        default=[],
+        metavar="VAULT:PRINCIPAL:ROLE",
+        help="RBAC: assign a built-in role (PRINCIPAL: an object or client id, or 'system' for "
+        "the system-assigned identity); nothing is allowed that is not granted",
+    )
+    parser.add_argument(
+        "--access-policy",
+        action="append",
+        default=[],
+        metavar="VAULT:PRINCIPAL:PERMISSIONS",
+        help="make VAULT use access policies and give PRINCIPAL these key permissions "
+        "(comma-separated, e.g. create,delete,get,import,update)",
+    )
+    parser.add_argument(
+        "--no-purge-protection",
+        action="append",
+        default=[],
+        metavar="VAULT",
+        help="a vault without purge protection (on by default, as our Terraform sets it)",
+    )
+    parser.add_argument(
+        "--delete-delay",
+        type=float,
+        default=None,
+        help="seconds before a deleted key is visible under /deletedkeys (default 3)",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     if not args.vault and not args.hsm_vault:
@@ -101,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         state_path=args.state,
         eventgrid_webhook=args.eventgrid_webhook,
         identity_header=args.identity_header,
+        **({} if args.delete_delay is None else {"delete_delay": args.delete_delay}),
     )
+    for name in args.no_purge_protection:
+        emulator.configure_vault(name, purge_protection=False)
     for pair in args.client:
         client_id, sep, secret = pair.partition("=")
         if not sep:
@@ -109,6 +152,15 @@ def main(argv: list[str] | None = None) -> int:
         emulator.add_client(client_id, secret)
     for client_id in args.user_assigned:
         emulator.add_user_assigned_identity(client_id)
+    for text in args.role_assignment:
+        vault, principal, role = _triple(parser, "--role-assignment", text)
+        emulator.grant(vault, _principal(emulator, principal), role)
+    for text in args.access_policy:
+        vault, principal, permissions = _triple(parser, "--access-policy", text)
+        emulator.configure_vault(vault, permission_model="access_policy")
+        emulator.set_access_policy(
+            vault, _principal(emulator, principal), [p for p in permissions.split(",") if p]
+        )
     emulator.start()
     for name in emulator.vaults:
         kind = "managed-hsm" if emulator.vaults[name].managed_hsm else "vault"

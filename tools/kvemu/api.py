@@ -24,7 +24,7 @@ from . import byok
 from . import keys as keymod
 from .errors import KvError, bad_parameter, forbidden, key_not_found
 from .store import VERSION_RE, KeyEntry, KeyVersion, Vault, check_name, check_tags
-from .tokens import KEYVAULT_AUDIENCE, Principal, TokenError, b64url_decode, b64url_encode
+from .tokens import Principal, TokenError, b64url_decode, b64url_encode
 
 if TYPE_CHECKING:
     from .emulator import Emulator
@@ -63,7 +63,8 @@ class Operation:
     operation_id: str
     method: str
     rules: tuple[str, ...]
-    action: str  # the Key Vault RBAC data action
+    action: str  # the RBAC data action it needs
+    permission: str  # the access policy key permission it needs (REST API description)
     handler: Handler | None  # None: declared in the spec, not emulated
 
 
@@ -85,8 +86,8 @@ def render_attributes(vault: Vault, v: KeyVersion) -> dict[str, Any]:
             "exportable": False,
         }
     )
-    if v.kty.endswith("-HSM"):
-        attributes["hsmPlatform"] = "2"
+    # every key reports its platform: "0" software, "2" the HSM platform (api-version 7.5+)
+    attributes["hsmPlatform"] = "2" if v.kty.endswith("-HSM") else "0"
     return attributes
 
 
@@ -172,7 +173,7 @@ def _usable(call: Call, v: KeyVersion, op: str) -> None:
     if op not in v.key_ops:
         raise forbidden(f"Operation {op} is not permitted on this key.", "KeyOperationForbidden")
     if not v.enabled:
-        raise forbidden(f"Operation {op} is not allowed on a disabled key.")
+        raise forbidden(f"Operation {op} is not allowed on a disabled key.", "KeyDisabled")
     if op in ("decrypt", "unwrapKey", "verify"):
         return  # still allowed outside the validity window
     current = int(time.time())
@@ -270,6 +271,8 @@ def import_key(call: Call) -> tuple[int, Any]:
             raise bad_parameter("BYOK: key_hsm requires kty RSA-HSM, EC-HSM or oct-HSM.")
         if not isinstance(key_hsm, str):
             raise bad_parameter("BYOK: key_hsm is not valid base64url.")
+        if keymod.family(kty) == "EC" and not jwk.get("crv"):
+            raise bad_parameter("BYOK: the parameter crv is required to import an EC-HSM key.")
         material = byok.unwrap_transfer_blob(
             key_hsm, find_kek=_find_kek(call), is_managed_hsm=call.vault.managed_hsm
         )
@@ -295,6 +298,7 @@ def _version_arg(call: Call) -> str | None:
 
 
 def get_key(call: Call) -> tuple[int, Any]:
+    # A disabled key is still served (its public part): the private operations refuse it.
     return 200, render_bundle(call, call.vault.get(call.args["name"], _version_arg(call)))
 
 
@@ -430,37 +434,73 @@ def unwrap_key(call: Call) -> tuple[int, Any]:
 _KEY = "/keys/<name>"
 _VER = "/keys/<name>/<version>"
 _A = "Microsoft.KeyVault/vaults/keys"
-_D = "Microsoft.KeyVault/vaults/deletedKeys"
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
-        "create", "CreateKey", "POST", (f"{_KEY}/create",), f"{_A}/create/action", create_key
+        "create",
+        "CreateKey",
+        "POST",
+        (f"{_KEY}/create",),
+        f"{_A}/create/action",
+        "create",
+        create_key,
     ),
-    Operation("import", "ImportKey", "PUT", (_KEY,), f"{_A}/import/action", import_key),
-    Operation("list", "GetKeys", "GET", ("/keys",), f"{_A}/read", list_keys),
+    Operation("import", "ImportKey", "PUT", (_KEY,), f"{_A}/import/action", "import", import_key),
+    Operation("list", "GetKeys", "GET", ("/keys",), f"{_A}/read", "list", list_keys),
     Operation(
-        "listVersions", "GetKeyVersions", "GET", (f"{_KEY}/versions",), f"{_A}/read", list_versions
+        "listVersions",
+        "GetKeyVersions",
+        "GET",
+        (f"{_KEY}/versions",),
+        f"{_A}/read",
+        "list",
+        list_versions,
     ),
-    Operation("get", "GetKey", "GET", (_KEY, f"{_KEY}/", _VER), f"{_A}/read", get_key),
+    Operation("get", "GetKey", "GET", (_KEY, f"{_KEY}/", _VER), f"{_A}/read", "get", get_key),
     Operation(
-        "update", "UpdateKey", "PATCH", (_KEY, f"{_KEY}/", _VER), f"{_A}/update/action", update_key
+        "update",
+        "UpdateKey",
+        "PATCH",
+        (_KEY, f"{_KEY}/", _VER),
+        f"{_A}/update/action",
+        "update",
+        update_key,
     ),
-    Operation("delete", "DeleteKey", "DELETE", (_KEY,), f"{_A}/delete", delete_key),
+    Operation("delete", "DeleteKey", "DELETE", (_KEY,), f"{_A}/delete", "delete", delete_key),
     Operation(
-        "rotate", "RotateKey", "POST", (f"{_KEY}/rotate",), f"{_A}/rotate/action", rotate_key
+        "rotate",
+        "RotateKey",
+        "POST",
+        (f"{_KEY}/rotate",),
+        f"{_A}/rotate/action",
+        "rotate",
+        rotate_key,
     ),
     Operation(
-        "listDeleted", "GetDeletedKeys", "GET", ("/deletedkeys",), f"{_D}/read", list_deleted
+        "listDeleted",
+        "GetDeletedKeys",
+        "GET",
+        ("/deletedkeys",),
+        f"{_A}/read",
+        "list",
+        list_deleted,
     ),
     Operation(
-        "getDeleted", "GetDeletedKey", "GET", ("/deletedkeys/<name>",), f"{_D}/read", get_deleted
+        "getDeleted",
+        "GetDeletedKey",
+        "GET",
+        ("/deletedkeys/<name>",),
+        f"{_A}/read",
+        "get",
+        get_deleted,
     ),
     Operation(
         "recover",
         "RecoverDeletedKey",
         "POST",
         ("/deletedkeys/<name>/recover",),
-        f"{_D}/recover/action",
+        f"{_A}/recover/action",
+        "recover",
         recover_deleted,
     ),
     Operation(
@@ -468,16 +508,20 @@ OPERATIONS: tuple[Operation, ...] = (
         "PurgeDeletedKey",
         "DELETE",
         ("/deletedkeys/<name>",),
-        f"{_D}/delete",
+        f"{_A}/purge/action",
+        "purge",
         purge_deleted,
     ),
-    Operation("sign", "sign", "POST", (f"{_VER}/sign", f"{_KEY}//sign"), f"{_A}/sign/action", sign),
+    Operation(
+        "sign", "sign", "POST", (f"{_VER}/sign", f"{_KEY}//sign"), f"{_A}/sign/action", "sign", sign
+    ),
     Operation(
         "verify",
         "verify",
         "POST",
         (f"{_VER}/verify", f"{_KEY}//verify"),
         f"{_A}/verify/action",
+        "verify",
         verify,
     ),
     Operation(
@@ -486,6 +530,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         (f"{_VER}/encrypt", f"{_KEY}//encrypt"),
         f"{_A}/encrypt/action",
+        "encrypt",
         encrypt,
     ),
     Operation(
@@ -494,6 +539,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         (f"{_VER}/decrypt", f"{_KEY}//decrypt"),
         f"{_A}/decrypt/action",
+        "decrypt",
         decrypt,
     ),
     Operation(
@@ -502,6 +548,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         (f"{_VER}/wrapkey", f"{_KEY}//wrapkey"),
         f"{_A}/wrap/action",
+        "wrapKey",
         wrap_key,
     ),
     Operation(
@@ -510,17 +557,23 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         (f"{_VER}/unwrapkey", f"{_KEY}//unwrapkey"),
         f"{_A}/unwrap/action",
+        "unwrapKey",
         unwrap_key,
     ),
     # Declared by the spec, not emulated: answered with 501 in Key Vault's envelope.
-    Operation("backup", "BackupKey", "POST", (f"{_KEY}/backup",), f"{_A}/backup/action", None),
-    Operation("restore", "RestoreKey", "POST", ("/keys/restore",), f"{_A}/restore/action", None),
+    Operation(
+        "backup", "BackupKey", "POST", (f"{_KEY}/backup",), f"{_A}/backup/action", "backup", None
+    ),
+    Operation(
+        "restore", "RestoreKey", "POST", ("/keys/restore",), f"{_A}/restore/action", "restore", None
+    ),
     Operation(
         "getRotationPolicy",
         "GetKeyRotationPolicy",
         "GET",
         (f"{_KEY}/rotationpolicy",),
         f"{_A}/rotationpolicy/read",
+        "get",
         None,
     ),
     Operation(
@@ -529,11 +582,20 @@ OPERATIONS: tuple[Operation, ...] = (
         "PUT",
         (f"{_KEY}/rotationpolicy",),
         f"{_A}/rotationpolicy/write",
+        "update",
         None,
     ),
-    Operation("release", "release", "POST", (f"{_VER}/release",), f"{_A}/release/action", None),
     Operation(
-        "getAttestation", "GetKeyAttestation", "GET", (f"{_VER}/attestation",), f"{_A}/read", None
+        "release", "release", "POST", (f"{_VER}/release",), f"{_A}/release/action", "release", None
+    ),
+    Operation(
+        "getAttestation",
+        "GetKeyAttestation",
+        "GET",
+        (f"{_VER}/attestation",),
+        f"{_A}/read",
+        "get",
+        None,
     ),
     Operation(
         "getRandomBytes",
@@ -541,22 +603,12 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         ("/rng",),
         "Microsoft.KeyVault/managedHsm/rng/action",
+        "get",
         None,
     ),
 )
 
 OPERATIONS_BY_NAME = {op.name: op for op in OPERATIONS}
-
-# Which operations each built-in role allows (Key Vault RBAC built-in roles, keys part).
-_CRYPTO = {"sign", "verify", "encrypt", "decrypt", "wrapKey", "unwrapKey"}
-_READ = {"get", "list", "listVersions", "getRotationPolicy", "getAttestation"}
-ROLES: dict[str, frozenset[str]] = {
-    "Key Vault Administrator": frozenset(OPERATIONS_BY_NAME),
-    "Key Vault Crypto Officer": frozenset(OPERATIONS_BY_NAME) - {"release"},
-    "Key Vault Crypto User": frozenset(_READ | _CRYPTO | {"update"}),
-    "Key Vault Crypto Service Encryption User": frozenset({"get", "wrapKey", "unwrapKey"}),
-    "Key Vault Reader": frozenset(_READ),
-}
 
 
 def _url_map() -> Map:
@@ -589,9 +641,10 @@ class VaultApp:
         self.vault = vault
 
     def challenge_header(self) -> str:
+        authority = "login.microsoftonline.com" if self.vault.managed_hsm else "login.windows.net"
         return (
-            f'Bearer authorization="https://login.windows.net/{self.emulator.tenant_id}", '
-            f'resource="{KEYVAULT_AUDIENCE}"'
+            f'Bearer authorization="https://{authority}/{self.emulator.tenant_id}", '
+            f'resource="{self.vault.audience}"'
         )
 
     def _authenticate(self, request: Request) -> Principal:
@@ -606,24 +659,19 @@ class VaultApp:
                 headers=challenge,
             )
         try:
-            return self.emulator.issuer.verify(token.strip())
+            return self.emulator.issuer.verify(token.strip(), audience=self.vault.audience)
         except TokenError as exc:
             raise KvError(401, "Unauthorized", str(exc), headers=challenge) from exc
 
     def _authorize(self, principal: Principal, op: Operation, request: Request) -> None:
-        if self.emulator.is_allowed(self.vault.name, principal, op.name):
-            return
-        raise forbidden(
-            "Caller is not authorized to perform action on resource.\r\n"
-            "If role assignments, deny assignments or role definitions were changed recently, "
-            "please observe propagation time.\r\n"
-            f"Caller: appid={principal.app_id};oid={principal.object_id};iss={principal.issuer}\r\n"
-            f"Action: '{op.action}'\r\n"
-            f"Resource: '/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/"
-            f"kvemu/providers/microsoft.keyvault/vaults/{self.vault.name}'\r\n"
-            "Assignment: (not found)\r\nDenyAssignmentId: null\r\nDecisionReason: null \r\n"
-            f"Vault: {self.vault.name};location=local\r\n",
-            "ForbiddenByRbac",
+        self.emulator.access.check(
+            vault=self.vault.name,
+            model=self.vault.permission_model,
+            principal=principal,
+            action=op.action,
+            permission=op.permission,
+            resource=f"/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/"
+            f"kvemu/providers/microsoft.keyvault/vaults/{self.vault.name}",
         )
 
     def _apply_faults(self, request: Request, op: Operation, principal: Principal) -> None:

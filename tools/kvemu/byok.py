@@ -7,6 +7,7 @@ failure becomes 400 ``BadParameter`` with a message naming the step.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from .keys import CURVE_NAMES, OCT_SIZES, KeyMaterial, check_rsa_size, family
 from .tokens import b64url_decode
 
 SCHEMA_VERSION = "1.0.0"
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 ALG = "dir"
 ENC = "CKM_RSA_AES_KEY_WRAP"
 
@@ -38,6 +40,9 @@ class Kek:
 
 
 def _decode_blob(key_hsm: str) -> dict[str, Any]:
+    # base64url, padded or not; the standard alphabet (+ and /) is not base64url
+    if not _BASE64URL.fullmatch(key_hsm):
+        raise bad_parameter("BYOK: key_hsm is not valid base64url.")
     try:
         raw = b64url_decode(key_hsm)
     except ValueError as exc:
@@ -131,7 +136,39 @@ def unwrap_transfer_blob(
     return _target_material(target, is_managed_hsm=is_managed_hsm)
 
 
+def is_pkcs8(der: bytes) -> bool:
+    """Whether DER bytes are a PKCS#8 PrivateKeyInfo: SEQUENCE { INTEGER version,
+    SEQUENCE algorithm, ... }. PKCS#1 (RSAPrivateKey) and SEC1 (ECPrivateKey) follow the version
+    with an INTEGER or OCTET STRING instead, and cryptography's loader accepts those too."""
+
+    def header(pos: int) -> tuple[int, int, int] | None:  # tag, content start, content length
+        if pos + 2 > len(der):
+            return None
+        tag, first = der[pos], der[pos + 1]
+        if first < 0x80:
+            return tag, pos + 2, first
+        count = first & 0x7F
+        if count == 0 or count > 4 or pos + 2 + count > len(der):
+            return None
+        return tag, pos + 2 + count, int.from_bytes(der[pos + 2 : pos + 2 + count], "big")
+
+    outer = header(0)
+    if outer is None or outer[0] != 0x30:
+        return False
+    version = header(outer[1])
+    if version is None or version[0] != 0x02:
+        return False
+    algorithm = header(version[1] + version[2])
+    return algorithm is not None and algorithm[0] == 0x30
+
+
 def _target_material(target: bytes, *, is_managed_hsm: bool) -> KeyMaterial:
+    if not is_pkcs8(target):
+        if is_managed_hsm and len(target) * 8 in OCT_SIZES:
+            return target
+        raise bad_parameter(
+            "BYOK: the unwrapped target key is not a PKCS#8 (RFC 5208) private key."
+        )
     try:
         key = serialization.load_der_private_key(target, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:

@@ -18,12 +18,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from . import certs, events
-from .api import OPERATIONS_BY_NAME, ROLES, VaultApp
+from .access import ACCESS_POLICY, PERMISSION_MODELS, RBAC, ROLES, AccessControl
+from .api import OPERATIONS_BY_NAME, VaultApp
 from .faults import Fault, FaultBook
 from .identity import MSI_PATH, AuthorityApp, MsiApp
 from .keys import describe as describe_material
-from .store import KeyVersion, StateFile, Vault, check_name
-from .tokens import KEYVAULT_AUDIENCE, Principal, TokenIssuer
+from .store import DEFAULT_DELETE_DELAY, KeyVersion, StateFile, Vault, check_name
+from .tokens import KEYVAULT_AUDIENCE, TokenIssuer
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,9 @@ class Emulator:
         eventgrid_ca_path: str | None = None,
         identity_header: str | None = None,
         recoverable_days: int = 90,
+        purge_protection: bool = True,
+        delete_delay: float = DEFAULT_DELETE_DELAY,
+        access_policy_vaults: Iterable[str] = (),
         record: bool = False,
         host: str = "127.0.0.1",
     ) -> None:
@@ -101,7 +105,7 @@ class Emulator:
         self._webhook = eventgrid_webhook
         self._webhook_ca = eventgrid_ca_path
         self._poster: events.EventPoster | None = None
-        self._grants: dict[str, dict[str, frozenset[str]]] = {}
+        self.access = AccessControl()
         self._clients: dict[str, ClientApp] = {}
         seed = uuid.uuid5(uuid.NAMESPACE_URL, f"kvemu:{tenant_id}")
         self.system_identity = ManagedIdentity(
@@ -122,12 +126,16 @@ class Emulator:
                     name,
                     managed_hsm=hsm,
                     recoverable_days=recoverable_days,
+                    purge_protection=purge_protection,
+                    delete_delay=delete_delay,
                     on_change=self._save,
                     on_new_version=self._new_version,
                 )
                 self._ports[name] = port
         if not self.vaults:
             raise ValueError("at least one vault is required")
+        for name in access_policy_vaults:
+            self.configure_vault(name, permission_model=ACCESS_POLICY)
         self._identity_port = identity_port
         self._authority_port = authority_port
         self._servers: list[tuple[BaseWSGIServer, threading.Thread]] = []
@@ -311,45 +319,83 @@ class Emulator:
         )
         return token
 
-    # --- role grants ------------------------------------------------------------------------
+    # --- vault settings and permissions -------------------------------------------------------
+
+    def configure_vault(
+        self,
+        name: str,
+        *,
+        permission_model: str | None = None,
+        purge_protection: bool | None = None,
+        delete_delay: float | None = None,
+        recoverable_days: int | None = None,
+    ) -> None:
+        """Change a vault's settings, as its owner would in Azure (tests, control API)."""
+        vault = self._vault(name)
+        if permission_model is not None:
+            if permission_model not in PERMISSION_MODELS:
+                raise ValueError(f"permission_model must be one of {', '.join(PERMISSION_MODELS)}")
+            vault.permission_model = permission_model
+        if purge_protection is not None:
+            if not purge_protection and vault.purge_protection and self._started:
+                raise ValueError("purge protection cannot be turned off once it is on")
+            vault.purge_protection = purge_protection
+        if delete_delay is not None:
+            vault.delete_delay = float(delete_delay)
+        if recoverable_days is not None:
+            if recoverable_days != 0 and not 7 <= recoverable_days <= 90:
+                raise ValueError("recoverable_days must be 7 to 90 (0: no soft delete)")
+            vault.recoverable_days = recoverable_days
 
     def grant(self, vault: str, principal: str, role_or_ops: str | Iterable[str]) -> None:
-        """Grant a built-in role name or a set of operation names to a principal (object id or
-        client/app id). A vault without grants allows everyone; with any, only the granted."""
-        self._vault(vault)
+        """RBAC vaults: assign a built-in role (by name), or the data actions of a set of
+        operation names, to a principal (object id or client/app id). Default deny."""
+        target = self._vault(vault)
+        if target.permission_model != RBAC:
+            raise ValueError(f"vault {vault} uses access policies: use set_access_policy")
         if isinstance(role_or_ops, str):
             if role_or_ops not in ROLES:
                 raise ValueError(f"unknown role {role_or_ops!r}; roles: {sorted(ROLES)}")
-            ops = ROLES[role_or_ops]
+            patterns: Iterable[str] = ROLES[role_or_ops]
         else:
-            ops = frozenset(role_or_ops)
+            ops = set(role_or_ops)
             unknown = ops - set(OPERATIONS_BY_NAME)
             if unknown:
                 raise ValueError(f"unknown operations {sorted(unknown)}")
+            patterns = {OPERATIONS_BY_NAME[op].action for op in ops}
+        self.access.assign_role(vault, principal, patterns)
+
+    def set_access_policy(self, vault: str, principal: str, keys: Iterable[str]) -> None:
+        """Access-policy vaults: the principal's key permissions (``get``, ``list``, ...),
+        replacing any it had. ``principal`` is an object id, or a client id of a registered app
+        or managed identity (resolved to its object id, as ``az keyvault set-policy`` does)."""
+        target = self._vault(vault)
+        if target.permission_model != ACCESS_POLICY:
+            raise ValueError(f"vault {vault} uses RBAC: use grant")
+        self.access.set_policy(vault, self._object_id(principal), keys)
+
+    def _object_id(self, principal: str) -> str:
         with self._lock:
-            current = self._grants.setdefault(vault, {})
-            current[principal] = current.get(principal, frozenset()) | ops
+            client = self._clients.get(principal)
+            identity = self._user_identities.get(principal)
+        if client is not None:
+            return client.object_id
+        if identity is not None:
+            return identity.object_id
+        if principal == self.system_identity.client_id:
+            return self.system_identity.object_id
+        return principal
 
     def grants(self, vault: str) -> dict[str, list[str]]:
-        with self._lock:
-            return {p: sorted(ops) for p, ops in self._grants.get(vault, {}).items()}
+        """Role assignments (data actions) or access policies (permissions) per principal."""
+        if self._vault(vault).permission_model == RBAC:
+            return self.access.roles(vault)
+        return self.access.policies(vault)
 
     def clear_grants(self, vault: str | None = None) -> None:
-        with self._lock:
-            if vault is None:
-                self._grants.clear()
-            else:
-                self._grants.pop(vault, None)
-
-    def is_allowed(self, vault: str, principal: Principal, op: str) -> bool:
-        with self._lock:
-            table = self._grants.get(vault)
-            if not table:
-                return True
-            allowed = table.get(principal.object_id, frozenset()) | table.get(
-                principal.app_id, frozenset()
-            )
-        return op in allowed
+        if vault is not None:
+            self._vault(vault)
+        self.access.clear(vault)
 
     # --- faults and events ------------------------------------------------------------------
 
@@ -447,8 +493,11 @@ class Emulator:
                     "name": name,
                     "url": self.vault_url(name) if self._started else None,
                     "managed_hsm": vault.managed_hsm,
+                    "permission_model": vault.permission_model,
+                    "purge_protection": vault.purge_protection,
                     "keys": keys,
                     "deleted": [e.name for e in vault.list_deleted()],
+                    "deleting": [e.name for e in vault.list_deleting()],
                 }
             )
         return out

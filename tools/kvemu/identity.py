@@ -125,6 +125,18 @@ class MsiApp:
             if path == "/grants" and request.method == "POST":
                 emu.grant(body["vault"], body["principal"], body.get("role") or body.get("ops"))
                 return _json(201, {"grants": emu.grants(body["vault"])})
+            if path == "/access-policies" and request.method == "POST":
+                emu.set_access_policy(body["vault"], body["principal"], body["keys"])
+                return _json(201, {"access_policies": emu.grants(body["vault"])})
+            if path == "/vault-settings" and request.method == "POST":
+                emu.configure_vault(
+                    body["vault"],
+                    permission_model=body.get("permission_model"),
+                    purge_protection=body.get("purge_protection"),
+                    delete_delay=body.get("delete_delay"),
+                    recoverable_days=body.get("recoverable_days"),
+                )
+                return _json(200, {})
             if path == "/grants" and request.method == "DELETE":
                 emu.clear_grants(request.args.get("vault"))
                 return _json(200, {})

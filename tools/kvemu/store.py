@@ -21,12 +21,16 @@ from typing import Any
 
 from . import keys as keymod
 from .errors import KvError, bad_parameter, key_not_found
+from .tokens import KEYVAULT_AUDIENCE, MANAGED_HSM_AUDIENCE
 
 NAME_RE = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 VERSION_RE = re.compile(r"^[0-9a-f]{32}$")
 MAX_TAGS = 15
 MAX_TAG_LEN = 256
 DEFAULT_RECOVERABLE_DAYS = 90
+# A deleted key becomes visible under /deletedkeys a few seconds after DELETE answers; until
+# then its name can be neither read nor reused (409 ObjectIsBeingDeleted). docs/kvemu.md.
+DEFAULT_DELETE_DELAY = 3.0
 
 
 def now() -> int:
@@ -109,6 +113,7 @@ class KeyEntry:
     versions: list[KeyVersion] = field(default_factory=list)
     deleted_date: int | None = None
     scheduled_purge_date: int | None = None
+    visible_at: float = 0.0  # monotonic time the deletion completes (deleting → deleted)
 
     @property
     def latest(self) -> KeyVersion:
@@ -130,25 +135,36 @@ class Vault:
         *,
         managed_hsm: bool = False,
         recoverable_days: int = DEFAULT_RECOVERABLE_DAYS,
+        purge_protection: bool = True,
+        delete_delay: float = DEFAULT_DELETE_DELAY,
+        permission_model: str = "rbac",
         on_change: Callable[[Vault], None] | None = None,
         on_new_version: Callable[[Vault, KeyVersion], None] | None = None,
     ) -> None:
         self.name = name
         self.managed_hsm = managed_hsm
         self.recoverable_days = recoverable_days
+        self.purge_protection = purge_protection
+        self.delete_delay = delete_delay
+        self.permission_model = permission_model
         self._keys: dict[str, KeyEntry] = {}
+        self._deleting: dict[str, KeyEntry] = {}
         self._deleted: dict[str, KeyEntry] = {}
         self._lock = threading.RLock()
         self._on_change = on_change or (lambda vault: None)
         self._on_new_version = on_new_version or (lambda vault, version: None)
 
     @property
+    def audience(self) -> str:
+        """The token audience (and challenge resource) of this kind of vault."""
+        return MANAGED_HSM_AUDIENCE if self.managed_hsm else KEYVAULT_AUDIENCE
+
+    @property
     def recovery_level(self) -> str:
         if self.recoverable_days == 0:
             return "Purgeable"
-        if self.recoverable_days < 90:
-            return "CustomizedRecoverable+Purgeable"
-        return "Recoverable+Purgeable"
+        prefix = "Recoverable" if self.recoverable_days >= 90 else "CustomizedRecoverable"
+        return prefix if self.purge_protection else f"{prefix}+Purgeable"
 
     # --- state ------------------------------------------------------------------------------
 
@@ -166,7 +182,8 @@ class Vault:
             return {
                 "managed_hsm": self.managed_hsm,
                 "keys": [entry(e) for e in self._keys.values()],
-                "deleted": [entry(e) for e in self._deleted.values()],
+                # a deletion in progress is saved as done: a restart does not replay the delay
+                "deleted": [entry(e) for e in [*self._deleted.values(), *self._deleting.values()]],
             }
 
     def load_state(self, data: dict[str, Any]) -> None:
@@ -183,7 +200,21 @@ class Vault:
 
     # --- lookups ----------------------------------------------------------------------------
 
+    def _settle(self) -> None:
+        """Finish deletions whose delay has passed; purge what is past its purge date."""
+        moment = time.monotonic()
+        for key, entry in list(self._deleting.items()):
+            if entry.visible_at <= moment:
+                del self._deleting[key]
+                if self.recoverable_days:
+                    self._deleted[key] = entry
+        current = now()
+        for key, entry in list(self._deleted.items()):
+            if entry.scheduled_purge_date is not None and entry.scheduled_purge_date <= current:
+                del self._deleted[key]
+
     def _active(self, name: str) -> KeyEntry:
+        self._settle()
         entry = self._keys.get(name.lower())
         if entry is None:
             raise key_not_found(name)
@@ -198,14 +229,19 @@ class Vault:
 
     def list_keys(self) -> list[KeyEntry]:
         with self._lock:
+            self._settle()
             return sorted(self._keys.values(), key=lambda e: e.name.lower())
 
     def list_versions(self, name: str) -> list[KeyVersion]:
+        """The versions of a name; none (not an error) for a name that holds no key."""
         with self._lock:
-            return list(self._active(name).versions)
+            self._settle()
+            entry = self._keys.get(name.lower())
+            return list(entry.versions) if entry is not None else []
 
     def get_deleted(self, name: str) -> KeyEntry:
         with self._lock:
+            self._settle()
             entry = self._deleted.get(name.lower())
             if entry is None:
                 raise KvError(404, "KeyNotFound", f"Deleted Key not found: {name}")
@@ -213,12 +249,32 @@ class Vault:
 
     def list_deleted(self) -> list[KeyEntry]:
         with self._lock:
+            self._settle()
             return sorted(self._deleted.values(), key=lambda e: e.name.lower())
+
+    def list_deleting(self) -> list[KeyEntry]:
+        """Keys whose deletion has not completed yet (inspection only)."""
+        with self._lock:
+            self._settle()
+            return sorted(self._deleting.values(), key=lambda e: e.name.lower())
 
     # --- writes -----------------------------------------------------------------------------
 
+    def _check_not_deleting(self, name: str, *, recreate: bool = False) -> None:
+        if name.lower() in self._deleting:
+            raise KvError(
+                409,
+                "Conflict",
+                f"Key {name} is currently being deleted and cannot be re-created; retry later."
+                if recreate
+                else "Key is currently being deleted.",
+                inner="ObjectIsBeingDeleted",
+            )
+
     def _check_writable(self, name: str) -> None:
         check_name(name)
+        self._settle()
+        self._check_not_deleting(name, recreate=True)
         if name.lower() in self._deleted:
             raise KvError(
                 409,
@@ -309,18 +365,22 @@ class Vault:
             return target
 
     def delete(self, name: str) -> KeyEntry:
+        """Soft delete: answered at once, visible under /deletedkeys after ``delete_delay``."""
         with self._lock:
             entry = self._active(name)
             del self._keys[name.lower()]
             entry.deleted_date = now()
             entry.scheduled_purge_date = entry.deleted_date + self.recoverable_days * 86400
-            if self.recoverable_days:
-                self._deleted[name.lower()] = entry
+            entry.visible_at = time.monotonic() + self.delete_delay
+            self._deleting[name.lower()] = entry
+            self._settle()
             self._on_change(self)
             return entry
 
     def recover(self, name: str) -> KeyEntry:
         with self._lock:
+            self._settle()
+            self._check_not_deleting(name)
             entry = self.get_deleted(name)
             del self._deleted[name.lower()]
             entry.deleted_date = entry.scheduled_purge_date = None
@@ -330,7 +390,17 @@ class Vault:
 
     def purge(self, name: str) -> None:
         with self._lock:
+            self._settle()
+            self._check_not_deleting(name)
             self.get_deleted(name)
+            if self.purge_protection:
+                raise KvError(
+                    403,
+                    "Forbidden",
+                    'Operation "purge" is not allowed because purge protection is enabled for '
+                    "this vault. Key Vault service will automatically purge it after the "
+                    f"retention period has passed.\r\nVault: {self.name};location=local",
+                )
             del self._deleted[name.lower()]
             self._on_change(self)
 

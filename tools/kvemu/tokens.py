@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 KEYVAULT_AUDIENCE = "https://vault.azure.net"
+MANAGED_HSM_AUDIENCE = "https://managedhsm.azure.net"
 CLOCK_SKEW_SECONDS = 60
 
 
@@ -150,6 +151,8 @@ class TokenIssuer:
             )
         aud = claims.get("aud")
         if not isinstance(aud, str) or scope_to_audience(aud) != scope_to_audience(audience):
+            if audience == MANAGED_HSM_AUDIENCE:
+                raise TokenError(f"Found token with aud={aud}, but expected aud={audience}")
             raise TokenError(f"AKV10022: Invalid audience. Expected {audience}, found: {aud}.")
         now = int(time.time())
         exp, nbf = claims.get("exp"), claims.get("nbf")
