@@ -9,7 +9,8 @@ resource "azurerm_user_assigned_identity" "app" {
 locals {
   identity_id        = one(azurerm_user_assigned_identity.app[*].id)
   identity_client_id = one(azurerm_user_assigned_identity.app[*].client_id)
-  # The identity every role assignment in rbac.tf and targets.tf is granted to.
+  # The identity every role assignment in rbac.tf and targets.tf (and every target vault access
+  # policy) is granted to.
   principal_id = local.user_assigned ? one(azurerm_user_assigned_identity.app[*].principal_id) : azurerm_function_app_flex_consumption.this.identity[0].principal_id
 }
 

@@ -55,7 +55,7 @@ locals {
     nsg_function   = "nsg-${local.base_name}-func"
     nsg_pe         = "nsg-${local.base_name}-pe"
     storage        = "st${var.name_prefix}${local.suffix}" # 3-24 lowercase letters and digits
-    key_vault      = "kv-${local.base_name}"              # at most 3 + 10 + 1 + 6 = 20 characters
+    key_vault      = "kv-${local.base_name}"               # at most 3 + 10 + 1 + 6 = 20 characters
     log_analytics  = "log-${local.base_name}"
     app_insights   = "appi-${local.base_name}"
     identity       = "id-${local.base_name}"

@@ -88,3 +88,15 @@ output "event_grid_system_topic_ids" {
   description = "Event Grid system topic of each target vault."
   value       = { for name, topic in azurerm_eventgrid_system_topic.target_vault : name => topic.id }
 }
+
+output "target_vault_permission_models" {
+  description = "Permission model of each target vault: \"rbac\" (role assignment) or \"access_policy\" (access policy). It must match the vault's own setting: `az keyvault show -n <vault> --query properties.enableRbacAuthorization` is true for rbac, false for access_policy."
+  value       = { for name, vault in local.target_vaults : name => vault.permission_model }
+
+  # Cross-variable check (a variable's validation can only see itself before Terraform 1.9): an
+  # exception for a vault that is not a target is a typo that would silently grant the default.
+  precondition {
+    condition     = alltrue([for name in keys(local.target_vault_permission_models) : contains(keys(local.target_vaults), name)])
+    error_message = "target_vault_permission_models names a vault that is not in target_key_vault_ids (keys are vault names, the last segment of the vault's resource id)."
+  }
+}

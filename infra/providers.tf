@@ -14,9 +14,9 @@ provider "azurerm" {
     key_vault {
       # Purge protection is on: a purge would fail anyway, and a soft-deleted vault must stay
       # recoverable because it holds the seal key of every row in Table Storage.
-      purge_soft_delete_on_destroy = false
-      recover_soft_deleted_key_vaults = true
-      purge_soft_deleted_keys_on_destroy = false
+      purge_soft_delete_on_destroy          = false
+      recover_soft_deleted_key_vaults       = true
+      purge_soft_deleted_keys_on_destroy    = false
       purge_soft_deleted_secrets_on_destroy = false
     }
   }

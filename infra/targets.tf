@@ -1,29 +1,62 @@
-# Target vaults: existing Key Vaults the engine distributes keys into. Per vault: the app's role,
-# a private endpoint in this VNet (optional), an Event Grid system topic and, once the app code is
-# published, a subscription of the keyvault_events function.
+# Target vaults: existing Key Vaults the engine distributes keys into. Per vault: the app's access
+# (a role or an access policy, following the vault's permission model), a private endpoint in this
+# VNet (optional), an Event Grid system topic and, once the app code is published, a subscription
+# of the keyvault_events function.
 
 locals {
+  # Per-vault exceptions to var.target_vault_permission_model, keyed like target_vaults. Names that
+  # match no target vault fail the plan (precondition of output target_vault_permission_models).
+  target_vault_permission_models = { for name, model in var.target_vault_permission_models : lower(name) => model }
+
   # Keyed by vault name (unique in the cloud): /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.KeyVault/vaults/<name>
   target_vaults = {
     for id in var.target_key_vault_ids : lower(element(split("/", id), 8)) => {
       id                  = id
       resource_group_name = element(split("/", id), 4)
       location            = lookup(var.target_key_vault_locations, lower(element(split("/", id), 8)), var.location)
+      permission_model    = lookup(local.target_vault_permission_models, lower(element(split("/", id), 8)), var.target_vault_permission_model)
     }
   }
+
+  # Exactly one grant per vault, of the vault's own model: Key Vault evaluates either role
+  # assignments or access policies, never both, so a grant of the other kind would only be unused
+  # privilege.
+  target_vaults_rbac          = { for name, vault in local.target_vaults : name => vault if vault.permission_model == "rbac" }
+  target_vaults_access_policy = { for name, vault in local.target_vaults : name => vault if vault.permission_model == "access_policy" }
+
+  # Access policy key permissions: exactly the key operations the engine calls on a target vault
+  # (README, Target vault permissions). Get (the key exchange key keymgmt-kek; GetDeletedKey),
+  # Create (keymgmt-kek only), Import (distribution, rotation), Update (enable and disable
+  # versions), Delete (removal, soft delete). List (GetKeyVersions, the reconciler's drift
+  # listing) only with target_vault_access_policy_list.
+  target_vault_key_permissions = concat(["Create", "Delete", "Get", "Import", "Update"], var.target_vault_access_policy_list ? ["List"] : [])
 }
 
-# Key Vault Crypto Officer: distribution creates the BYOK key exchange key and imports the wrapped
-# key (create, import), rotation imports new versions, min_enabled_version enables and disables
-# versions and sets tags (update), removal deletes (delete). Crypto User lacks create/import/delete;
-# Crypto Officer carries no secret, certificate or role-management permission.
+# "rbac" vaults. Key Vault Crypto Officer: distribution creates the BYOK key exchange key and
+# imports the wrapped key (create, import), rotation imports new versions, min_enabled_version
+# enables and disables versions and sets tags (update), removal deletes (delete); keys/read covers
+# get, get deleted and list. Crypto User lacks create/import/delete; Crypto Officer carries no
+# secret, certificate or role-management permission.
 resource "azurerm_role_assignment" "app_target_vault" {
-  for_each             = local.target_vaults
+  for_each             = local.target_vaults_rbac
   scope                = each.value.id
   role_definition_name = var.target_vault_role_definition_name
   principal_id         = local.principal_id
   principal_type       = "ServicePrincipal"
   description          = "keymgmt distributes keys into this vault (BYOK)"
+}
+
+# "access_policy" vaults (rbac_authorization_enabled = false on the vault; Terraform cannot check
+# it for a vault given by id). One policy entry for the app's identity with only the key
+# permissions above: no secret, certificate or storage permission. It is a standalone entry: if
+# the vault itself is managed by Terraform with inline access_policy blocks, that configuration
+# removes this entry on its next apply (see README).
+resource "azurerm_key_vault_access_policy" "app_target_vault" {
+  for_each        = local.target_vaults_access_policy
+  key_vault_id    = each.value.id
+  tenant_id       = local.tenant_id
+  object_id       = local.principal_id
+  key_permissions = local.target_vault_key_permissions
 }
 
 # The engine reaches <vault>.vault.azure.net, which must resolve to a private address from the

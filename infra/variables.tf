@@ -377,7 +377,7 @@ variable "disable_foreign_versions" {
 # ---------------------------------------------------------------------------------------------
 
 variable "target_key_vault_ids" {
-  description = "Resource ids of existing Key Vaults the engine distributes keys into (the key_collection of `bao write keymgmt/kms/...`). The app's identity gets target_vault_role_definition_name on each."
+  description = "Resource ids of existing Key Vaults the engine distributes keys into (the key_collection of `bao write keymgmt/kms/...`). The app's identity gets access to each according to target_vault_permission_model: a role (target_vault_role_definition_name) or an access policy."
   type        = list(string)
   default     = []
 
@@ -400,7 +400,7 @@ variable "target_vault_private_endpoints" {
 }
 
 variable "target_vault_role_definition_name" {
-  description = "Role of the app's identity on each target vault. The default, Key Vault Crypto Officer, is the narrowest built-in role with create, import, update and delete of keys, which BYOK distribution, rotation and removal need. A custom role with exactly those data actions is narrower still."
+  description = "Role of the app's identity on each target vault with the \"rbac\" permission model (unused for \"access_policy\" vaults). The default, Key Vault Crypto Officer, is the narrowest built-in role with create, import, update and delete of keys, which BYOK distribution, rotation and removal need. A custom role with exactly the data actions listed in infra/README.md (Target vault permissions) is narrower still."
   type        = string
   default     = "Key Vault Crypto Officer"
 
@@ -408,6 +408,37 @@ variable "target_vault_role_definition_name" {
     condition     = !contains(["Owner", "Contributor", "Key Vault Administrator", "User Access Administrator"], var.target_vault_role_definition_name)
     error_message = "target_vault_role_definition_name must not be a broad role (Owner, Contributor, Key Vault Administrator, User Access Administrator)."
   }
+}
+
+variable "target_vault_permission_model" {
+  description = "How the app's identity gets access to the target vaults; it must match each vault's own permission model, which Terraform cannot read from a vault given by id. \"rbac\" (vaults with Azure RBAC, rbac_authorization_enabled = true): a role assignment of target_vault_role_definition_name. \"access_policy\" (vaults with vault access policies, rbac_authorization_enabled = false): an access policy with the key permissions Create, Delete, Get, Import and Update, plus List with target_vault_access_policy_list. Key Vault ignores a grant of the other model, and the engine then gets 403s. Per-vault exceptions: target_vault_permission_models."
+  type        = string
+  default     = "rbac"
+  nullable    = false
+
+  validation {
+    condition     = contains(["rbac", "access_policy"], var.target_vault_permission_model)
+    error_message = "target_vault_permission_model must be \"rbac\" (a role assignment, for vaults that use Azure RBAC) or \"access_policy\" (an access policy, for vaults that use vault access policies)."
+  }
+}
+
+variable "target_vault_permission_models" {
+  description = "Per-vault exceptions to target_vault_permission_model, keyed by vault name (the last segment of its id in target_key_vault_ids): \"rbac\" or \"access_policy\". A name that is not one of the target vaults fails the plan."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for model in values(var.target_vault_permission_models) : contains(["rbac", "access_policy"], model)])
+    error_message = "target_vault_permission_models values must be \"rbac\" or \"access_policy\"."
+  }
+}
+
+variable "target_vault_access_policy_list" {
+  description = "Add the List key permission to the access policy of \"access_policy\" vaults, so the reconciler can list every version of a distributed key (full drift detection). Without it the reconciler checks only the latest version and reports the missing permission; distribution and rotation work fully. There is no RBAC equivalent: Microsoft.KeyVault/vaults/keys/read grants get and list together."
+  type        = bool
+  default     = false
+  nullable    = false
 }
 
 variable "event_grid_subscriptions_enabled" {
