@@ -407,9 +407,7 @@ class Distributor:
         # import whose answer was lost) left unrecorded can only be the latest version in Key
         # Vault: one read (``get``), found by its tags, which are never trusted blindly.
         adopted: dict[int, str] = {}
-        latest = (
-            provider.latest_version(dist.remote_name) if dist.versions or dist.uncertain else None
-        )
+        latest = provider.latest_version(dist.remote_name)
         if latest is not None and latest.version_id not in dist.versions.values():
             tag = latest.tags.get(TAG_VERSION, "")
             if (
