@@ -90,6 +90,15 @@ def vault_url(
     return f"https://{name}.{environment.keyvault_suffix}"
 
 
+def vault_scope(key_collection: str, environment: Cloud) -> str:
+    """The token scope of the vault ``key_collection`` names: Key Vault's or Managed HSM's.
+    Decided by the name, not the URL, which a setting may point anywhere (the local stack)."""
+    suffix = environment.keyvault_suffix
+    if key_collection.strip().lower().endswith(MANAGED_HSM_MARK):
+        suffix = environment.managedhsm_suffix or suffix
+    return f"https://{suffix}/.default"
+
+
 def is_loopback_url(url: str) -> bool:
     host = (urlsplit(url).hostname or "").lower()
     return host in ("127.0.0.1", "localhost", "::1")

@@ -207,13 +207,7 @@ class Distributor:
     def _azure_provider(
         self, record: ProviderRecord, credentials: Mapping[str, str]
     ) -> KmsProvider:
-        from shared.azure import (
-            MANAGED_HSM_MARK,
-            build_credential,
-            choose_credential,
-            cloud,
-            vault_url,
-        )
+        from shared.azure import build_credential, choose_credential, cloud, vault_scope, vault_url
         from shared.providers.azurekeyvault import AzureKeyVaultProvider
 
         environment = cloud(credentials.get("environment") or self.settings.azure_environment)
@@ -227,11 +221,12 @@ class Distributor:
             url,
             choice.source,
         )
-        suffix = environment.keyvault_suffix
-        if record.key_collection.lower().endswith(MANAGED_HSM_MARK):
-            suffix = environment.managedhsm_suffix or suffix
         return AzureKeyVaultProvider(
-            url, credential, self.settings, choice.label, scope=f"https://{suffix}/.default"
+            url,
+            credential,
+            self.settings,
+            choice.label,
+            scope=vault_scope(record.key_collection, environment),
         )
 
     # -- distribution -----------------------------------------------------------------------
@@ -347,7 +342,8 @@ class Distributor:
         if record is None:
             raise NotFound(f"KMS provider {dist.provider!r} was deleted")
         stamp = int(dist.remote_name.rsplit("-", 1)[-1]) + 1
-        renamed = replace(dist, remote_name=self._free_name(record, dist.key, provider, stamp))
+        name = self._free_name(record, dist.key, provider, stamp)
+        renamed = replace(dist, remote_name=name)
         self._own(record, renamed)
         log.info(
             "distribution of %s/%s: %s is taken in Key Vault, using %s",
@@ -356,7 +352,8 @@ class Distributor:
             dist.remote_name,
             renamed.remote_name,
         )
-        return self._save(renamed)
+        # under the import lease nothing lands meanwhile; a row that has versions keeps its name
+        return self._update(dist, lambda d: d if d.versions else replace(d, remote_name=name))
 
     def _complete(
         self,
@@ -450,7 +447,9 @@ class Distributor:
                 f"is sent again {wait}s after the first try"
             )
         # Long enough: it did not land. If it still does, it is a duplicate of ours.
-        return self._save(replace(dist, retried=tuple(sorted({*dist.retried, version}))))
+        return self._update(
+            dist, lambda d: replace(d, retried=tuple(sorted({*d.retried, version})))
+        )
 
     def _import_one(
         self, dist: Distribution, key: KeyRecord, provider: KmsProvider, version: int
@@ -477,7 +476,8 @@ class Distributor:
                 raise  # our own key of that name exists: not a name to move away from
             return None
         except ImportOutcomeUnknown:
-            self._save(replace(dist, uncertain={**dist.uncertain, version: utcnow()}))
+            when = utcnow()
+            self._update(dist, lambda d: replace(d, uncertain={**d.uncertain, version: when}))
             raise
 
     def _claim(self, dist: Distribution) -> Distribution | None:
@@ -519,16 +519,28 @@ class Distributor:
                 return  # the lease expires by itself
 
     def _record(self, dist: Distribution, landed: Mapping[int, str]) -> Distribution:
-        for _ in range(20):
+        """Record imported versions (and renew the import lease with each)."""
+
+        def change(d: Distribution) -> Distribution:
             merged = replace(
-                dist,
-                versions={**dist.versions, **landed},
-                uncertain={v: t for v, t in dist.uncertain.items() if v not in landed},
+                d,
+                versions={**d.versions, **landed},
+                uncertain={v: t for v, t in d.uncertain.items() if v not in landed},
             )
-            if merged.lease_owner:  # renew the import lease with every recorded version
+            if merged.lease_owner:
                 merged = replace(merged, lease_until=utcnow() + dt.timedelta(seconds=LEASE_SECONDS))
+            return merged
+
+        return self._update(dist, change)
+
+    def _update(
+        self, dist: Distribution, change: Callable[[Distribution], Distribution]
+    ) -> Distribution:
+        """Apply ``change`` to the row, ETag-conditioned; on a concurrent write, re-read and
+        apply it again to what is there now."""
+        for _ in range(20):
             try:
-                return self._save(merged)
+                return self._save(change(dist))
             except ConcurrentChange:
                 fresh = self.store.get_distribution(dist.mount, dist.provider, dist.key)
                 if fresh is None:
@@ -631,15 +643,17 @@ class Distributor:
 
     def after_min_enabled_change(self, key: KeyRecord) -> list[str]:
         return self._each_distribution(
-            key, lambda dist, provider: self._enforce_enabled(dist, key, provider)
+            key, lambda dist, provider: self._enforce_enabled(dist, key, provider)[0]
         )
 
     def _enforce_enabled(
         self, dist: Distribution, key: KeyRecord, provider: KmsProvider, *, blind: bool = True
-    ) -> list[str]:
-        """Make Key Vault's enabled flags follow ``min_enabled_version``. With the ``list``
-        permission only the versions that differ are updated; without it, ``blind`` updates
-        every recorded version (idempotent: one request each), or, in the reconciler, nothing."""
+    ) -> tuple[list[str], list[int]]:
+        """Make Key Vault's enabled flags follow ``min_enabled_version``; returns warnings and
+        the engine versions whose flag was changed. With the ``list`` permission only the
+        versions that differ are updated; without it, ``blind`` updates every recorded version
+        (idempotent: one request each), or, in the reconciler, nothing."""
+        changed: list[int] = []
         try:
             try:
                 remote: dict[str, bool] | None = {
@@ -647,15 +661,17 @@ class Distributor:
                 }
             except PermissionMissing:
                 if not blind:
-                    return []
+                    return [], []
                 remote = None
             for version, version_id in sorted(dist.versions.items()):
                 wanted = version >= key.min_enabled_version
                 if remote is None or (version_id in remote and remote[version_id] != wanted):
                     provider.set_enabled(dist.remote_name, version_id, wanted)
+                    if remote is not None:
+                        changed.append(version)
         except EngineError as exc:
-            return [f"KMS provider {dist.provider!r}: {exc}; the reconciler will retry"]
-        return []
+            return [f"KMS provider {dist.provider!r}: {exc}; the reconciler will retry"], changed
+        return [], changed
 
     def _each_distribution(
         self, key: KeyRecord, action: Callable[[Distribution, KmsProvider], list[str]]
@@ -731,14 +747,10 @@ class Distributor:
             fresh = self.store.get_distribution(dist.mount, dist.provider, dist.key) or dist
             report["imported"] = sorted(set(fresh.versions) - before)
             if remote is not None:
-                enabled_before = {
-                    rv.version_id: rv.enabled for rv in provider.remote_versions(dist.remote_name)
-                }
-                report["errors"] += self._enforce_enabled(fresh, key, provider, blind=False)
-                for version, vid in sorted(fresh.versions.items()):
-                    wanted = version >= key.min_enabled_version
-                    if vid in enabled_before and enabled_before[vid] != wanted:
-                        report["enabled_changed"].append(version)
+                errors, report["enabled_changed"] = self._enforce_enabled(
+                    fresh, key, provider, blind=False
+                )
+                report["errors"] += errors
         except EngineError as exc:
             report["errors"].append(str(exc))
         return report
@@ -804,17 +816,17 @@ class Distributor:
                     "created by this engine"
                 )
         if duplicates:
-            dist = self._save(replace(dist, duplicates=(*dist.duplicates, *duplicates)))
+            dist = self._update(dist, lambda d: replace(d, duplicates=(*d.duplicates, *duplicates)))
         missing = [v for v, vid in sorted(dist.versions.items()) if vid not in ids]
         if missing:
             report["drift"].append(
                 f"engine versions {missing} are missing in Key Vault; re-importing them"
             )
-            dist = self._save(
-                replace(
-                    dist,
-                    versions={v: vid for v, vid in dist.versions.items() if v not in missing},
-                )
+            dist = self._update(
+                dist,
+                lambda d: replace(
+                    d, versions={v: vid for v, vid in d.versions.items() if v not in missing}
+                ),
             )
         return dist
 

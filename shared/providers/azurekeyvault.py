@@ -67,8 +67,8 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
 }
 _REFUSED_CODES = ("ForbiddenByPolicy", "AccessDenied", "ForbiddenByRbac")
 _NAME_TAKEN_CODES = ("ObjectIsBeingDeleted", "ObjectIsDeletedButRecoverable", "Conflict")
-# Before re-importing after an answer that never came, wait this long for the first try to
-# land (it is looked for by its tags): the client's read timeout is 30 s.
+# After an import got no answer, give it this long to become visible before looking for it by
+# its tags (the request itself already waited the client's read timeout).
 UNKNOWN_OUTCOME_SETTLE_SECONDS = 2.0
 IMPORT_ATTEMPTS = 4
 
@@ -130,11 +130,10 @@ class AzureKeyVaultProvider:
         settings: Settings,
         credential_label: str = "",
         *,
-        scope: str = "",
+        scope: str,
     ) -> None:
         self.url = url.rstrip("/")
-        # The token scope follows the kind of vault (a URL override hides it: the local stack)
-        self.scope = scope or _scope(self.url)
+        self.scope = scope  # shared.azure.vault_scope: decided by the vault's name
         self.credential = credential
         self.credential_label = credential_label
         self.settings = settings
@@ -232,12 +231,12 @@ class AzureKeyVaultProvider:
             cached = _KEK_CACHE.get(self.url)
         if cached is not None:
             return cached
-        _created = False
+        creating = False
         try:
             try:
                 kek = self.client.get_key(KEK_NAME)
             except ResourceNotFoundError:
-                _created = True
+                creating = True
                 kek = self.client.create_rsa_key(
                     KEK_NAME,
                     size=KEK_SIZE,
@@ -246,7 +245,7 @@ class AzureKeyVaultProvider:
                     tags={"keymgmt-role": "kek"},
                 )
         except AzureError as exc:
-            operation = "create" if describe_error(exc)[0] == 403 and _created else "get"
+            operation = "create" if creating else "get"
             raise self._error("preparing the key exchange key", exc, operation) from None
         ops = sorted(str(getattr(op, "value", op)) for op in (kek.key_operations or []))
         if ops != ["import"] or not kek.properties.enabled:
@@ -297,7 +296,6 @@ class AzureKeyVaultProvider:
         expires_on = None
         if expires_in:
             expires_on = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=expires_in)
-        version = tags.get("keymgmt-version", "")
         for attempt in range(IMPORT_ATTEMPTS):
             try:
                 imported = self.client.import_key(
@@ -328,15 +326,10 @@ class AzureKeyVaultProvider:
                 # No answer, or a server error: the import may have landed (or may still).
                 time.sleep(UNKNOWN_OUTCOME_SETTLE_SECONDS)
                 landed = self.latest_version(remote_name)
-                if (
-                    landed is not None
-                    and landed.tags.get("keymgmt-version") == version
-                    and (all(landed.tags.get(k) == v for k, v in tags.items()))
-                ):
+                if landed is not None and all(landed.tags.get(k) == v for k, v in tags.items()):
                     log.warning(
-                        "import into %s of version %s got no answer but landed as %s",
+                        "import into %s got no answer but landed as %s",
                         remote_name,
-                        version,
                         landed.version_id,
                     )
                     return landed.version_id
@@ -455,16 +448,6 @@ def _retry_after(exc: Exception) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
-
-
-def _scope(url: str) -> str:
-    host = urlsplit(url).hostname or ""
-    if host.endswith("managedhsm.azure.net"):
-        return "https://managedhsm.azure.net/.default"
-    suffix = host.split(".", 1)[1] if "." in host else "vault.azure.net"
-    if not suffix.startswith("vault.") and not suffix.startswith("managedhsm."):
-        suffix = "vault.azure.net"
-    return f"https://{suffix}/.default"
 
 
 def _software_jwk(material: bytes) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.azure import build_credential, choose_credential, cloud, vault_url
+from shared.azure import build_credential, choose_credential, cloud, vault_scope, vault_url
 from shared.errors import InvalidRequest
 from shared.settings import Settings, StorageSettings
 
@@ -92,6 +92,14 @@ def test_vault_url_uses_each_clouds_suffix(name: str) -> None:
 def test_managed_hsm_addressing(name: str) -> None:
     _, _, hsm = CLOUDS[name]
     assert vault_url("my-hsm.managedhsm", cloud(name)) == f"https://my-hsm.{hsm}"
+
+
+@pytest.mark.parametrize("name", [n for n in CLOUDS if CLOUDS[n][2]])
+def test_token_scope_follows_the_kind_of_vault_by_its_name(name: str) -> None:
+    _, suffix, hsm = CLOUDS[name]
+    assert vault_scope("keyvault-name", cloud(name)) == f"https://{suffix}/.default"
+    # by the name, not the URL: an override (the local stack) does not hide a Managed HSM
+    assert vault_scope("My-Hsm.ManagedHSM", cloud(name)) == f"https://{hsm}/.default"
 
 
 def test_managed_hsm_in_a_cloud_without_one_is_refused() -> None:
