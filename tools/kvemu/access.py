@@ -98,7 +98,7 @@ class AccessControl:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._roles: dict[str, dict[str, set[str]]] = {}  # vault → principal → data actions
+        self._roles: dict[str, dict[str, set[str]]] = {}  # vault → oid → data actions
         self._policies: dict[str, dict[str, frozenset[str]]] = {}  # vault → oid → permissions
 
     def assign_role(self, vault: str, principal: str, patterns: Iterable[str]) -> None:
@@ -144,10 +144,7 @@ class AccessControl:
         entry: frozenset[str] | None = None
         with self._lock:
             if model == RBAC:
-                table = self._roles.get(vault, {})
-                patterns = table.get(principal.object_id, set()) | table.get(
-                    principal.app_id, set()
-                )
+                patterns = self._roles.get(vault, {}).get(principal.object_id, set())
                 if role_allows(patterns, action):
                     return
             else:

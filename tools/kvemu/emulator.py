@@ -349,7 +349,9 @@ class Emulator:
 
     def grant(self, vault: str, principal: str, role_or_ops: str | Iterable[str]) -> None:
         """RBAC vaults: assign a built-in role (by name), or the data actions of a set of
-        operation names, to a principal (object id or client/app id). Default deny."""
+        operation names, to a principal: an object id, or a client id of a registered app or
+        managed identity (resolved to its object id, as ``az role assignment create`` does).
+        Default deny."""
         target = self._vault(vault)
         if target.permission_model != RBAC:
             raise ValueError(f"vault {vault} uses access policies: use set_access_policy")
@@ -363,7 +365,7 @@ class Emulator:
             if unknown:
                 raise ValueError(f"unknown operations {sorted(unknown)}")
             patterns = {OPERATIONS_BY_NAME[op].action for op in ops}
-        self.access.assign_role(vault, principal, patterns)
+        self.access.assign_role(vault, self._object_id(principal), patterns)
 
     def set_access_policy(self, vault: str, principal: str, keys: Iterable[str]) -> None:
         """Access-policy vaults: the principal's key permissions (``get``, ``list``, ...),
@@ -375,6 +377,7 @@ class Emulator:
         self.access.set_policy(vault, self._object_id(principal), keys)
 
     def _object_id(self, principal: str) -> str:
+        """Role assignments and access policies name a principal by its object id."""
         with self._lock:
             client = self._clients.get(principal)
             identity = self._user_identities.get(principal)
