@@ -47,6 +47,21 @@ def raw(
     )
 
 
+def system_identity_client(emulator: Emulator, vault: str, monkeypatch: Any) -> Any:
+    """The real ``KeyClient`` as the system-assigned identity of a test's own emulator."""
+    from azure.identity import ManagedIdentityCredential
+    from azure.keyvault.keys import KeyClient
+
+    monkeypatch.setenv("IDENTITY_ENDPOINT", emulator.identity_endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", emulator.identity_header)
+    return KeyClient(
+        emulator.vault_url(vault),
+        ManagedIdentityCredential(),
+        connection_verify=emulator.ca_path,
+        verify_challenge_resource=False,
+    )
+
+
 def error_of(response_json: dict[str, Any]) -> tuple[str, str | None, str]:
     error = response_json["error"]
     return error["code"], (error.get("innererror") or {}).get("code"), error["message"]

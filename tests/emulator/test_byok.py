@@ -48,6 +48,17 @@ def _import(client, blob: bytes, *, kty: str = "RSA-HSM", crv: str | None = None
     return client.import_key(unique("byok"), jwk, hardware_protected=True)
 
 
+def _raw_import(kv: Emulator, key_hsm: str):
+    """An RSA-HSM import with ``key_hsm`` exactly as given (the SDK would encode it itself)."""
+    return raw(
+        kv,
+        "PUT",
+        f"/keys/{unique('raw')}",
+        token=kv.issue_token(),
+        json_body={"key": {"kty": "RSA-HSM", "key_ops": ["sign"], "key_hsm": key_hsm}},
+    )
+
+
 def _refused(client, blob: bytes, **kwargs) -> str:
     with pytest.raises(HttpResponseError) as info:
         _import(client, blob, **kwargs)
@@ -184,13 +195,7 @@ def test_blob_header_checks(kv_key_client, kek, target_rsa, mutate, expected) ->
 
 def test_key_hsm_that_is_not_json_or_not_base64(kv: Emulator, kv_key_client) -> None:
     assert "JSON transfer blob" in _refused(kv_key_client(), b"not json at all")
-    response = raw(
-        kv,
-        "PUT",
-        f"/keys/{unique('b64')}",
-        token=kv.issue_token(),
-        json_body={"key": {"kty": "RSA-HSM", "key_hsm": "%%%not base64%%%"}},
-    )
+    response = _raw_import(kv, "%%%not base64%%%")
     assert response.status_code == 400
     assert "base64url" in error_of(response.json())[2]
 
@@ -198,13 +203,7 @@ def test_key_hsm_that_is_not_json_or_not_base64(kv: Emulator, kv_key_client) -> 
 def test_padded_base64url_key_hsm_is_accepted(kv: Emulator, kek, target_rsa) -> None:
     blob = build_transfer_blob(_pkcs8(target_rsa), _public(kek), kek.id, generator=GENERATOR)
     padded = base64.urlsafe_b64encode(blob).decode()
-    response = raw(
-        kv,
-        "PUT",
-        f"/keys/{unique('pad')}",
-        token=kv.issue_token(),
-        json_body={"key": {"kty": "RSA-HSM", "key_ops": ["sign"], "key_hsm": padded}},
-    )
+    response = _raw_import(kv, padded)
     assert response.status_code == 200, response.text
     assert "key_hsm" not in response.json()["key"]
 
@@ -242,12 +241,6 @@ def test_standard_base64_key_hsm_is_refused(kv: Emulator, kek, target_rsa) -> No
         if "/" in standard:
             break
     assert "/" in standard
-    response = raw(
-        kv,
-        "PUT",
-        f"/keys/{unique('std')}",
-        token=kv.issue_token(),
-        json_body={"key": {"kty": "RSA-HSM", "key_ops": ["sign"], "key_hsm": standard}},
-    )
+    response = _raw_import(kv, standard)
     assert response.status_code == 400
     assert "base64url" in error_of(response.json())[2]

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from azure.identity import ManagedIdentityCredential
 from azure.keyvault.keys import JsonWebKey, KeyClient
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -22,7 +21,7 @@ from werkzeug.wrappers import Request, Response
 
 from shared.byok import build_transfer_blob
 from tests.emulator.conformance import Conformance
-from tests.emulator.helpers import assert_conforms, unique
+from tests.emulator.helpers import assert_conforms, system_identity_client, unique
 from tools.kvemu import Emulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,14 +48,7 @@ def receiver() -> Iterator[tuple[str, queue.Queue]]:
 def _client(emulator: Emulator, vault: str, monkeypatch) -> KeyClient:
     """A client as the system identity, which this test's own emulator grants the role."""
     emulator.grant(vault, emulator.system_identity.object_id, "Key Vault Crypto Officer")
-    monkeypatch.setenv("IDENTITY_ENDPOINT", emulator.identity_endpoint)
-    monkeypatch.setenv("IDENTITY_HEADER", emulator.identity_header)
-    return KeyClient(
-        emulator.vault_url(vault),
-        ManagedIdentityCredential(),
-        connection_verify=emulator.ca_path,
-        verify_challenge_resource=False,
-    )
+    return system_identity_client(emulator, vault, monkeypatch)
 
 
 def test_event_grid_new_versions_and_on_demand_events(

@@ -8,26 +8,12 @@ import time
 
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.identity import ManagedIdentityCredential
-from azure.keyvault.keys import KeyClient
 
-from tests.emulator.helpers import error_of, raw, unique
+from tests.emulator.helpers import error_of, raw, system_identity_client, unique
 from tests.fixtures.kvemu import PURGEABLE_VAULT
 from tools.kvemu import Emulator
 
 SEED_PERMISSIONS = ["create", "delete", "get", "import", "update"]
-
-
-def _system_identity_client(emu: Emulator, vault: str, monkeypatch) -> KeyClient:
-    """The real SDK as the emulator's system-assigned identity, for a test's own emulator."""
-    monkeypatch.setenv("IDENTITY_ENDPOINT", emu.identity_endpoint)
-    monkeypatch.setenv("IDENTITY_HEADER", emu.identity_header)
-    return KeyClient(
-        emu.vault_url(vault),
-        ManagedIdentityCredential(),
-        connection_verify=emu.ca_path,
-        verify_challenge_resource=False,
-    )
 
 
 def _forbidden(call) -> tuple[str, str | None, str]:
@@ -89,7 +75,7 @@ def test_access_policy_vault_with_the_seed_permissions(tmp_path, monkeypatch) ->
     with Emulator(
         {"policy-vault": 0}, cert_dir=tmp_path, access_policy_vaults=["policy-vault"]
     ) as emu:
-        client = _system_identity_client(emu, "policy-vault", monkeypatch)
+        client = system_identity_client(emu, "policy-vault", monkeypatch)
         # no policy entry at all
         code, inner, message = _forbidden(lambda: client.get_key("x"))
         assert (code, inner) == ("Forbidden", "AccessDenied")
@@ -170,5 +156,5 @@ def test_managed_hsm_has_its_own_audience(tmp_path, monkeypatch) -> None:
         hsm_token = emu.issue_token(audience="https://managedhsm.azure.net/.default")
         assert raw(emu, "GET", "/keys", vault="an-hsm", token=hsm_token).status_code == 200
         # the real SDK follows the challenge to the right scope by itself
-        client = _system_identity_client(emu, "an-hsm", monkeypatch)
+        client = system_identity_client(emu, "an-hsm", monkeypatch)
         assert client.create_rsa_key(unique("h"), size=2048).key_type == "RSA-HSM"
