@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import itertools
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,276 +156,6 @@ def _for_each_literal_keys(body: dict[str, Any]) -> set[str]:
     return set(re.findall(r'"([^"]+)"', expr)) if isinstance(expr, str) else set()
 
 
-# ---------------------------------------------------------------------------------------------
-# A small evaluator for the Terraform expressions the permission checks need
-# ---------------------------------------------------------------------------------------------
-#
-# python-hcl2 hands expressions back as text ("${...}"). The target-vault permission checks need
-# their values for given inputs (which vaults get a role, which an access policy, with which key
-# permissions; what a validation accepts), so this evaluates the subset of HCL those expressions
-# use: literals, lists, objects, var./local./each. references, attribute access, ==, !=, !, &&,
-# ||, a ? b : c, for expressions and a few functions. Anything else raises Unsupported, which the
-# checkers report as a problem: a rewrite they cannot follow fails loudly, never passes silently.
-
-
-class Unsupported(ValueError):
-    """An expression outside the evaluated subset."""
-
-
-_TOKEN = re.compile(
-    r'\s*(?:(?P<str>"(?:[^"\\$]|\\.)*")|(?P<num>\d+)|(?P<op>==|!=|&&|\|\||=>|[\[\](){}?:,.!=])'
-    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*))"
-)
-
-_FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "alltrue": lambda xs: all(xs),
-    "anytrue": lambda xs: any(xs),
-    "concat": lambda *xs: [x for part in xs for x in part],
-    "contains": lambda xs, x: x in xs,
-    "element": lambda xs, i: xs[i % len(xs)],
-    "keys": lambda m: sorted(m),
-    "length": len,
-    "lookup": lambda m, k, default: m.get(k, default),
-    "lower": lambda s: s.lower(),
-    "split": lambda sep, s: s.split(sep),
-    "tolist": list,
-    "toset": lambda xs: sorted(set(xs)),
-    "values": lambda m: [m[k] for k in sorted(m)],
-}
-
-
-def _tokens(text: str) -> list[tuple[str, str]]:
-    out, pos = [], 0
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m or m.end() == pos:
-            if text[pos:].strip():
-                raise Unsupported(f"cannot read {text[pos : pos + 30]!r}")
-            break
-        kind = m.lastgroup or ""
-        out.append((kind, m.group(kind)))
-        pos = m.end()
-    return out
-
-
-class _Parser:
-    """Recursive descent over the tokens; builds a tree of tuples for _eval."""
-
-    def __init__(self, text: str) -> None:
-        self.toks, self.i = _tokens(text), 0
-
-    def peek(self, value: str | None = None) -> bool:
-        return self.i < len(self.toks) and (value is None or self.toks[self.i][1] == value)
-
-    def take(self, value: str | None = None) -> tuple[str, str]:
-        if not self.peek(value):
-            raise Unsupported(f"expected {value or 'more'} at token {self.i}")
-        self.i += 1
-        return self.toks[self.i - 1]
-
-    def parse(self) -> tuple[Any, ...]:
-        node = self.expr()
-        if self.peek():
-            raise Unsupported(f"trailing {self.toks[self.i][1]!r}")
-        return node
-
-    def expr(self) -> tuple[Any, ...]:
-        cond = self.binary(0)
-        if self.peek("?"):
-            self.take("?")
-            yes = self.expr()
-            self.take(":")
-            return ("cond", cond, yes, self.expr())
-        return cond
-
-    _LEVELS = (("||",), ("&&",), ("==", "!="))
-
-    def binary(self, level: int) -> tuple[Any, ...]:
-        if level == len(self._LEVELS):
-            return self.unary()
-        node = self.binary(level + 1)
-        while self.i < len(self.toks) and self.toks[self.i] in [
-            ("op", o) for o in self._LEVELS[level]
-        ]:
-            op = self.take()[1]
-            node = ("bin", op, node, self.binary(level + 1))
-        return node
-
-    def unary(self) -> tuple[Any, ...]:
-        if self.peek("!"):
-            self.take("!")
-            return ("not", self.unary())
-        node = self.primary()
-        while self.peek(".") or self.peek("["):
-            if self.take()[1] == ".":
-                node = ("attr", node, self.take()[1])
-            else:
-                node = ("index", node, self.expr())
-                self.take("]")
-        return node
-
-    def primary(self) -> tuple[Any, ...]:
-        kind, value = self.take()
-        if kind == "str":
-            return ("lit", re.sub(r"\\(.)", r"\1", value[1:-1]))
-        if kind == "num":
-            return ("lit", int(value))
-        if value == "(":
-            node = self.expr()
-            self.take(")")
-            return node
-        if value in ("[", "{"):
-            return self.collection(value)
-        if kind != "name":
-            raise Unsupported(f"unexpected {value!r}")
-        if value in ("true", "false", "null"):
-            return ("lit", {"true": True, "false": False, "null": None}[value])
-        if self.peek("("):
-            self.take("(")
-            args = []
-            while not self.peek(")"):
-                args.append(self.expr())
-                if not self.peek(")"):
-                    self.take(",")
-            self.take(")")
-            return ("call", value, args)
-        return ("name", value)
-
-    def collection(self, open_: str) -> tuple[Any, ...]:
-        close = "]" if open_ == "[" else "}"
-        if self.peek("for"):
-            self.take("for")
-            names = [self.take()[1]]
-            if self.peek(","):
-                self.take(",")
-                names.append(self.take()[1])
-            self.take("in")
-            source = self.expr()
-            self.take(":")
-            key = None
-            value = self.expr()
-            if open_ == "{":
-                self.take("=>")
-                key, value = value, self.expr()
-            cond = None
-            if self.peek("if"):
-                self.take("if")
-                cond = self.expr()
-            self.take(close)
-            return ("for", open_, names, source, key, value, cond)
-        items: list[Any] = []
-        while not self.peek(close):
-            if open_ == "[":
-                items.append(self.expr())
-            else:
-                key = self.take()
-                self.take("=")
-                name = key[1][1:-1] if key[0] == "str" else key[1]
-                items.append((name, self.expr()))
-            if not self.peek(close):
-                self.take(",")
-        self.take(close)
-        return ("list", items) if open_ == "[" else ("object", items)
-
-
-class Scope:
-    """What var., local. and each. resolve to while evaluating against a parsed tree."""
-
-    def __init__(self, tree: Tree, variables: dict[str, Any] | None = None) -> None:
-        self.tree = tree
-        self.variables = {n: b.get("default") for n, b in tree.variables.items()}
-        self.variables.update(variables or {})
-        self._locals: dict[str, Any] = {}
-
-    def local(self, name: str) -> Any:
-        if name not in self._locals:
-            if name not in self.tree.locals:
-                raise Unsupported(f"local.{name} is not defined")
-            self._locals[name] = self.value(self.tree.locals[name])
-        return self._locals[name]
-
-    def value(self, raw: Any, names: dict[str, Any] | None = None) -> Any:
-        """The value of an attribute as python-hcl2 returns it (literal or "${...}")."""
-        if isinstance(raw, list):
-            return [self.value(x, names) for x in raw]
-        if isinstance(raw, dict):
-            return {k: self.value(v, names) for k, v in raw.items() if k != "__comments__"}
-        if isinstance(raw, str) and raw.startswith("${") and raw.endswith("}"):
-            return _eval(_Parser(raw[2:-1]).parse(), self, names or {})
-        if isinstance(raw, str) and "${" in raw:
-            raise Unsupported(f"string template {raw!r}")
-        return raw
-
-
-def _eval(node: tuple[Any, ...], scope: Scope, names: dict[str, Any]) -> Any:
-    kind = node[0]
-    if kind == "lit":
-        return node[1]
-    if kind == "list":
-        return [_eval(x, scope, names) for x in node[1]]
-    if kind == "object":
-        return {k: _eval(v, scope, names) for k, v in node[1]}
-    if kind == "name":
-        if node[1] in names:
-            return names[node[1]]
-        raise Unsupported(f"unknown name {node[1]!r}")
-    if kind == "attr":
-        base = node[1]
-        if base == ("name", "var"):
-            if node[2] not in scope.variables:
-                raise Unsupported(f"var.{node[2]} is not declared")
-            return scope.variables[node[2]]
-        if base == ("name", "local"):
-            return scope.local(node[2])
-        value = _eval(base, scope, names)
-        if not isinstance(value, dict) or node[2] not in value:
-            raise Unsupported(f"no attribute {node[2]!r}")
-        return value[node[2]]
-    if kind == "index":
-        return _eval(node[1], scope, names)[_eval(node[2], scope, names)]
-    if kind == "call":
-        if node[1] not in _FUNCTIONS:
-            raise Unsupported(f"function {node[1]}()")
-        return _FUNCTIONS[node[1]](*[_eval(a, scope, names) for a in node[2]])
-    if kind == "not":
-        return not _eval(node[1], scope, names)
-    if kind == "cond":
-        return _eval(node[2] if _eval(node[1], scope, names) else node[3], scope, names)
-    if kind == "bin":
-        op, left = node[1], _eval(node[2], scope, names)
-        if op == "&&":
-            return bool(left) and bool(_eval(node[3], scope, names))
-        if op == "||":
-            return bool(left) or bool(_eval(node[3], scope, names))
-        right = _eval(node[3], scope, names)
-        return left == right if op == "==" else left != right
-    if kind == "for":
-        _, open_, loop, source, key, value, cond = node
-        coll = _eval(source, scope, names)
-        pairs = sorted(coll.items()) if isinstance(coll, dict) else list(enumerate(coll))
-        out_list, out_obj = [], {}
-        for k, v in pairs:
-            inner = {**names, **dict(zip(loop, (k, v) if len(loop) == 2 else (v,), strict=True))}
-            if cond is not None and not _eval(cond, scope, inner):
-                continue
-            if open_ == "[":
-                out_list.append(_eval(value, scope, inner))
-            else:
-                out_obj[_eval(key, scope, inner)] = _eval(value, scope, inner)
-        return out_list if open_ == "[" else out_obj
-    raise Unsupported(f"node {kind}")
-
-
-def evaluate(tree: Tree, raw: Any, variables: dict[str, Any] | None = None) -> Any:
-    """The value of an attribute of the tree for the given variable values (defaults otherwise)."""
-    return Scope(tree, variables).value(raw)
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkers
-# ---------------------------------------------------------------------------------------------
-
-
 def check_storage_accounts(tree: Tree) -> list[str]:
     """Storage: identity only, TLS 1.2, no public network, private endpoints (blob/queue/table)."""
     problems = []
@@ -518,39 +247,6 @@ def check_target_vaults(tree: Tree) -> list[str]:
     return problems
 
 
-PERMISSION_MODELS = {"rbac", "access_policy"}
-# Key permissions of the app's access policy on an access_policy target vault (the seed
-# document's set); List only with target_vault_access_policy_list.
-TARGET_VAULT_KEY_PERMISSIONS = {"Create", "Delete", "Get", "Import", "Update"}
-SAMPLE_VAULT_ID = (
-    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-app"
-    "/providers/Microsoft.KeyVault/vaults/{}"
-)
-SAMPLE_VAULTS = ("kv-a", "KV-B", "kv-c")  # a mixed-case id: keys are lowercase vault names
-# (target_vault_permission_model, target_vault_permission_models) -> model of each sample vault.
-PERMISSION_SCENARIOS = [
-    ("rbac", {}, {"kv-a": "rbac", "kv-b": "rbac", "kv-c": "rbac"}),
-    (
-        "access_policy",
-        {},
-        {"kv-a": "access_policy", "kv-b": "access_policy", "kv-c": "access_policy"},
-    ),
-    ("rbac", {"KV-b": "access_policy"}, {"kv-a": "rbac", "kv-b": "access_policy", "kv-c": "rbac"}),
-    (
-        "access_policy",
-        {"kv-c": "rbac"},
-        {"kv-a": "access_policy", "kv-b": "access_policy", "kv-c": "rbac"},
-    ),
-]
-
-
-def _accepts(tree: Tree, variable: str, value: Any) -> bool:
-    """Do all validation rules of a variable accept this value?"""
-    scope = Scope(tree, {variable: value})
-    rules = tree.variables.get(variable, {}).get("validation", [])
-    return all(bool(scope.value(rule.get("condition"))) for rule in rules)
-
-
 def _preconditions(tree: Tree) -> list[dict[str, Any]]:
     """Every precondition block, on outputs and in resources' lifecycle blocks."""
     found = list(
@@ -561,70 +257,34 @@ def _preconditions(tree: Tree) -> list[dict[str, Any]]:
     return found
 
 
-def _check_permission_variables(tree: Tree) -> list[str]:
-    problems = []
-    expected = {
-        "target_vault_permission_model": ("string", "rbac"),
-        "target_vault_permission_models": ("${map(string)}", {}),
-        "target_vault_access_policy_list": ("bool", False),
-    }
-    for name, (vtype, default) in expected.items():
-        body = tree.variables.get(name)
-        if body is None:
-            problems.append(f"variable {name} missing")
-        elif body.get("type") != vtype or body.get("default") != default:
-            problems.append(f"variable {name} must be {vtype} with default {default!r}")
-    if problems:
-        return problems
-    model = tree.variables["target_vault_permission_model"]
-    if not model.get("validation"):
-        problems.append("variable target_vault_permission_model: no validation")
-    candidates = ("rbac", "access_policy", "both", "RBAC", "access-policy", "accesspolicy", "")
-    accepted = {v for v in candidates if _accepts(tree, "target_vault_permission_model", v)}
-    if accepted != PERMISSION_MODELS:
-        problems.append(
-            f"variable target_vault_permission_model: validation accepts {sorted(accepted)}, "
-            f"must accept exactly {sorted(PERMISSION_MODELS)}"
-        )
-    for rule in model.get("validation", []):
-        if not all(m in str(rule.get("error_message", "")) for m in PERMISSION_MODELS):
-            problems.append(
-                "variable target_vault_permission_model: error_message must name both models"
-            )
-    models = tree.variables["target_vault_permission_models"]
-    if not models.get("validation"):
-        problems.append("variable target_vault_permission_models: no validation")
-    good = [{}, {"kv-a": "rbac", "kv-b": "access_policy"}]
-    bad = [{"kv-a": "both"}, {"kv-a": "rbac", "kv-b": "RBAC"}, {"kv-a": ""}]
-    if not all(_accepts(tree, "target_vault_permission_models", v) for v in good) or any(
-        _accepts(tree, "target_vault_permission_models", v) for v in bad
-    ):
-        problems.append(
-            "variable target_vault_permission_models: validation must accept only "
-            f"{sorted(PERMISSION_MODELS)} as values"
-        )
-    return problems
-
-
 def check_target_vault_permissions(tree: Tree) -> list[str]:
     """Each target vault gets exactly one grant, of its permission model, with only what it needs.
 
-    rbac: the role assignment, nothing else. access_policy: an access policy for the app's identity
-    with exactly Create, Delete, Get, Import and Update on keys (plus List when
-    target_vault_access_policy_list is set), nothing else. Evaluated for several inputs.
+    The shape, read here: rbac vaults get the role assignment, access_policy vaults an access
+    policy for the app's identity with keys only; each iterates over its own filtered local, the
+    policy takes its permissions from one local, the variables are typed and validated, and a
+    precondition rejects exceptions for unknown vaults. What the locals and validations
+    evaluate to is Terraform's to say: tests/infra/test_structure.py asks it.
     """
     problems: list[str] = []
-    roles = [
-        (name, body)
-        for name, body in tree.of_type("azurerm_role_assignment")
-        if "target_vaults" in str(body.get("for_each", ""))
-    ]
-    policies = tree.of_type("azurerm_key_vault_access_policy")
-    if not roles:
-        problems.append("no role assignment for rbac target vaults")
-    if not policies:
-        problems.append("no azurerm_key_vault_access_policy for access_policy target vaults")
-    for name, body in roles:
+    grants = {
+        "azurerm_role_assignment": "${local.target_vaults_rbac}",
+        "azurerm_key_vault_access_policy": "${local.target_vaults_access_policy}",
+    }
+    for rtype, for_each in grants.items():
+        found = [
+            (n, b) for n, b in tree.of_type(rtype) if "target_vaults" in str(b.get("for_each", ""))
+        ]
+        if not found:
+            problems.append(f"no {rtype} for the target vaults")
+        for name, body in found:
+            if body.get("for_each") != for_each:
+                problems.append(
+                    f"{rtype}.{name}: for_each must be {for_each} (only the vaults of its model)"
+                )
+    for name, body in tree.of_type("azurerm_role_assignment"):
+        if body.get("for_each") != grants["azurerm_role_assignment"]:
+            continue
         where = f"azurerm_role_assignment.{name}"
         if body.get("principal_id") != "${local.principal_id}":
             problems.append(
@@ -632,12 +292,13 @@ def check_target_vault_permissions(tree: Tree) -> list[str]:
             )
         if body.get("scope") != "${each.value.id}":
             problems.append(f"{where}: scope must be the target vault (each.value.id)")
-    for name, body in policies:
+    for name, body in tree.of_type("azurerm_key_vault_access_policy"):
         where = f"azurerm_key_vault_access_policy.{name}"
         expected = {
             "key_vault_id": "${each.value.id}",
             "object_id": "${local.principal_id}",
             "tenant_id": "${local.tenant_id}",
+            "key_permissions": "${local.target_vault_key_permissions}",
         }
         for attr, value in expected.items():
             if body.get(attr) != value:
@@ -647,72 +308,26 @@ def check_target_vault_permissions(tree: Tree) -> list[str]:
                 problems.append(f"{where}: {attr} must be empty (the engine uses keys only)")
         if body.get("application_id"):
             problems.append(f"{where}: application_id makes a compound identity; leave it unset")
-    try:
-        problems += _check_permission_variables(tree)
-        if problems:
-            return problems
-        for default, exceptions, models in PERMISSION_SCENARIOS:
-            for listing in (False, True):
-                variables = {
-                    "location": "westeurope",
-                    "target_key_vault_ids": [SAMPLE_VAULT_ID.format(v) for v in SAMPLE_VAULTS],
-                    "target_vault_permission_model": default,
-                    "target_vault_permission_models": exceptions,
-                    "target_vault_access_policy_list": listing,
-                }
-                inputs = f"(model {default}, exceptions {exceptions}, list {listing})"
-                want = {
-                    m: sorted(v for v, vm in models.items() if vm == m) for m in PERMISSION_MODELS
-                }
-                for name, body in roles:
-                    got = sorted(evaluate(tree, body.get("for_each"), variables))
-                    if got != want["rbac"]:
-                        problems.append(
-                            f"azurerm_role_assignment.{name}: for_each gives {got} {inputs}, "
-                            f"want the rbac vaults {want['rbac']}"
-                        )
-                for name, body in policies:
-                    where = f"azurerm_key_vault_access_policy.{name}"
-                    got = sorted(evaluate(tree, body.get("for_each"), variables))
-                    if got != want["access_policy"]:
-                        problems.append(
-                            f"{where}: for_each gives {got} {inputs}, "
-                            f"want the access_policy vaults {want['access_policy']}"
-                        )
-                    perms = evaluate(tree, body.get("key_permissions"), variables)
-                    wanted = sorted(TARGET_VAULT_KEY_PERMISSIONS | ({"List"} if listing else set()))
-                    if not isinstance(perms, list) or sorted(perms) != wanted:
-                        problems.append(f"{where}: key_permissions {perms} {inputs}, want {wanted}")
-        # A per-vault exception naming no target vault must fail the plan, not fall back silently.
-        checks = [
-            p
-            for p in _preconditions(tree)
-            if "target_vault_permission_models" in str(p.get("condition", ""))
-        ]
-        typo = {"target_key_vault_ids": [SAMPLE_VAULT_ID.format("kv-a")], "location": "x"}
-        if not checks:
-            problems.append(
-                "no precondition rejects target_vault_permission_models of unknown vaults"
-            )
-        for check in checks:
-            ok = evaluate(
-                tree,
-                check["condition"],
-                {**typo, "target_vault_permission_models": {"KV-A": "rbac"}},
-            )
-            caught = not evaluate(
-                tree,
-                check["condition"],
-                {**typo, "target_vault_permission_models": {"kv-x": "rbac"}},
-            )
-            if not (ok and caught):
-                problems.append(
-                    "precondition on target_vault_permission_models must reject names that are "
-                    "not target vaults (and accept any case of those that are)"
-                )
-    except (Unsupported, TypeError, KeyError, IndexError, AttributeError) as exc:
-        problems.append(f"target vault permissions: cannot evaluate the expressions ({exc})")
-    return list(dict.fromkeys(problems))
+    expected_vars = {
+        "target_vault_permission_model": ("string", "rbac", True),
+        "target_vault_permission_models": ("${map(string)}", {}, True),
+        "target_vault_access_policy_list": ("bool", False, False),
+    }
+    for name, (vtype, default, validated) in expected_vars.items():
+        body = tree.variables.get(name)
+        if body is None:
+            problems.append(f"variable {name} missing")
+            continue
+        if body.get("type") != vtype or body.get("default") != default:
+            problems.append(f"variable {name} must be {vtype} with default {default!r}")
+        if validated and not body.get("validation"):
+            problems.append(f"variable {name}: no validation")
+    if not any(
+        "target_vault_permission_models" in str(p.get("condition", ""))
+        for p in _preconditions(tree)
+    ):
+        problems.append("no precondition rejects target_vault_permission_models of unknown vaults")
+    return problems
 
 
 def check_role_assignments(tree: Tree) -> list[str]:

@@ -310,55 +310,185 @@ def test_example_tfvars_only_sets_declared_variables(tree: ic.Tree) -> None:
 
 
 # --- Target vault permission model -----------------------------------------------------------
+# The shape is checked above (check_target_vault_permissions); what the locals, validations and
+# the precondition evaluate to is asked of Terraform itself, on a provider-free module built from
+# the real files: variables.tf, the locals of targets.tf and the checking output.
 
-SCENARIOS = [(d, e, lst) for d, e, _ in ic.PERMISSION_SCENARIOS for lst in (False, True)]
+# Key permissions of the app's access policy on an access_policy target vault (the seed
+# document's set); List only with target_vault_access_policy_list.
+KEY_PERMISSIONS = ["Create", "Delete", "Get", "Import", "Update"]
+SAMPLE_VAULT_ID = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-app"
+    "/providers/Microsoft.KeyVault/vaults/{}"
+)
+SAMPLE_VAULTS = ("kv-a", "KV-B", "kv-c")  # a mixed-case id: keys are lowercase vault names
+# (target_vault_permission_model, target_vault_permission_models) -> model of each sample vault.
+PERMISSION_SCENARIOS = [
+    ("rbac", {}, {"kv-a": "rbac", "kv-b": "rbac", "kv-c": "rbac"}),
+    (
+        "access_policy",
+        {},
+        {"kv-a": "access_policy", "kv-b": "access_policy", "kv-c": "access_policy"},
+    ),
+    ("rbac", {"KV-b": "access_policy"}, {"kv-a": "rbac", "kv-b": "access_policy", "kv-c": "rbac"}),
+    (
+        "access_policy",
+        {"kv-c": "rbac"},
+        {"kv-a": "access_policy", "kv-b": "access_policy", "kv-c": "rbac"},
+    ),
+]
+SCENARIOS = [(d, e, lst) for d, e, _ in PERMISSION_SCENARIOS for lst in (False, True)]
 SCENARIO_IDS = [
     f"{d}{''.join(f'+{k}={v}' for k, v in e.items())}{'+list' if lst else ''}"
     for d, e, lst in SCENARIOS
 ]
+MODELS = {(d, tuple(e.items())): m for d, e, m in PERMISSION_SCENARIOS}
+# Inputs that must fail the plan, and the message that says why.
+BAD_INPUTS = [
+    ({"target_vault_permission_model": "both"}, 'target_vault_permission_model must be "rbac"'),
+    ({"target_vault_permission_model": "RBAC"}, 'target_vault_permission_model must be "rbac"'),
+    (
+        {"target_vault_permission_models": {"kv-a": "policy"}},
+        "target_vault_permission_models values must be",
+    ),
+    (
+        {
+            "target_key_vault_ids": [SAMPLE_VAULT_ID.format("kv-a")],
+            "target_vault_permission_models": {"kv-typo": "access_policy"},
+        },
+        "names a vault that is not in target_key_vault_ids",
+    ),
+]
+BAD_INPUT_IDS = ["model-both", "model-RBAC", "exception-value", "exception-unknown-vault"]
+TERRAFORM = shutil.which("terraform")
+
+
+def _block(path: Path, header: str) -> str:
+    """A top-level block of a terraform-fmt'ed file: from its header line to the next '}' line."""
+    lines = path.read_text().splitlines()
+    start = lines.index(header)
+    end = lines.index("}", start)
+    return "\n".join(lines[start : end + 1]) + "\n"
+
+
+def _permissions_module(infra: Path, module: Path) -> Path:
+    """variables.tf, the target locals and the checking output of ``infra``: no providers."""
+    if TERRAFORM is None:
+        pytest.skip("terraform is not installed")
+    module.mkdir(parents=True, exist_ok=True)
+    shutil.copy(infra / "variables.tf", module / "variables.tf")
+    (module / "main.tf").write_text(
+        _block(infra / "targets.tf", "locals {")
+        + _block(infra / "outputs.tf", 'output "target_vault_permission_models" {')
+        + 'output "rbac" { value = keys(local.target_vaults_rbac) }\n'
+        + 'output "access_policy" { value = keys(local.target_vaults_access_policy) }\n'
+        + 'output "key_permissions" { value = local.target_vault_key_permissions }\n'
+    )
+    proc = _terraform(module, "init", "-backend=false")
+    assert proc.returncode == 0, proc.stderr
+    return module
+
+
+@pytest.fixture(scope="module")
+def permissions_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _permissions_module(ic.INFRA_DIR, tmp_path_factory.mktemp("permissions"))
+
+
+def _terraform(
+    module: Path, *args: str, variables: dict[str, object] | None = None
+) -> subprocess.CompletedProcess[str]:
+    var_file = module / "test.tfvars.json"
+    var_file.write_text(json.dumps({"location": "westeurope", **(variables or {})}))
+    extra = ["-no-color"]
+    if args[0] in ("init", "apply", "plan"):
+        extra.append("-input=false")
+    if args[0] in ("apply", "plan"):
+        extra.append(f"-var-file={var_file}")
+    return subprocess.run(
+        [str(TERRAFORM), f"-chdir={module}", *args, *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "TF_IN_AUTOMATION": "1"},
+    )
+
+
+def _scenario_variables(default: str, exceptions: dict[str, str], listing: bool) -> dict:
+    return {
+        "target_key_vault_ids": [SAMPLE_VAULT_ID.format(v) for v in SAMPLE_VAULTS],
+        "target_vault_permission_model": default,
+        "target_vault_permission_models": exceptions,
+        "target_vault_access_policy_list": listing,
+    }
+
+
+def _evaluated(module: Path, variables: dict[str, object]) -> dict[str, object]:
+    """What Terraform makes of the inputs: the vaults of each grant, the key permissions and
+    the model of each vault."""
+    proc = _terraform(module, "apply", "-auto-approve", variables=variables)
+    if proc.returncode != 0:
+        return {"error": " ".join(proc.stderr.split())}
+    out = json.loads(_terraform(module, "output", "-json").stdout)
+    return {name: value["value"] for name, value in out.items()}
+
+
+def _expected(default: str, exceptions: dict[str, str], listing: bool) -> dict[str, object]:
+    models = MODELS[(default, tuple(exceptions.items()))]
+    return {
+        "rbac": sorted(v for v, m in models.items() if m == "rbac"),
+        "access_policy": sorted(v for v, m in models.items() if m == "access_policy"),
+        "key_permissions": KEY_PERMISSIONS + ["List"] * listing,
+        "target_vault_permission_models": models,
+    }
+
+
+def _mismatches(module: Path) -> list[str]:
+    """Every way the module's evaluation differs from what the scenarios and bad inputs want."""
+    found = []
+    for default, exceptions, listing in SCENARIOS:
+        got = _evaluated(module, _scenario_variables(default, exceptions, listing))
+        want = _expected(default, exceptions, listing)
+        found += [
+            f"{name} for {(default, exceptions, listing)}: {got.get(name)} != {value}"
+            for name, value in want.items()
+            if got.get(name) != value
+        ]
+    for variables, message in BAD_INPUTS:
+        proc = _terraform(module, "plan", variables=variables)
+        if proc.returncode != 1 or message not in " ".join(proc.stderr.split()):
+            found.append(f"{variables} is not refused with {message!r}")
+    return found
+
+
+@pytest.mark.parametrize(("default", "exceptions", "listing"), SCENARIOS, ids=SCENARIO_IDS)
+def test_each_target_vault_gets_one_grant_of_its_model(
+    permissions_module: Path, default: str, exceptions: dict[str, str], listing: bool
+) -> None:
+    got = _evaluated(permissions_module, _scenario_variables(default, exceptions, listing))
+    assert got == _expected(default, exceptions, listing)
+    assert not set(got["rbac"]) & set(got["access_policy"])  # one grant per vault
+
+
+def test_defaults_keep_todays_role_assignment(permissions_module: Path) -> None:
+    got = _evaluated(permissions_module, {"target_key_vault_ids": [SAMPLE_VAULT_ID.format("kv-a")]})
+    assert got["rbac"] == ["kv-a"] and got["access_policy"] == []
+    assert got["key_permissions"] == KEY_PERMISSIONS
+
+
+@pytest.mark.parametrize(("variables", "message"), BAD_INPUTS, ids=BAD_INPUT_IDS)
+def test_terraform_rejects_bad_permission_inputs(
+    permissions_module: Path, variables: dict[str, object], message: str
+) -> None:
+    proc = _terraform(permissions_module, "plan", variables=variables)
+    assert proc.returncode == 1
+    assert message in " ".join(proc.stderr.split()), proc.stderr
 
 
 def _permission_problems(tree: ic.Tree) -> list[str]:
     problems = ic.check_target_vault_permissions(tree)
     assert problems, "the broken copy was not caught"
     return problems
-
-
-@pytest.mark.parametrize(("default", "exceptions", "listing"), SCENARIOS, ids=SCENARIO_IDS)
-def test_each_target_vault_gets_one_grant_of_its_model(
-    tree: ic.Tree, default: str, exceptions: dict[str, str], listing: bool
-) -> None:
-    """The evaluated for_each and key_permissions, spelled out (the checker does the same)."""
-    ids = [ic.SAMPLE_VAULT_ID.format(v) for v in ic.SAMPLE_VAULTS]
-    variables = {
-        "location": "westeurope",
-        "target_key_vault_ids": ids,
-        "target_vault_permission_model": default,
-        "target_vault_permission_models": exceptions,
-        "target_vault_access_policy_list": listing,
-    }
-    role = ic.resource(tree, "azurerm_role_assignment", "app_target_vault")
-    policy = ic.resource(tree, "azurerm_key_vault_access_policy", "app_target_vault")
-    by_role = set(ic.evaluate(tree, role["for_each"], variables))
-    by_policy = set(ic.evaluate(tree, policy["for_each"], variables))
-    assert by_role | by_policy == {"kv-a", "kv-b", "kv-c"}
-    assert not by_role & by_policy
-    lowered = {k.lower(): v for k, v in exceptions.items()}
-    assert by_policy == {
-        v for v in ("kv-a", "kv-b", "kv-c") if lowered.get(v, default) == "access_policy"
-    }
-    perms = ic.evaluate(tree, policy["key_permissions"], variables)
-    assert sorted(perms) == sorted(
-        ["Create", "Delete", "Get", "Import", "Update"] + ["List"] * listing
-    )
-
-
-def test_defaults_keep_todays_role_assignment(tree: ic.Tree) -> None:
-    variables = {"location": "x", "target_key_vault_ids": [ic.SAMPLE_VAULT_ID.format("kv-a")]}
-    role = ic.resource(tree, "azurerm_role_assignment", "app_target_vault")
-    policy = ic.resource(tree, "azurerm_key_vault_access_policy", "app_target_vault")
-    assert list(ic.evaluate(tree, role["for_each"], variables)) == ["kv-a"]
-    assert ic.evaluate(tree, policy["for_each"], variables) == {}
 
 
 def test_missing_access_policy_is_caught(tree: ic.Tree) -> None:
@@ -368,100 +498,15 @@ def test_missing_access_policy_is_caught(tree: ic.Tree) -> None:
 
 
 @pytest.mark.parametrize(
-    ("local", "value"),
-    [
-        # no filter: every vault would get a role and an access policy
-        ("target_vaults_rbac", "${local.target_vaults}"),
-        ("target_vaults_access_policy", "${local.target_vaults}"),
-        # inverted filter
-        (
-            "target_vaults_rbac",
-            "${{for name, vault in local.target_vaults : name => vault"
-            ' if vault.permission_model != "rbac"}}',
-        ),
-        # List regardless of target_vault_access_policy_list
-        ("target_vault_key_permissions", ["Create", "Delete", "Get", "Import", "Update", "List"]),
-        # List never, even when asked for
-        ("target_vault_key_permissions", ["Create", "Delete", "Get", "Import", "Update"]),
-        # per-vault exceptions ignored (and their keys no longer lowercased)
-        ("target_vault_permission_models", "${var.target_vault_permission_models}"),
-    ],
-    ids=[
-        "rbac-unfiltered",
-        "policy-unfiltered",
-        "rbac-inverted",
-        "list-always",
-        "list-never",
-        "exceptions-case",
-    ],
-)
-def test_broken_permission_locals_are_caught(tree: ic.Tree, local: str, value: object) -> None:
-    broken = tree.copy()
-    broken.locals[local] = value
-    _permission_problems(broken)
-
-
-def test_exceptions_ignored_by_target_vaults_are_caught(tree: ic.Tree) -> None:
-    broken = tree.copy()
-    derived = (
-        'lookup(local.target_vault_permission_models, lower(element(split("/", id), 8)), '
-        "var.target_vault_permission_model)"
-    )
-    assert derived in broken.locals["target_vaults"]
-    broken.locals["target_vaults"] = broken.locals["target_vaults"].replace(
-        derived, "var.target_vault_permission_model"
-    )
-    _permission_problems(broken)
-
-
-MODEL_VAR = "var.target_vault_permission_model"
-
-
-def _rule(condition: str, message: str = "must be rbac or access_policy") -> dict[str, object]:
-    return {"validation": [{"condition": "${" + condition + "}", "error_message": message}]}
-
-
-@pytest.mark.parametrize(
     ("variable", "change"),
     [
         ("target_vault_permission_model", {"validation": None}),
         ("target_vault_permission_model", {"default": "access_policy"}),
         ("target_vault_permission_model", {"type": "${any}"}),
-        (
-            "target_vault_permission_model",
-            _rule(f'contains(["rbac", "access_policy", "both"], {MODEL_VAR})'),
-        ),
-        (
-            "target_vault_permission_model",
-            _rule(f'contains(["rbac", "access_policy"], lower({MODEL_VAR}))'),
-        ),
-        (
-            "target_vault_permission_model",
-            _rule(f'contains(["rbac", "access_policy"], {MODEL_VAR})', "invalid value"),
-        ),
         ("target_vault_permission_models", {"validation": None}),
-        (
-            "target_vault_permission_models",
-            _rule("length(var.target_vault_permission_models) >= 0", "never fails"),
-        ),
-        (
-            "target_vault_permission_models",
-            _rule('alltrue([for m in values(var.target_vault_permission_models) : m != ""])'),
-        ),
         ("target_vault_access_policy_list", {"default": True}),
     ],
-    ids=[
-        "no-validation",
-        "default-access-policy",
-        "untyped",
-        "accepts-both",
-        "accepts-RBAC",
-        "vague-message",
-        "map-no-validation",
-        "map-unevaluable-validation",
-        "map-accepts-any-value",
-        "list-on-by-default",
-    ],
+    ids=["no-validation", "default-access-policy", "untyped", "map-no-validation", "list-on"],
 )
 def test_broken_permission_variables_are_caught(
     tree: ic.Tree, variable: str, change: dict[str, object]
@@ -486,130 +531,72 @@ def test_missing_unknown_vault_precondition_is_caught(tree: ic.Tree) -> None:
     assert any("precondition" in p for p in _permission_problems(broken))
 
 
-def test_permission_text_mutation_goes_through_the_parser(tmp_path: Path) -> None:
-    """The same checker on edited .tf text: List without the switch, no filter on roles."""
-    copy_dir = tmp_path / "infra"
-    shutil.copytree(ic.INFRA_DIR, copy_dir, ignore=shutil.ignore_patterns(".terraform", "*.md"))
-    targets = copy_dir / "targets.tf"
-    text = targets.read_text()
-    for old, new in [
-        ('var.target_vault_access_policy_list ? ["List"] : []', '["List"]'),
-        (
-            "for_each             = local.target_vaults_rbac",
-            "for_each             = local.target_vaults",
-        ),
-    ]:
-        assert text.count(old) == 1
-        text = text.replace(old, new)
-    targets.write_text(text)
-    problems = ic.check_target_vault_permissions(ic.load_tree(copy_dir))
-    assert any("key_permissions" in p for p in problems)
-    assert any("azurerm_role_assignment.app_target_vault: for_each" in p for p in problems)
+def test_the_real_files_have_no_mismatch(permissions_module: Path) -> None:
+    assert _mismatches(permissions_module) == []
 
 
-# --- The same, evaluated by Terraform itself (no provider needed) ------------------------------
-
-TERRAFORM = shutil.which("terraform")
-
-
-def _block(path: Path, header: str) -> str:
-    """A top-level block of a terraform-fmt'ed file: from its header line to the next '}' line."""
-    lines = path.read_text().splitlines()
-    start = lines.index(header)
-    end = lines.index("}", start)
-    return "\n".join(lines[start : end + 1]) + "\n"
-
-
-@pytest.fixture(scope="module")
-def permissions_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """variables.tf, the target locals and the checking output: all of it, none of the providers."""
-    if TERRAFORM is None:
-        pytest.skip("terraform is not installed")
-    module = tmp_path_factory.mktemp("permissions")
-    shutil.copy(ic.INFRA_DIR / "variables.tf", module / "variables.tf")
-    (module / "main.tf").write_text(
-        _block(ic.INFRA_DIR / "targets.tf", "locals {")
-        + _block(ic.INFRA_DIR / "outputs.tf", 'output "target_vault_permission_models" {')
-        + 'output "rbac" { value = keys(local.target_vaults_rbac) }\n'
-        + 'output "access_policy" { value = keys(local.target_vaults_access_policy) }\n'
-        + 'output "key_permissions" { value = local.target_vault_key_permissions }\n'
-    )
-    proc = _terraform(module, "init", "-backend=false")
-    assert proc.returncode == 0, proc.stderr
-    return module
-
-
-def _terraform(
-    module: Path, *args: str, variables: dict[str, object] | None = None
-) -> subprocess.CompletedProcess[str]:
-    var_file = module / "test.tfvars.json"
-    var_file.write_text(json.dumps({"location": "westeurope", **(variables or {})}))
-    extra = ["-no-color"]
-    if args[0] in ("init", "apply", "plan"):
-        extra.append("-input=false")
-    if args[0] in ("apply", "plan"):
-        extra.append(f"-var-file={var_file}")
-    return subprocess.run(
-        [str(TERRAFORM), f"-chdir={module}", *args, *extra],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "TF_IN_AUTOMATION": "1"},
-    )
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("default", "exceptions", "listing"), SCENARIOS, ids=SCENARIO_IDS)
-def test_terraform_agrees_with_the_checker(
-    tree: ic.Tree, permissions_module: Path, default: str, exceptions: dict[str, str], listing: bool
-) -> None:
-    variables = {
-        "target_key_vault_ids": [ic.SAMPLE_VAULT_ID.format(v) for v in ic.SAMPLE_VAULTS],
-        "target_vault_permission_model": default,
-        "target_vault_permission_models": exceptions,
-        "target_vault_access_policy_list": listing,
-    }
-    proc = _terraform(permissions_module, "apply", "-auto-approve", variables=variables)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(_terraform(permissions_module, "output", "-json").stdout)
-    ours = {"location": "westeurope", **variables}
-    assert out["rbac"]["value"] == sorted(ic.evaluate(tree, "${local.target_vaults_rbac}", ours))
-    assert out["access_policy"]["value"] == sorted(
-        ic.evaluate(tree, "${local.target_vaults_access_policy}", ours)
-    )
-    assert out["key_permissions"]["value"] == ic.evaluate(
-        tree, "${local.target_vault_key_permissions}", ours
-    )
-    lowered = {k.lower(): v for k, v in exceptions.items()}
-    assert out["target_vault_permission_models"]["value"] == {
-        v: lowered.get(v, default) for v in ("kv-a", "kv-b", "kv-c")
-    }
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("variables", "message"),
-    [
-        ({"target_vault_permission_model": "both"}, 'target_vault_permission_model must be "rbac"'),
-        ({"target_vault_permission_model": "RBAC"}, 'target_vault_permission_model must be "rbac"'),
-        (
-            {"target_vault_permission_models": {"kv-a": "policy"}},
-            "target_vault_permission_models values must be",
-        ),
-        (
-            {
-                "target_key_vault_ids": [ic.SAMPLE_VAULT_ID.format("kv-a")],
-                "target_vault_permission_models": {"kv-typo": "access_policy"},
-            },
-            "names a vault that is not in target_key_vault_ids",
-        ),
-    ],
-    ids=["model-both", "model-RBAC", "exception-value", "exception-unknown-vault"],
+RBAC_FILTER = (
+    "target_vaults_rbac          = { for name, vault in local.target_vaults : name => vault "
+    'if vault.permission_model == "rbac" }'
 )
-def test_terraform_rejects_bad_permission_inputs(
-    permissions_module: Path, variables: dict[str, object], message: str
+POLICY_FILTER = (
+    "target_vaults_access_policy = { for name, vault in local.target_vaults : name => vault "
+    'if vault.permission_model == "access_policy" }'
+)
+LIST_SWITCH = 'var.target_vault_access_policy_list ? ["List"] : []'
+EXCEPTIONS_LOCAL = (
+    "{ for name, model in var.target_vault_permission_models : lower(name) => model }"
+)
+EXCEPTION_LOOKUP = (
+    'lookup(local.target_vault_permission_models, lower(element(split("/", id), 8)), '
+    "var.target_vault_permission_model)"
+)
+MODEL_RULE = 'contains(["rbac", "access_policy"], var.target_vault_permission_model)'
+MODELS_RULE = 'contains(["rbac", "access_policy"], model)'
+UNKNOWN_VAULT_RULE = (
+    "alltrue([for name in keys(local.target_vault_permission_models) : "
+    "contains(keys(local.target_vaults), name)])"
+)
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new"),
+    [
+        # no filter: every vault would get a role and an access policy
+        ("targets.tf", RBAC_FILTER, "target_vaults_rbac          = local.target_vaults"),
+        ("targets.tf", POLICY_FILTER, "target_vaults_access_policy = local.target_vaults"),
+        ("targets.tf", RBAC_FILTER, RBAC_FILTER.replace("==", "!=")),  # inverted
+        ("targets.tf", LIST_SWITCH, '["List"]'),  # List regardless of the switch
+        ("targets.tf", LIST_SWITCH, "[]"),  # List never, even when asked for
+        ("targets.tf", EXCEPTIONS_LOCAL, "var.target_vault_permission_models"),  # case kept
+        ("targets.tf", EXCEPTION_LOOKUP, "var.target_vault_permission_model"),  # ignored
+        ("variables.tf", MODEL_RULE, MODEL_RULE.replace('"rbac",', '"rbac", "both",')),
+        ("variables.tf", MODEL_RULE, MODEL_RULE.replace("var.", "lower(var.") + ")"),
+        ("variables.tf", MODELS_RULE, 'model != ""'),  # any value
+        ("variables.tf", 'must be \\"rbac\\" (a role', "is invalid (a role"),  # vague
+        ("outputs.tf", UNKNOWN_VAULT_RULE, "length(local.target_vaults) >= 0"),  # typos pass
+    ],
+    ids=[
+        "rbac-unfiltered",
+        "policy-unfiltered",
+        "rbac-inverted",
+        "list-always",
+        "list-never",
+        "exceptions-case",
+        "exceptions-ignored",
+        "accepts-both",
+        "accepts-RBAC",
+        "map-accepts-any-value",
+        "vague-message",
+        "unknown-vault-accepted",
+    ],
+)
+def test_broken_copies_are_caught_by_terraform(
+    tmp_path: Path, file: str, old: str, new: str
 ) -> None:
-    proc = _terraform(permissions_module, "plan", variables=variables)
-    assert proc.returncode == 1
-    assert message in " ".join(proc.stderr.split()), proc.stderr
+    infra = tmp_path / "infra"
+    shutil.copytree(ic.INFRA_DIR, infra, ignore=shutil.ignore_patterns(".terraform", "*.md"))
+    text = (infra / file).read_text()
+    assert text.count(old) == 1, f"{old!r} is not in {file} once"
+    (infra / file).write_text(text.replace(old, new))
+    assert _mismatches(_permissions_module(infra, tmp_path / "module")), "not caught"
