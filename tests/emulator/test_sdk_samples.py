@@ -31,7 +31,7 @@ why:
   (its text is ``SITECUSTOMIZE`` in ``tests/emulator/samples_runner.py``).
 * The vault is configured like a vault without purge protection, as the samples assume
   (recover_purge_operations purges): ``purge_protection=False`` and a short
-  ``delete_delay=0.5`` s, passed only when ``Emulator.__init__`` has these keyword arguments.
+  ``delete_delay=0.5`` s.
 * The samples reuse key names (``rsaKeyName`` is in three of them) and some leave soft-deleted
   keys behind, which a real vault would refuse as well (409 ``ObjectIsDeletedButRecoverable``)
   on the next sample: before each sample, the harness deletes and purges every key (through
@@ -43,7 +43,7 @@ tests in ``tests/emulator``).
 Run (7 samples; the sync ones wait on the SDK's delete pollers, 2 s per poll):
 hello_world, list_operations, recover_purge_operations, send_request, hello_world_async,
 list_operations_async, recover_purge_operations_async (the async ones through aiohttp, the
-SDK's async transport, pinned in requirements-dev.txt; skipped with the reason if it is absent).
+SDK's async transport, pinned in requirements-dev.txt).
 
 Skipped, because they need operations the emulator answers with 501:
 
@@ -64,8 +64,6 @@ module does not list, so that a version bump does not silently drop one.
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,10 +91,6 @@ VAULT = "sdk-samples"
 SAMPLE_TIMEOUT = 45.0
 DELETE_DELAY = 0.5
 
-_NEEDS_AIOHTTP = pytest.mark.skipif(
-    importlib.util.find_spec("aiohttp") is None,
-    reason="aiohttp is not installed (the async samples' HTTP transport, in requirements-dev.txt)",
-)
 _BACKUP = "backup_key/restore_key_backup: the emulator answers 501 for backup/restore"
 _ROTATION = "key rotation policies: the emulator answers 501 for rotation policies"
 
@@ -110,7 +104,7 @@ SKIPPED = {
 }
 SAMPLES = [
     *RUN,
-    *(pytest.param(name, marks=_NEEDS_AIOHTTP) for name in RUN_ASYNC),
+    *RUN_ASYNC,
     *(pytest.param(name, marks=pytest.mark.skip(reason=why)) for name, why in SKIPPED.items()),
 ]
 
@@ -125,24 +119,14 @@ def samples_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return extract_samples(sdist, version, tmp_path_factory.mktemp("sdk-samples"))
 
 
-def _vault_options() -> dict[str, Any]:
-    """A vault without purge protection and with a short delete delay, where supported."""
-    supported = inspect.signature(Emulator.__init__).parameters
-    options: dict[str, Any] = {}
-    if "purge_protection" in supported:
-        options["purge_protection"] = False
-    if "delete_delay" in supported:
-        options["delete_delay"] = DELETE_DELAY
-    return options
-
-
 @pytest.fixture(scope="module")
 def samples_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     emulator = Emulator(
         {VAULT: 0},
         cert_dir=tmp_path_factory.mktemp("kvemu-samples-certs"),
         record=True,
-        **_vault_options(),
+        purge_protection=False,  # as the samples assume: recover_purge_operations purges
+        delete_delay=DELETE_DELAY,
     )
     emulator.start()
     try:
@@ -190,8 +174,7 @@ def test_sample(
     admin_client: Any,
     conformance: Conformance | None,
 ) -> None:
-    delay = _vault_options().get("delete_delay", 0.0)
-    empty_vault(admin_client, settle=delay + 0.2 if delay else 0.0)
+    empty_vault(admin_client, settle=DELETE_DELAY + 0.2)
     start = len(samples_emulator.recorded())
 
     run = run_sample(samples_dir, sample, sample_env, SAMPLE_TIMEOUT)
