@@ -19,7 +19,7 @@ SEED_CLIENT_SECRET = "eR%HizuCVEpAKgeaUEx"
 SEED_TENANT_ID = "cd4bf224-d114-4f96-9bbc-b8f45751c43f"
 # The seed's access policy for its service principal: these key permissions and no others.
 SEED_PERMISSIONS = ["create", "delete", "get", "import", "update"]
-# Whoever checks the vault afterwards (the seed's Terraform gives its deployer every permission).
+# Whoever checks the vault afterwards: the seed Terraform's first access policy (its deployer).
 AUDITOR_ID, AUDITOR_SECRET = "0d1e2f30-0000-4000-8000-00000000a0d1", "auditor-secret"
 ALL_KEY_PERMISSIONS = [
     "get", "list", "update", "create", "import", "delete", "recover", "backup", "restore",
