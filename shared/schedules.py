@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from typing import Any
@@ -12,7 +13,9 @@ from shared.store import ROTATION_PARTITION, delete_op, rfc3339, utcnow
 log = logging.getLogger(__name__)
 
 
-def rotation_sweep(service: Any, *, past_due: bool = False) -> dict[str, Any]:
+def rotation_sweep(
+    service: Any, *, past_due: bool = False, now: dt.datetime | None = None
+) -> dict[str, Any]:
     """Rotate every key whose next rotation time has come, once, and redistribute it.
 
     Reads only the due entries of the rotation index. Each rotation is conditioned on the
@@ -21,7 +24,7 @@ def rotation_sweep(service: Any, *, past_due: bool = False) -> dict[str, Any]:
     for the next run (its index entry stays).
     """
     started = time.monotonic()
-    now = utcnow()
+    now = now or utcnow()  # the moment the sweep reads the due entries (tests pin it)
     store, keys = service.store, service.keys
     due = store.due_rotations(now)
     rotated = failed = skipped = 0

@@ -86,11 +86,14 @@ def test_a_rotation_by_hand_at_the_same_moment_wins_without_a_double(svc):
     create(svc, "h", 1)
     wait_until(due_time(svc, "h") + dt.timedelta(seconds=1))
     # The sweep has read the due entry when the rotation by hand lands...
-    [(slot, _, _)] = svc.store.due_rotations(dt.datetime.now(dt.UTC))
+    read_at = dt.datetime.now(dt.UTC)
+    [(slot, _, _)] = svc.store.due_rotations(read_at)
     svc.keys.rotate("keymgmt", "h")  # by hand: moves the schedule forward
-    # ...so its guarded rotation finds the key no longer at that slot.
+    # ...so its guarded rotation finds the key no longer at that slot,
     assert svc.keys.rotate("keymgmt", "h", expected_slot=slot) == (0, [])
-    assert schedules.rotation_sweep(svc)["rotated"] == 0
+    # and a sweep at that same moment finds nothing due (pinned: with a 1 s period the key is
+    # due again a second later, which a slow machine reaches before the sweep runs).
+    assert schedules.rotation_sweep(svc, now=read_at)["rotated"] == 0
     assert svc.store.get_key("keymgmt", "h").latest_version == 2
 
 
