@@ -242,13 +242,14 @@ class Distributor:
         expiration_period: int = 0,
     ) -> list[str]:
         check_name(key_name, "key")
-        if self.store.get_provider(mount, check_name(provider_name, "KMS provider")) is None:
+        record = self.store.get_provider(mount, check_name(provider_name, "KMS provider"))
+        if record is None:
             raise InvalidRequest(f"KMS provider {provider_name!r} does not exist in mount {mount}/")
         try:
             key = self.service.keys.get(mount, key_name)
         except NotFound:
             raise InvalidRequest(f"key {key_name!r} does not exist in mount {mount}/") from None
-        _, provider = self.provider(mount, provider_name)
+        provider = self._client(record)
         purposes = tuple(sorted(set(purposes)))
         provider.check_compatible(key.type, purposes, protection)
         check_azure_key_name(key_name)
@@ -269,9 +270,6 @@ class Distributor:
             self._finish_remove(existing, provider)
             key = self.service.keys.get(mount, key_name)
         now = utcnow()
-        record = self.store.get_provider(mount, provider_name)
-        if record is None:
-            raise InvalidRequest(f"KMS provider {provider_name!r} does not exist in mount {mount}/")
         remote_name = self._free_name(record, key_name, provider, int(now.timestamp()))
         dist = Distribution(
             mount=mount,
