@@ -109,10 +109,12 @@ def test_a_failing_key_does_not_stop_the_sweep_and_is_retried(svc, monkeypatch):
         return real_rotate(mount, name, **kwargs)
 
     monkeypatch.setattr(svc.keys, "rotate", flaky)
-    summary = schedules.rotation_sweep(svc)
+    # Both runs at one moment: with a 1 s period, f1 and f3 are due again a second later.
+    moment = dt.datetime.now(dt.UTC)
+    summary = schedules.rotation_sweep(svc, now=moment)
     assert (summary["rotated"], summary["failed"]) == (2, 1)
     monkeypatch.setattr(svc.keys, "rotate", real_rotate)
-    summary = schedules.rotation_sweep(svc)
+    summary = schedules.rotation_sweep(svc, now=moment)
     assert summary["rotated"] == 1
     assert [svc.store.get_key("keymgmt", n).latest_version for n in ("f1", "f2", "f3")] == [2, 2, 2]
 
