@@ -5,6 +5,7 @@ import logging
 import azure.functions as func
 
 from shared import events, service
+from shared.errors import EngineError
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -18,10 +19,17 @@ def keyvault_events(event: func.EventGridEvent) -> None:
         data = event.get_json()
     except ValueError:
         data = None
-    outcome = events.handle(
-        service.get(),
-        event_type,
-        data if isinstance(data, dict) else None,
-        event_id=getattr(event, "id", "") or "",
-    )
+    try:
+        outcome = events.handle(
+            service.get(),
+            event_type,
+            data if isinstance(data, dict) else None,
+            event_id=getattr(event, "id", "") or "",
+        )
+    except EngineError as exc:
+        if exc.status >= 500 or exc.status == 429:
+            raise  # passing: Event Grid delivers the event again later
+        # A refusal that a new delivery would meet again: acknowledged, and said.
+        log.warning("event %s %s not acted on: %s", event_type, getattr(event, "id", ""), exc)
+        return
     log.info("event %s %s: %s", event_type, getattr(event, "id", ""), outcome)

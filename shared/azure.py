@@ -70,7 +70,8 @@ def cloud(name: str | None) -> Cloud:
     found = CLOUDS.get(key)
     if found is None:
         raise InvalidRequest(
-            f"environment: unknown Azure cloud {name!r}; allowed: "
+            # The value is not repeated: it arrives among credentials.
+            "environment: unknown Azure cloud; allowed: "
             + ", ".join(c.name for c in CLOUDS.values())
         )
     return found

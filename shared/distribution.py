@@ -20,8 +20,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from shared.errors import EngineError, InvalidRequest, NotFound
-from shared.names import check_azure_key_name, check_name
+from shared.errors import (
+    ConcurrentChange,
+    EngineError,
+    InvalidRequest,
+    NotFound,
+    RowTampered,
+    SealError,
+)
+from shared.names import MAX_DURATION, check_azure_key_name, check_name
 from shared.providers import (
     PROVIDERS,
     ImportOutcomeUnknown,
@@ -33,7 +40,6 @@ from shared.providers import (
 from shared.seal import credentials_context
 from shared.store import (
     REMOTE_PARTITION,
-    ConcurrentChange,
     Distribution,
     KeyRecord,
     ProviderRecord,
@@ -41,6 +47,7 @@ from shared.store import (
     dist_op,
     dist_rk,
     key_op,
+    optimistic,
     provider_op,
     provider_rk,
     rfc3339,
@@ -73,6 +80,11 @@ class Distributor:
         self._cache: dict[tuple[str, str], tuple[tuple[Any, ...], KmsProvider]] = {}
         self._lock = threading.Lock()
 
+    def forget(self) -> None:
+        """Drop cached provider clients (the table was lost and recreated)."""
+        with self._lock:
+            self._cache.clear()
+
     # -- provider records -------------------------------------------------------------------
 
     def write_provider(
@@ -84,65 +96,69 @@ class Distributor:
         key_collection: str | None,
         credentials: Mapping[str, str] | None,
     ) -> None:
+        """Create a KMS provider, or update its credentials. Everything is checked before
+        anything is written; a create that loses a race becomes the update it would be."""
         check_name(name, "KMS provider")
         if credentials is not None:
             unknown = sorted(set(credentials) - set(CREDENTIAL_KEYS))
             if unknown:
+                shown = [
+                    k if len(k) <= 40 and k.isprintable() else "<invalid key>" for k in unknown
+                ]
                 raise InvalidRequest(
-                    f"credentials: unknown key(s) {', '.join(unknown)}; allowed: "
+                    f"credentials: unknown key(s) {', '.join(shown[:10])}; allowed: "
                     f"{', '.join(CREDENTIAL_KEYS)}"
                 )
             if credentials.get("environment"):
                 from shared.azure import cloud
 
-                cloud(credentials["environment"])  # validates
-        existing = self.store.get_provider(mount, name)
-        if existing is None:
-            if not provider:
-                raise InvalidRequest(f"provider is required; allowed: {', '.join(PROVIDERS)}")
-            if provider not in PROVIDERS:
-                raise InvalidRequest(
-                    f"provider: unsupported {provider!r}; allowed: {', '.join(PROVIDERS)}"
-                )
-            if not key_collection:
-                raise InvalidRequest("key_collection is required: the name of the Azure Key Vault")
+                try:
+                    cloud(credentials["environment"])  # validates
+                except InvalidRequest as exc:
+                    raise InvalidRequest(f"credentials.{exc}") from None
+        if key_collection:
             _check_vault_name(key_collection)
-            record = ProviderRecord(
-                mount=mount,
-                name=name,
-                provider=provider,
-                key_collection=key_collection,
-                credentials=self._seal_credentials(mount, name, credentials or {}),
-                generation=1,
-                created=utcnow(),
-            )
-            try:
+        sealed = self._seal_credentials(mount, name, credentials) if credentials else None
+
+        def attempt() -> None:
+            existing = self.store.get_provider(mount, name)
+            if existing is None:
+                if not provider:
+                    raise InvalidRequest(f"provider is required; allowed: {', '.join(PROVIDERS)}")
+                if provider not in PROVIDERS:
+                    raise InvalidRequest(
+                        f"provider: unsupported; allowed: {', '.join(PROVIDERS)}"
+                    )
+                if not key_collection:
+                    raise InvalidRequest(
+                        "key_collection is required: the name of the Azure Key Vault"
+                    )
+                record = ProviderRecord(
+                    mount=mount,
+                    name=name,
+                    provider=provider,
+                    key_collection=key_collection,
+                    credentials=sealed,
+                    generation=1,
+                    created=utcnow(),
+                )
                 self.store.commit([provider_op(record, create=True)])
-            except ConcurrentChange:
+                return
+            if provider and provider != existing.provider:
                 raise InvalidRequest(
-                    f"KMS provider {name!r} was created concurrently; retry to update it"
-                ) from None
-            return
-        if provider and provider != existing.provider:
-            raise InvalidRequest(
-                f"provider cannot be changed: {name!r} is {existing.provider!r}; create another "
-                "KMS provider instead"
-            )
-        if key_collection and key_collection != existing.key_collection:
-            raise InvalidRequest(
-                f"key_collection cannot be changed: {name!r} uses {existing.key_collection!r}; "
-                "create another KMS provider instead"
-            )
-        if credentials is not None:
-            updated = replace(
-                existing,
-                credentials=self._seal_credentials(mount, name, credentials),
-                generation=existing.generation + 1,
-            )
-            try:
+                    f"provider cannot be changed: {name!r} is {existing.provider!r}; create "
+                    "another KMS provider instead"
+                )
+            if key_collection and key_collection != existing.key_collection:
+                raise InvalidRequest(
+                    f"key_collection cannot be changed: {name!r} uses "
+                    f"{existing.key_collection!r}; create another KMS provider instead"
+                )
+            if credentials is not None:
+                updated = replace(existing, credentials=sealed, generation=existing.generation + 1)
                 self.store.commit([provider_op(updated)])
-            except ConcurrentChange:
-                raise InvalidRequest(f"KMS provider {name!r} changed concurrently; retry") from None
+
+        optimistic(attempt, what=f"KMS provider {name!r}")
 
     def read_provider(self, mount: str, name: str) -> dict[str, Any]:
         record = self.store.get_provider(mount, check_name(name, "KMS provider"))
@@ -155,19 +171,22 @@ class Distributor:
 
     def delete_provider(self, mount: str, name: str) -> None:
         check_name(name, "KMS provider")
-        record = self.store.get_provider(mount, name)
-        if record is None:
-            return
-        held = [d.key for d in self.store.list_distributions(mount, name)]
-        if held:
-            raise InvalidRequest(
-                f"KMS provider {name!r} cannot be deleted: keys {sorted(held)} are distributed "
-                "to it; remove them first"
-            )
-        try:
-            self.store.commit([delete_op(mount, provider_rk(name), record.etag)])
-        except ConcurrentChange:
-            raise InvalidRequest(f"KMS provider {name!r} changed concurrently; retry") from None
+
+        def attempt() -> None:
+            record = self.store.get_provider(mount, name)
+            if record is None:
+                return
+            held = [d.key for d in self.store.list_distributions(mount, name)]
+            if held:
+                raise InvalidRequest(
+                    f"KMS provider {name!r} cannot be deleted: keys {sorted(held)} are "
+                    "distributed to it; remove them first"
+                )
+            self.store.delete_rows(mount, [(provider_rk(name), record.etag)])
+            if self.store.get_provider(mount, name) is not None:
+                raise ConcurrentChange("the provider changed while it was being deleted")
+
+        optimistic(attempt, what=f"KMS provider {name!r}")
         with self._lock:
             self._cache.pop((mount, name), None)
 
@@ -242,61 +261,72 @@ class Distributor:
         expiration_period: int = 0,
     ) -> list[str]:
         check_name(key_name, "key")
-        record = self.store.get_provider(mount, check_name(provider_name, "KMS provider"))
-        if record is None:
-            raise InvalidRequest(f"KMS provider {provider_name!r} does not exist in mount {mount}/")
-        try:
-            key = self.service.keys.get(mount, key_name)
-        except NotFound:
-            raise InvalidRequest(f"key {key_name!r} does not exist in mount {mount}/") from None
-        provider = self._client(record)
-        purposes = tuple(sorted(set(purposes)))
-        provider.check_compatible(key.type, purposes, protection)
-        check_azure_key_name(key_name)
-        existing = self.store.get_distribution(mount, provider_name, key_name)
-        if existing is not None and existing.state != "removing":
-            if (existing.purpose, existing.protection, existing.expiration_period) != (
-                purposes,
-                protection,
-                expiration_period,
-            ):
-                raise InvalidRequest(
-                    f"key {key_name!r} is already distributed to {provider_name!r} with purpose "
-                    f"{','.join(existing.purpose)!r} and protection {existing.protection!r}; "
-                    "parameters cannot change once distributed: remove it, then distribute again"
-                )
-            return self._complete(existing, key, provider)
-        if existing is not None:  # a removal that did not finish: finish it first
-            self._finish_remove(existing, provider)
-            key = self.service.keys.get(mount, key_name)
-        now = utcnow()
-        remote_name = self._free_name(record, key_name, provider, int(now.timestamp()))
-        dist = Distribution(
-            mount=mount,
-            provider=provider_name,
-            key=key_name,
-            remote_name=remote_name,
-            purpose=purposes,
-            protection=protection,
-            distribution_time=now,
-            versions={},
-            state="distributing",
-            expiration_period=expiration_period,
-        )
-        self._own(record, dist)
-        updated_key = replace(key, providers=tuple(sorted({*key.providers, provider_name})))
-        try:
-            dist_etag, key_etag = self.store.commit(
-                [dist_op(dist, create=True), key_op(updated_key)]
-            )
-        except ConcurrentChange:
+        check_name(provider_name, "KMS provider")
+        if not 0 <= expiration_period <= MAX_DURATION:
             raise InvalidRequest(
-                f"key {key_name!r} changed while being distributed; retry"
-            ) from None
-        log.info("distributing %s/%s to %s as %s", mount, key_name, provider_name, dist.remote_name)
-        return self._complete(
-            replace(dist, etag=dist_etag), replace(updated_key, etag=key_etag), provider
+                f"expiration_period must be 0 (none) or a duration of at most "
+                f"{MAX_DURATION // 86400}d"
+            )
+        purposes = tuple(sorted(set(purposes)))
+        check_azure_key_name(key_name)
+
+        def attempt() -> tuple[Distribution, KeyRecord, KmsProvider]:
+            record = self.store.get_provider(mount, provider_name)
+            if record is None:
+                raise InvalidRequest(
+                    f"KMS provider {provider_name!r} does not exist in mount {mount}/"
+                )
+            try:
+                key = self.service.keys.get(mount, key_name)
+            except NotFound:
+                raise InvalidRequest(f"key {key_name!r} does not exist in mount {mount}/") from None
+            provider = self._client(record)
+            provider.check_compatible(key.type, purposes, protection)
+            existing = self.store.get_distribution(mount, provider_name, key_name)
+            if existing is not None and existing.state != "removing":
+                if (existing.purpose, existing.protection, existing.expiration_period) != (
+                    purposes,
+                    protection,
+                    expiration_period,
+                ):
+                    raise InvalidRequest(
+                        f"key {key_name!r} is already distributed to {provider_name!r} with "
+                        f"purpose {','.join(existing.purpose)!r} and protection "
+                        f"{existing.protection!r}; parameters cannot change once distributed: "
+                        "remove it, then distribute again"
+                    )
+                return existing, key, provider
+            if existing is not None:  # a removal that did not finish: finish it first
+                self._finish_remove(existing, provider)
+                raise ConcurrentChange("an earlier removal was finished first")
+            now = utcnow()
+            remote_name = self._free_name(record, key_name, provider, int(now.timestamp()))
+            dist = Distribution(
+                mount=mount,
+                provider=provider_name,
+                key=key_name,
+                remote_name=remote_name,
+                purpose=purposes,
+                protection=protection,
+                distribution_time=now,
+                versions={},
+                state="distributing",
+                expiration_period=expiration_period,
+            )
+            self._own(record, dist)
+            updated_key = replace(key, providers=tuple(sorted({*key.providers, provider_name})))
+            # The provider row is written unchanged, ETag-conditioned: a provider deleted (or
+            # changed) meanwhile fails the transaction, so no distribution outlives its provider.
+            dist_etag, key_etag, _ = self.store.commit(
+                [dist_op(dist, create=True), key_op(updated_key), provider_op(record)]
+            )
+            log.info("distributing %s/%s to %s as %s", mount, key_name, provider_name, remote_name)
+            return replace(dist, etag=dist_etag), replace(updated_key, etag=key_etag), provider
+
+        dist, key, provider = optimistic(
+            attempt, what=f"the distribution of {key_name!r} to {provider_name!r}"
         )
+        return self._complete(dist, key, provider)
 
     def _free_name(
         self, record: ProviderRecord, key_name: str, provider: KmsProvider, stamp: int
@@ -377,15 +407,31 @@ class Distributor:
                 raise InvalidRequest(message + "; retry later to see it done")
             return [message]
         dist = claimed
+        unreadable: dict[int, str] = {}  # versions whose material does not open: skipped
         try:
             while True:
                 key = self.store.get_key(dist.mount, dist.key) or key
-                missing = [v for v in range(1, key.latest_version + 1) if v not in dist.versions]
+                missing = [
+                    v
+                    for v in range(1, key.latest_version + 1)
+                    if v not in dist.versions and v not in unreadable
+                ]
+                # A version older than one already in Key Vault is not imported: it would
+                # become the key's current version there.
+                newest = max(dist.versions, default=0)
+                behind = [v for v in missing if v < newest]
+                missing = [v for v in missing if v > newest]
                 if not missing:
                     break
-                dist = self._import_missing(dist, key, provider, missing)
+                dist = self._import_missing(dist, key, provider, missing, unreadable)
+            problems = self._skipped(dist, unreadable, behind)
+            if problems:
+                dist = self._update(
+                    dist, lambda d: replace(d, state="active", last_error="; ".join(problems))
+                )
+                return [f"KMS provider {dist.provider!r}: {p}" for p in problems]
             if dist.state != "active" or dist.last_error:
-                dist = self._save(replace(dist, state="active", last_error=""))
+                dist = self._update(dist, lambda d: replace(d, state="active", last_error=""))
         except EngineError as exc:
             self._note_error(dist, str(exc))
             if raise_errors:
@@ -395,8 +441,31 @@ class Distributor:
             self._release(dist)
         return []
 
+    @staticmethod
+    def _skipped(
+        dist: Distribution, unreadable: Mapping[int, str], behind: Sequence[int]
+    ) -> list[str]:
+        problems = [
+            f"version {v} of key {dist.key!r} was not imported into {dist.remote_name}: {why}"
+            for v, why in sorted(unreadable.items())
+        ]
+        late = [v for v in behind if v not in unreadable]
+        if late:
+            problems.append(
+                f"versions {late} of key {dist.key!r} are not in {dist.remote_name} and are not "
+                "imported now: Key Vault makes the newest import the current version, and "
+                f"{dist.remote_name} already holds version {max(dist.versions)}; rotate the key "
+                "instead"
+            )
+        return problems
+
     def _import_missing(
-        self, dist: Distribution, key: KeyRecord, provider: KmsProvider, missing: Sequence[int]
+        self,
+        dist: Distribution,
+        key: KeyRecord,
+        provider: KmsProvider,
+        missing: Sequence[int],
+        unreadable: dict[int, str],
     ) -> Distribution:
         # Versions are imported in order under the lease, so what an interrupted run (or an
         # import whose answer was lost) left unrecorded can only be the latest version in Key
@@ -416,7 +485,15 @@ class Distributor:
             version_id = adopted.get(version)
             if version_id is None:
                 dist = self._before_reimport(dist, version)
-                version_id = self._import_one(dist, key, provider, version)
+                try:
+                    version_id = self._import_one(dist, key, provider, version)
+                except (SealError, RowTampered) as exc:
+                    # One damaged version must not hold back the ones after it.
+                    log.error(
+                        "%s/%s v%d cannot be imported: %s", dist.mount, dist.key, version, exc
+                    )
+                    unreadable[version] = str(exc)
+                    continue
                 if version_id is None:  # the name was taken: moved to a free one, start over
                     return self._rename(dist, provider)
                 log.info(
@@ -504,17 +581,17 @@ class Distributor:
 
     def _release(self, dist: Distribution) -> None:
         owner = dist.lease_owner
-        for _ in range(20):
+
+        def attempt() -> None:
             fresh = self.store.get_distribution(dist.mount, dist.provider, dist.key)
             if fresh is None or fresh.lease_owner != owner:
                 return
-            try:
-                self.store.commit([dist_op(replace(fresh, lease_owner="", lease_until=None))])
-                return
-            except ConcurrentChange:
-                continue
-            except EngineError:
-                return  # the lease expires by itself
+            self.store.commit([dist_op(replace(fresh, lease_owner="", lease_until=None))])
+
+        try:
+            optimistic(attempt, what="the import lease")
+        except EngineError:
+            pass  # the lease expires by itself
 
     def _record(self, dist: Distribution, landed: Mapping[int, str]) -> Distribution:
         """Record imported versions (and renew the import lease with each)."""
@@ -536,17 +613,21 @@ class Distributor:
     ) -> Distribution:
         """Apply ``change`` to the row, ETag-conditioned; on a concurrent write, re-read and
         apply it again to what is there now."""
-        for _ in range(20):
+        current = [dist]
+
+        def attempt() -> Distribution:
             try:
-                return self._save(change(dist))
+                return self._save(change(current[0]))
             except ConcurrentChange:
                 fresh = self.store.get_distribution(dist.mount, dist.provider, dist.key)
-                if fresh is None:
+                if fresh is None or fresh.remote_name != dist.remote_name:
                     raise NotFound(
                         f"distribution of {dist.key!r} to {dist.provider!r} was removed"
                     ) from None
-                dist = fresh
-        raise InvalidRequest("distribution is changing concurrently; retry")
+                current[0] = fresh
+                raise
+
+        return optimistic(attempt, what=f"the distribution of {dist.key!r} to {dist.provider!r}")
 
     def _save(self, dist: Distribution) -> Distribution:
         """Write the row (ETag-conditioned); the result carries the new ETag."""
@@ -555,11 +636,9 @@ class Distributor:
 
     def _note_error(self, dist: Distribution, message: str) -> None:
         try:
-            fresh = self.store.get_distribution(dist.mount, dist.provider, dist.key)
-            if fresh is not None:
-                self.store.commit([dist_op(replace(fresh, last_error=message))])
-        except (ConcurrentChange, EngineError):
-            pass
+            self._update(dist, lambda d: replace(d, last_error=message))
+        except EngineError:
+            pass  # a note for the reader; the work itself is retried by the reconciler
 
     def read_distribution(self, mount: str, provider_name: str, key_name: str) -> dict[str, Any]:
         dist = self.store.get_distribution(
@@ -598,36 +677,44 @@ class Distributor:
         if dist is None:
             return
         if dist.state != "removing":
-            dist = self._save(replace(dist, state="removing"))
+            try:
+                dist = self._update(dist, lambda d: replace(d, state="removing"))
+            except NotFound:
+                return  # removed meanwhile
         _, provider = self.provider(mount, provider_name)
         self._finish_remove(dist, provider)
 
     def _finish_remove(self, dist: Distribution, provider: KmsProvider) -> None:
+        """Soft-delete the Key Vault key, then drop the row and take the provider off the key,
+        in one transaction. Idempotent: what is already gone is done."""
         provider.delete_key(dist.remote_name)
-        for _ in range(20):
+
+        def attempt() -> None:
+            current = self.store.get_distribution(dist.mount, dist.provider, dist.key)
+            if current is not None and (
+                current.state != "removing" or current.remote_name != dist.remote_name
+            ):
+                return  # distributed again meanwhile: that one stays
+            ops = (
+                []
+                if current is None
+                else [delete_op(dist.mount, dist_rk(dist.provider, dist.key), current.etag)]
+            )
             key = self.store.get_key(dist.mount, dist.key)
-            ops = [delete_op(dist.mount, dist_rk(dist.provider, dist.key))]
             if key is not None and dist.provider in key.providers:
-                ops.append(
-                    key_op(
-                        replace(
-                            key, providers=tuple(p for p in key.providers if p != dist.provider)
-                        )
-                    )
-                )
-            try:
+                providers = tuple(p for p in key.providers if p != dist.provider)
+                ops.append(key_op(replace(key, providers=providers)))
+            if ops:
                 self.store.commit(ops)
-                log.info(
-                    "removed %s/%s from %s (Key Vault key %s soft-deleted)",
-                    dist.mount,
-                    dist.key,
-                    dist.provider,
-                    dist.remote_name,
-                )
-                return
-            except ConcurrentChange:
-                continue
-        raise InvalidRequest("the key is changing concurrently; retry the removal")
+
+        optimistic(attempt, what=f"the removal of {dist.key!r} from {dist.provider!r}")
+        log.info(
+            "removed %s/%s from %s (Key Vault key %s soft-deleted)",
+            dist.mount,
+            dist.key,
+            dist.provider,
+            dist.remote_name,
+        )
 
     # -- propagation (called by the key engine) -------------------------------------------------
 

@@ -55,7 +55,26 @@ class UpstreamUnavailable(EngineError):
     status = 503
 
 
+class ConcurrentChange(EngineError):
+    """An ETag or existence condition failed: someone else changed the row first. Every
+    optimistic write retries through ``shared.store.optimistic``; this reaches a caller only
+    when a row kept changing for every attempt (409: retrying the request is safe)."""
+
+    status = 409
+
+
+class StorageLost(UpstreamUnavailable):
+    """The table itself is gone (deleted, or an in-memory emulator restarted). The store has
+    recreated it and dropped its caches; the request that found out answers 503."""
+
+
 class SealError(EngineError):
     """Sealed data failed to open: tampered, moved to another row, or the wrong seal key."""
+
+    status = 500
+
+
+class RowTampered(EngineError):
+    """A stored row failed its integrity check: changed outside the engine. Never acted on."""
 
     status = 500

@@ -7,15 +7,22 @@ Deliveries are at least once and unordered, so every handler is idempotent:
   the rotation is conditioned on that version still being the latest, so a repeated or
   concurrent delivery finds it already rotated;
 - anything else is ignored.
+
+An event is a claim, not a fact: whoever can reach the webhook can send one. Nothing is done
+on its word: the version is read from Key Vault first (it must exist; for an expiry, it must
+be ours and its ``exp`` must really be near), one event rotates at most once and records at
+most one drift row, and a malformed event is ignored.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from shared.distribution import TAG_KEY, TAG_MOUNT
+from shared.distribution import TAG_KEY, TAG_MOUNT, TAG_VERSION
 from shared.errors import EngineError
 from shared.store import rfc3339, utcnow
 
@@ -24,6 +31,13 @@ log = logging.getLogger(__name__)
 NEW_VERSION = "Microsoft.KeyVault.KeyNewVersionCreated"
 NEAR_EXPIRY = "Microsoft.KeyVault.KeyNearExpiry"
 EXPIRED = "Microsoft.KeyVault.KeyExpired"
+# Key Vault sends KeyNearExpiry 30 days before a version's exp (learn.microsoft.com, "Azure
+# Key Vault as Event Grid source"); a day of slack covers delivery delays and retries.
+NEAR_EXPIRY_WINDOW = dt.timedelta(days=31)
+EXPIRED_SLACK = dt.timedelta(minutes=5)
+_VAULT = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9](\.managedhsm)?")
+_KEY = re.compile(r"[0-9A-Za-z-]{1,127}")
+_VERSION = re.compile(r"[0-9A-Za-z]{1,64}")
 
 
 def handle(
@@ -34,11 +48,17 @@ def handle(
         log.debug("ignored event %s (%s)", event_type, event_id)
         return "ignored"
     data = data or {}
-    vault = str(data.get("VaultName") or "")
-    name = str(data.get("ObjectName") or "")
-    version = str(data.get("Version") or "")
-    if str(data.get("ObjectType") or "Key") != "Key" or not vault or not name or not version:
-        log.debug("ignored event %s without a key, vault and version (%s)", event_type, event_id)
+    vault, name, version = (data.get(f) for f in ("VaultName", "ObjectName", "Version"))
+    if (
+        data.get("ObjectType", "Key") != "Key"
+        or not isinstance(vault, str)
+        or not isinstance(name, str)
+        or not isinstance(version, str)
+        or not _VAULT.fullmatch(vault)
+        or not _KEY.fullmatch(name)
+        or not _VERSION.fullmatch(version)
+    ):
+        log.info("ignored event %s: no valid key, vault and version in it", event_type)
         return "ignored"
     distributor = service.distribution
     dist = distributor.find_by_remote(vault, name)
@@ -61,6 +81,14 @@ def _new_version(
         return "confirmed"
     _, provider = service.distribution.provider(dist.mount, dist.provider)
     found = provider.version(name, version)  # one read (``get``), not a listing
+    if found is None:
+        log.info(
+            "event for %s/%s version %s, which Key Vault does not have: ignored",
+            vault,
+            name,
+            version,
+        )
+        return "not in Key Vault"
     if (
         found is not None
         and found.tags.get(TAG_MOUNT) == dist.mount
@@ -69,7 +97,7 @@ def _new_version(
         log.debug("%s/%s version %s is our import, not yet recorded", vault, name, version)
         return "ours, pending"
     disabled = False
-    if service.settings.disable_foreign_versions and found is not None:
+    if service.settings.disable_foreign_versions:
         try:
             provider.set_enabled(name, version, False)
             disabled = True
@@ -120,6 +148,10 @@ def _expiring(
             key.latest_version,
         )
         return "already rotated"
+    why_not = _expiry_unconfirmed(service, dist, event_type, name, version, engine_version)
+    if why_not:
+        log.warning("%s for %s version %s not acted on: %s", event_type, name, version, why_not)
+        return "not confirmed"
     new_version, warnings = service.keys.rotate(
         dist.mount, dist.key, expected_latest=engine_version
     )
@@ -137,3 +169,26 @@ def _expiring(
     for warning in warnings:
         log.warning("%s/%s: %s", dist.mount, dist.key, warning)
     return "rotated"
+
+
+def _expiry_unconfirmed(
+    service: Any, dist: Any, event_type: str, name: str, version: str, engine_version: int
+) -> str:
+    """Why Key Vault does not bear the event out ("" when it does)."""
+    _, provider = service.distribution.provider(dist.mount, dist.provider)
+    found = provider.version(name, version)
+    if found is None:
+        return "Key Vault does not have that version"
+    if (
+        found.tags.get(TAG_MOUNT) != dist.mount
+        or found.tags.get(TAG_KEY) != dist.key
+        or found.tags.get(TAG_VERSION) != str(engine_version)
+    ):
+        return "that Key Vault version is not this engine's import of it"
+    if found.expires_on is None:
+        return "that version has no expiry date in Key Vault"
+    now = utcnow()
+    limit = now + (NEAR_EXPIRY_WINDOW if event_type == NEAR_EXPIRY else EXPIRED_SLACK)
+    if found.expires_on > limit:
+        return f"it expires {rfc3339(found.expires_on)} in Key Vault, not soon"
+    return ""

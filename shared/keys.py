@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import random
-import time
-from collections.abc import Callable
+import uuid
 from dataclasses import replace
 from typing import Any, Protocol
 
 from shared import keytypes
-from shared.errors import InvalidRequest, NotFound
-from shared.names import check_name
+from shared.errors import ConcurrentChange, InvalidRequest, NotFound
+from shared.names import MAX_DURATION, check_name
 from shared.seal import Sealer, material_context
 from shared.store import (
     ROTATION_PARTITION,
-    ConcurrentChange,
     KeyRecord,
     Op,
     Store,
@@ -30,6 +27,7 @@ from shared.store import (
     key_rk,
     name_op,
     name_rk,
+    optimistic,
     rfc3339,
     upsert_op,
     utcnow,
@@ -39,7 +37,6 @@ from shared.store import (
 log = logging.getLogger(__name__)
 
 MIN_ROTATE_PERIOD = 3600
-MAX_ATTEMPTS = 60
 
 
 class Propagator(Protocol):
@@ -48,18 +45,6 @@ class Propagator(Protocol):
     def after_rotate(self, key: KeyRecord, version: int) -> list[str]: ...
 
     def after_min_enabled_change(self, key: KeyRecord) -> list[str]: ...
-
-
-def _retry(operation: Callable[[], Any]) -> Any:
-    """Run an optimistic operation until it wins its ETag race (bounded, jittered)."""
-    for attempt in range(MAX_ATTEMPTS):
-        try:
-            return operation()
-        except ConcurrentChange:
-            if attempt == MAX_ATTEMPTS - 1:
-                raise
-            time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))  # noqa: S311
-    raise AssertionError("unreachable")
 
 
 def rotation_slot(when: dt.datetime, mount: str, name: str) -> str:
@@ -125,34 +110,56 @@ class KeyEngine:
         deletion_allowed: bool | None,
         auto_rotate_period: int | None,
     ) -> list[str]:
-        """POST key/:name: create the key if absent, else update it. Returns warnings."""
+        """POST key/:name: create the key if absent, else update it. Returns warnings.
+
+        Everything is checked before anything is written. A create that loses its race to
+        another create of the name is answered as a later request would be: an update of the
+        key that won (refused if the types differ)."""
         check_name(name, "key")
         if type_name is not None and type_name not in keytypes.KEY_TYPES:
-            raise InvalidRequest(
-                f"invalid type {type_name!r}; allowed: {', '.join(keytypes.KEY_TYPES)}"
-            )
+            raise InvalidRequest(f"invalid type: allowed are {', '.join(keytypes.KEY_TYPES)}")
         if auto_rotate_period is not None:
             self._check_period(auto_rotate_period)
-        existing = self.store.get_key(mount, name)
-        if existing is not None and existing.state == "deleting":
-            self._finish_delete(existing)
-            existing = None
-        if existing is None:
-            self._create(
-                mount,
-                name,
-                type_name or keytypes.DEFAULT_TYPE,
-                min_enabled_version,
-                deletion_allowed,
-                auto_rotate_period,
-            )
-            return []
-        if type_name is not None and type_name != existing.type:
+        if min_enabled_version is not None and min_enabled_version < 0:
             raise InvalidRequest(
-                f"type cannot be changed: key {name!r} is {existing.type}, not {type_name}; "
-                "create a key under another name instead"
+                "min_enabled_version must be 0 (all versions) or a version number, at least 1"
             )
-        return self._update(mount, name, min_enabled_version, deletion_allowed, auto_rotate_period)
+        material: list[keytypes.KeyMaterial] = []  # generated once, on the first create attempt
+        outcome: dict[str, Any] = {}
+
+        def attempt() -> None:
+            existing = self.store.get_key(mount, name)
+            if existing is not None and existing.state == "deleting":
+                self._finish_delete(existing)
+                raise ConcurrentChange("a deleted key of that name was still being removed")
+            if existing is None:
+                if min_enabled_version not in (None, 0, 1):
+                    raise InvalidRequest(
+                        f"min_enabled_version must be between 1 and latest_version (1), got "
+                        f"{min_enabled_version}"
+                    )
+                wanted = type_name or keytypes.DEFAULT_TYPE
+                if not material:
+                    material.append(keytypes.generate(wanted))
+                self._create(mount, name, wanted, material[0], deletion_allowed, auto_rotate_period)
+                outcome["created"] = True
+                return
+            if type_name is not None and type_name != existing.type:
+                raise InvalidRequest(
+                    f"type cannot be changed: key {name!r} is {existing.type}, not {type_name}; "
+                    "create a key under another name instead"
+                )
+            outcome.update(
+                self._update_once(
+                    existing, min_enabled_version, deletion_allowed, auto_rotate_period
+                )
+            )
+
+        optimistic(attempt, what=f"key {name!r}")
+        updated = outcome.get("key")
+        if outcome.get("min_changed") and self.propagator and updated.providers:
+            return self.propagator.after_min_enabled_change(updated)
+        return []
 
     def _check_period(self, period: int) -> None:
         if period < 0:
@@ -162,22 +169,22 @@ class KeyEngine:
                 f"auto_rotate_period must be at least 1h ({MIN_ROTATE_PERIOD} seconds), or 0 to "
                 f"turn scheduled rotation off; got {period} seconds"
             )
+        if period > MAX_DURATION:
+            raise InvalidRequest(
+                f"auto_rotate_period must be at most {MAX_DURATION // 86400}d "
+                f"({MAX_DURATION} seconds)"
+            )
 
     def _create(
         self,
         mount: str,
         name: str,
         type_name: str,
-        min_enabled_version: int | None,
+        material: keytypes.KeyMaterial,
         deletion_allowed: bool | None,
         period: int | None,
     ) -> None:
-        if min_enabled_version not in (None, 0, 1):
-            raise InvalidRequest(
-                f"min_enabled_version must be between 1 and latest_version (1), got "
-                f"{min_enabled_version}"
-            )
-        material = keytypes.generate(type_name)
+        """One attempt: ConcurrentChange if the name was taken meanwhile."""
         now = utcnow()
         version = VersionRecord(
             1,
@@ -193,71 +200,48 @@ class KeyEngine:
             min_enabled_version=1,
             deletion_allowed=bool(deletion_allowed),
             created=now,
+            uid=uuid.uuid4().hex,
         )
         key, index_ops = self._reschedule(key, period or 0, now)
         self._write_index(index_ops)
-        try:
-            self.store.commit(
-                [
-                    key_op(key, create=True),
-                    name_op(key, create=True),
-                    version_op(mount, name, version),
-                ]
-            )
-        except ConcurrentChange:
-            # Created concurrently by someone else: a create of an existing key is an update.
-            log.info("key %s/%s was created concurrently", mount, name)
-            self._update(mount, name, min_enabled_version, deletion_allowed, period)
-            return
+        self.store.commit(
+            [key_op(key, create=True), name_op(key, create=True), version_op(key, version)]
+        )
         log.info("created key %s/%s type %s", mount, name, type_name)
 
-    def _update(
+    def _update_once(
         self,
-        mount: str,
-        name: str,
+        key: KeyRecord,
         min_enabled_version: int | None,
         deletion_allowed: bool | None,
         period: int | None,
-    ) -> list[str]:
-        state: dict[str, Any] = {}
-
-        def attempt() -> None:
-            key = self.get(mount, name)
-            changes: dict[str, Any] = {}
-            if min_enabled_version is not None:
-                wanted = max(min_enabled_version, 1)  # 0 means "all versions", i.e. 1
-                if min_enabled_version < 0 or wanted > key.latest_version:
-                    raise InvalidRequest(
-                        f"min_enabled_version must be between 1 and latest_version "
-                        f"({key.latest_version}), got {min_enabled_version}"
-                    )
-                changes["min_enabled_version"] = wanted
-            if deletion_allowed is not None:
-                changes["deletion_allowed"] = deletion_allowed
-            updated = replace(key, **changes)
-            index_ops: list[Op] = []
-            if period is not None and period != key.auto_rotate_period:
-                base = self._last_rotation(key)
-                updated, index_ops = self._reschedule(updated, period, base)
-            if updated == key:
-                state["key"] = None
-                return
-            self._write_index(index_ops)
-            self.store.commit([key_op(updated)])
-            self._drop_index(key, updated)
-            state["key"] = updated
-            state["min_changed"] = updated.min_enabled_version != key.min_enabled_version
-
-        _retry(attempt)
-        updated = state.get("key")
-        if (
-            updated is not None
-            and state.get("min_changed")
-            and self.propagator
-            and updated.providers
-        ):
-            return self.propagator.after_min_enabled_change(updated)
-        return []
+    ) -> dict[str, Any]:
+        """One attempt at changing ``key`` as read: ConcurrentChange if it changed meanwhile."""
+        changes: dict[str, Any] = {}
+        if min_enabled_version is not None:
+            wanted = max(min_enabled_version, 1)  # 0 means "all versions", i.e. 1
+            if wanted > key.latest_version:
+                raise InvalidRequest(
+                    f"min_enabled_version must be between 1 and latest_version "
+                    f"({key.latest_version}), got {min_enabled_version}"
+                )
+            changes["min_enabled_version"] = wanted
+        if deletion_allowed is not None:
+            changes["deletion_allowed"] = deletion_allowed
+        updated = replace(key, **changes)
+        index_ops: list[Op] = []
+        if period is not None and period != key.auto_rotate_period:
+            base = self._last_rotation(key)
+            updated, index_ops = self._reschedule(updated, period, base)
+        if updated == key:
+            return {}
+        self._write_index(index_ops)
+        self.store.commit([key_op(updated)])
+        self._drop_index(key, updated)
+        return {
+            "key": updated,
+            "min_changed": updated.min_enabled_version != key.min_enabled_version,
+        }
 
     # -- rotation ----------------------------------------------------------------------------
 
@@ -299,12 +283,12 @@ class KeyEngine:
             updated = replace(current, latest_version=version)
             updated, index_ops = self._reschedule(updated, current.auto_rotate_period, now)
             self._write_index(index_ops)
-            self.store.commit([key_op(updated), version_op(mount, name, record)])
+            self.store.commit([key_op(updated), version_op(current, record)])
             self._drop_index(current, updated)
             result["key"] = updated
             result["version"] = version
 
-        _retry(attempt)
+        optimistic(attempt, what=f"key {name!r}")
         if result.get("skipped"):
             return 0, []
         key, version = result["key"], result["version"]
@@ -317,11 +301,14 @@ class KeyEngine:
     # -- delete ------------------------------------------------------------------------------
 
     def delete(self, mount: str, name: str) -> None:
+        """Delete a key: mark it ``deleting`` (it disappears from reads and lists at once),
+        then remove its rows. Idempotent: a key already gone, or gone half-way, is done."""
         check_name(name, "key")
-        key = self.store.get_key(mount, name)
-        if key is None:
-            return
-        if key.state == "active":
+
+        def mark() -> KeyRecord | None:
+            key = self.store.get_key(mount, name)
+            if key is None or key.state != "active":
+                return key
             if not key.deletion_allowed:
                 raise InvalidRequest(
                     f"key {name!r} cannot be deleted: deletion_allowed is false; "
@@ -333,28 +320,41 @@ class KeyEngine:
                     f"{sorted(key.providers)}; remove it from them first"
                 )
             marked = replace(key, state="deleting")
-            try:
-                etag, _ = self.store.commit([key_op(marked), name_op(marked)])
-            except ConcurrentChange:
-                raise InvalidRequest(
-                    f"key {name!r} changed while it was being deleted; try again"
-                ) from None
-            key = replace(marked, etag=etag)
+            etag, _ = self.store.commit([key_op(marked), name_op(marked)])
+            return replace(marked, etag=etag)
+
+        key = optimistic(mark, what=f"key {name!r}")
+        if key is None:
+            return
         self._finish_delete(key)
-        log.info("deleted key %s/%s", mount, key.name)
+        log.info("deleted key %s/%s", mount, name)
 
     def _finish_delete(self, key: KeyRecord) -> None:
-        """Remove a key marked deleting: versions first, the key row (which hides them) last."""
-        rows = self.store.version_row_keys(key.mount, key.name)
-        self.store.commit_many([delete_op(key.mount, rk) for rk in rows])
-        if key.rotation_slot:
-            self.store.commit([delete_op(ROTATION_PARTITION, key.rotation_slot)])
-        self.store.commit(
-            [
-                delete_op(key.mount, key_rk(key.name), key.etag),
-                delete_op(key.mount, name_rk(key.name)),
-            ]
-        )
+        """Remove a key marked deleting: versions first, the key row (which hides them) last.
+        Safe to run from several places at once, and after a crash at any step."""
+
+        def finish() -> None:
+            current = self.store.get_key(key.mount, key.name)
+            if current is None or current.state != "deleting" or current.uid != key.uid:
+                return  # finished by someone else (and maybe created again since)
+            self.store.delete_rows(current.mount, self.store.version_rows(current))
+            if current.rotation_slot:
+                self.store.delete_rows(ROTATION_PARTITION, [(current.rotation_slot, None)])
+            try:
+                self.store.commit(
+                    [
+                        delete_op(current.mount, key_rk(current.name), current.etag),
+                        delete_op(current.mount, name_rk(current.name)),
+                    ]
+                )
+            except ConcurrentChange:
+                again = self.store.get_key(key.mount, key.name)
+                if again is None or again.etag != current.etag:
+                    raise  # it changed: look again
+                # Unchanged, so the list row is what is missing: the key row goes alone.
+                self.store.commit([delete_op(current.mount, key_rk(current.name), current.etag)])
+
+        optimistic(finish, what=f"the removal of key {key.name!r}")
 
     # -- rotation schedule -------------------------------------------------------------------
 

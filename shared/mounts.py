@@ -59,6 +59,10 @@ class Mounts:
         self._known.discard(name)
         log.info("disabled mount %s", name)
 
+    def forget(self) -> None:
+        """Drop the cache of known mounts (the table was lost and recreated)."""
+        self._known.clear()
+
     def exists(self, path: str, *, for_write: bool = False) -> bool:
         # Reads may trust the cache: a disabled mount holds no keys, so they find nothing.
         # Writes always look, so nothing is written under a mount another instance disabled.

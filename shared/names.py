@@ -10,6 +10,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _MOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 MAX_NAME = 100  # leaves room for "-<unix seconds>" within Key Vault's 127 characters
 MAX_MOUNT = 64
+MAX_DURATION = 100 * 365 * 86400  # the longest period or expiry any field takes: 100 years
 # Functions host routes (admin, runtime) and our own top-level API paths.
 RESERVED_MOUNTS = frozenset({"sys", "auth", "admin", "runtime", "identity", "cubbyhole"})
 _AZURE_KEY_NAME = re.compile(r"[0-9A-Za-z-]+")

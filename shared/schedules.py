@@ -26,8 +26,14 @@ def rotation_sweep(
     started = time.monotonic()
     now = now or utcnow()  # the moment the sweep reads the due entries (tests pin it)
     store, keys = service.store, service.keys
-    due = store.due_rotations(now)
-    rotated = failed = skipped = 0
+    failures: list[str] = []
+
+    def tampered(exc: Exception) -> None:
+        failures.append(str(exc))
+
+    due = store.due_rotations(now, on_tampered=tampered)
+    rotated = skipped = 0
+    failed = len(failures)
     warnings: list[str] = []
     for slot, mount, name in due:
         try:
@@ -45,9 +51,11 @@ def rotation_sweep(
                 skipped += 1
         except EngineError as exc:
             failed += 1
+            failures.append(f"{mount}/{name}: {exc}")
             log.warning("rotation of %s/%s failed: %s", mount, name, exc)
-        except Exception:
+        except Exception as exc:
             failed += 1
+            failures.append(f"{mount}/{name}: internal error ({type(exc).__name__})")
             log.exception("rotation of %s/%s failed", mount, name)
     summary = {
         "time": rfc3339(now),
@@ -58,6 +66,7 @@ def rotation_sweep(
         "failed": failed,
         "duration_ms": int((time.monotonic() - started) * 1000),
         "warnings": warnings[:50],
+        "failures": failures[:50],
     }
     log.info(
         "rotation sweep: due=%d rotated=%d skipped=%d failed=%d duration=%dms%s",
@@ -76,10 +85,24 @@ def reconcile_all(service: Any) -> dict[str, Any]:
     """Finish pending distribution work everywhere, enforce enabled states, report drift."""
     started = time.monotonic()
     now = utcnow()
-    reports = []
+    reports: list[dict[str, Any]] = []
     distributor = service.distribution
-    for dist in service.store.all_distributions():
-        reports.append(distributor.reconcile(dist))
+
+    def tampered(exc: Exception) -> None:
+        reports.append(_failed_report(str(exc)))
+
+    # Each distribution alone: one that fails (even unexpectedly) is reported, the rest run.
+    for dist in service.store.all_distributions(on_tampered=tampered):
+        try:
+            reports.append(distributor.reconcile(dist))
+        except Exception as exc:
+            log.exception("reconcile of %s/%s in %s failed", dist.mount, dist.key, dist.provider)
+            reports.append(
+                _failed_report(
+                    f"internal error ({type(exc).__name__}); the server log has the details",
+                    dist,
+                )
+            )
     drift = [
         {
             "mount": r["mount"],
@@ -138,6 +161,19 @@ def reconcile_all(service: Any) -> dict[str, Any]:
         )
     _save(service, "reconcile", summary)
     return summary
+
+
+def _failed_report(message: str, dist: Any = None) -> dict[str, Any]:
+    return {
+        "mount": getattr(dist, "mount", ""),
+        "provider": getattr(dist, "provider", ""),
+        "key": getattr(dist, "key", ""),
+        "name": getattr(dist, "remote_name", ""),
+        "imported": [],
+        "enabled_changed": [],
+        "drift": [],
+        "errors": [message],
+    }
 
 
 def _missing_permissions(reports: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:

@@ -46,8 +46,8 @@ def _seal_key(settings: Settings) -> SealKey:
 
 
 def build(settings: Settings, *, table_client: Any = None) -> Service:
-    store = Store(settings, table_client=table_client)
     sealer = Sealer(_LazySealKey(settings))
+    store = Store(settings, sealer, table_client=table_client)
     keys = KeyEngine(store, sealer, allow_short_rotation=settings.allow_short_rotation)
     service = Service(
         settings=settings,
@@ -59,8 +59,18 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
     )
     service.distribution = Distributor(service)
     keys.propagator = service.distribution
-    for mount in settings.default_mounts:
-        service.mounts.ensure(mount)
+
+    def ensure_default_mounts() -> None:
+        for mount in settings.default_mounts:
+            service.mounts.ensure(mount)
+
+    # A table found missing is recreated empty: caches go, and the default mounts come back.
+    store.on_table_lost += [
+        service.mounts.forget,
+        service.distribution.forget,
+        ensure_default_mounts,
+    ]
+    ensure_default_mounts()
     return service
 
 

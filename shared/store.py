@@ -16,16 +16,32 @@ The partition ``_sys`` holds ``mount:<name>`` rows; ``_rotation`` holds the rota
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import hmac
 import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from shared.errors import UpstreamUnavailable
-from shared.seal import Sealed
+from shared.errors import (
+    ConcurrentChange,
+    InvalidRequest,
+    RowTampered,
+    SealError,
+    StorageLost,
+    UpstreamUnavailable,
+)
+from shared.seal import Sealed, Sealer
 from shared.settings import Settings
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +51,18 @@ STATUS_PARTITION = "_status"  # last results of the rotation sweep and the recon
 DRIFT_PARTITION = "_drift"  # drift reported by Key Vault events
 REMOTE_PARTITION = "_remote"  # <vault>:<remote key name> → the distribution that owns it
 MAX_TRANSACTION = 100  # Table Storage's limit per entity-group transaction
+# Table Storage's property limits: a string of at most 32K UTF-16 code units, binary 64 KiB.
+MAX_STRING_PROPERTY = 32 * 1024
+MAX_BINARY_PROPERTY = 64 * 1024
+MAC_KEY_ROW = "row-mac-key"  # in SYS_PARTITION: the row MAC key, sealed (AEAD-protected)
+MAC_COLUMN = "mac"
+SEALED_PREFIXES = ("seal", "cred")  # each sealed value is <prefix>_kid, _dek, _ct (+ _sha)
+_BLOB_COLUMNS = frozenset(f"{p}_{part}" for p in SEALED_PREFIXES for part in ("kid", "dek", "ct"))
+MAX_ATTEMPTS = 60
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
 
 
 def utcnow() -> dt.datetime:
@@ -71,6 +99,9 @@ class KeyRecord:
     next_rotation_time: dt.datetime | None = None
     rotation_slot: str = ""  # RowKey of the rotation index entry, "" when none
     providers: tuple[str, ...] = ()
+    # This key's incarnation: its versions carry it, so a delete finishing late never
+    # touches the versions of a key created again under the same name.
+    uid: str = ""
     etag: str | None = field(default=None, compare=False)
 
 
@@ -132,8 +163,9 @@ _KEY_COLUMNS = [
     "next_rotation_time",
     "rotation_slot",
     "providers",
+    "uid",
 ]
-_PUBLIC_VERSION_COLUMNS = ["version", "creation_time", "public_key"]
+_PUBLIC_VERSION_COLUMNS = ["version", "creation_time", "public_key", "seal_sha", "key_uid"]
 
 
 # -- entity mapping ----------------------------------------------------------------------------
@@ -184,6 +216,7 @@ def _key_entity(k: KeyRecord) -> dict[str, Any]:
         "auto_rotate_period": _int64(k.auto_rotate_period),
         "rotation_slot": k.rotation_slot,
         "providers": json.dumps(list(k.providers)),
+        "uid": k.uid,
     }
     if k.next_rotation_time is not None:
         entity["next_rotation_time"] = k.next_rotation_time
@@ -204,6 +237,7 @@ def _key_from(entity: Any, mount: str | None = None) -> KeyRecord:
         next_rotation_time=entity.get("next_rotation_time"),
         rotation_slot=entity.get("rotation_slot", ""),
         providers=tuple(json.loads(entity.get("providers") or "[]")),
+        uid=entity.get("uid") or "",
         etag=entity.metadata.get("etag"),
     )
 
@@ -224,11 +258,12 @@ def _sealed_from(entity: Any, prefix: str) -> Sealed | None:
     )
 
 
-def _version_entity(mount: str, name: str, v: VersionRecord) -> dict[str, Any]:
+def _version_entity(mount: str, name: str, v: VersionRecord, key_uid: str) -> dict[str, Any]:
     assert v.sealed is not None
     entity = {
         "PartitionKey": mount,
         "RowKey": version_rk(name, v.version),
+        "key_uid": key_uid,
         "version": v.version,
         "creation_time": v.creation_time,
         **_sealed_fields("seal", v.sealed),
@@ -360,8 +395,8 @@ def name_op(k: KeyRecord, *, create: bool = False) -> Op:
     return create_op(entity) if create else upsert_op(entity)
 
 
-def version_op(mount: str, name: str, v: VersionRecord) -> Op:
-    return create_op(_version_entity(mount, name, v))
+def version_op(key: KeyRecord, v: VersionRecord) -> Op:
+    return create_op(_version_entity(key.mount, key.name, v, key.uid))
 
 
 def provider_op(p: ProviderRecord, *, create: bool = False) -> Op:
@@ -372,8 +407,92 @@ def dist_op(d: Distribution, *, create: bool = False) -> Op:
     return create_op(_dist_entity(d)) if create else update_op(_dist_entity(d), d.etag)
 
 
-class ConcurrentChange(Exception):
-    """An ETag or existence condition failed: someone else changed the row first."""
+def optimistic(operation: Callable[[], T], *, what: str, attempts: int = MAX_ATTEMPTS) -> T:
+    """Run an optimistic read-modify-write until it wins its ETag race: the one retry helper.
+
+    ``operation`` must read what it changes afresh on each call. Retries are bounded and
+    jittered; a row that changed under every attempt ends in ConcurrentChange (409)."""
+    for attempt in range(attempts):
+        try:
+            return operation()
+        except ConcurrentChange:
+            if attempt == attempts - 1:
+                break
+            time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))  # noqa: S311
+    raise ConcurrentChange(f"{what} kept changing concurrently ({attempts} attempts); retry")
+
+
+# -- row integrity -------------------------------------------------------------------------------
+
+
+def _canonical_value(value: Any) -> Any:
+    value = getattr(value, "value", value)  # EntityProperty (Int64, typed values)
+    if isinstance(value, bool):
+        return ["b", value]
+    if isinstance(value, int):
+        return ["i", str(value)]
+    if isinstance(value, float):
+        return ["f", repr(value)]
+    if isinstance(value, dt.datetime):
+        return ["t", value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")]
+    if isinstance(value, (bytes, bytearray)):
+        return ["x", base64.b64encode(bytes(value)).decode()]
+    if isinstance(value, str):
+        return ["s", value]
+    raise TypeError(f"cannot authenticate a column of type {type(value).__name__}")
+
+
+def _sealed_digest(entity: Any, prefix: str) -> str:
+    parts = [
+        str(entity[f"{prefix}_kid"]).encode(),
+        bytes(entity[f"{prefix}_dek"]),
+        bytes(entity[f"{prefix}_ct"]),
+    ]
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()
+
+
+class RowMac:
+    """HMAC-SHA256 over a row's identity (PartitionKey, RowKey) and every column, type-tagged.
+
+    Sealed values are covered by their own AEAD and, through a ``<prefix>_sha`` column holding
+    their digest, by the MAC too, so a read that does not fetch the blobs still checks the row
+    and a read that does checks the blobs belong to it."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        self.fingerprint = hashlib.sha256(b"azure-keymgmt/row-mac-id" + key).hexdigest()[:16]
+
+    def tag(self, entity: Any, partition: str | None = None, row: str | None = None) -> str:
+        pk = partition if partition is not None else entity["PartitionKey"]
+        rk = row if row is not None else entity["RowKey"]
+        columns = sorted(
+            [name, _canonical_value(value)]
+            for name, value in entity.items()
+            if value is not None
+            and name not in (MAC_COLUMN, "PartitionKey", "RowKey", "Timestamp")
+            and name not in _BLOB_COLUMNS
+        )
+        message = json.dumps([pk, rk, columns], separators=(",", ":"), ensure_ascii=False)
+        return hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()
+
+    def check(self, entity: Any, partition: str, row: str) -> None:
+        stored = entity.get(MAC_COLUMN)
+        refused = RowTampered(
+            f"stored row {partition}/{row} failed its integrity check: it was changed outside "
+            "the engine; refusing to use it (restore it from a backup, or delete it)"
+        )
+        if not isinstance(stored, str) or not hmac.compare_digest(
+            stored, self.tag(entity, partition, row)
+        ):
+            raise refused
+        for prefix in SEALED_PREFIXES:
+            if entity.get(f"{prefix}_ct") is not None and not hmac.compare_digest(
+                str(entity.get(f"{prefix}_sha") or ""), _sealed_digest(entity, prefix)
+            ):
+                raise refused
 
 
 # -- the store -----------------------------------------------------------------------------------
@@ -382,10 +501,17 @@ class ConcurrentChange(Exception):
 class Store:
     """The engine's view of Table Storage. Builds its client lazily."""
 
-    def __init__(self, settings: Settings, *, table_client: Any = None) -> None:
+    def __init__(self, settings: Settings, sealer: Sealer, *, table_client: Any = None) -> None:
         self.settings = settings
         self.table_name = f"{settings.table_prefix}state"
         self._table = table_client
+        self._service_client: Any = None
+        self._sealer = sealer
+        self._mac: RowMac | None = None
+        self._mac_lock = threading.Lock()
+        self._mac_checked = 0.0  # when the integrity key was last read again
+        # Called after the table was found missing and recreated: whoever caches state drops it.
+        self.on_table_lost: list[Callable[[], None]] = []
         self.request_count = 0  # Table requests sent by this store (sweep cost tests read it)
         self.entities_read = 0
 
@@ -396,7 +522,6 @@ class Store:
         return self._table
 
     def _make_client(self) -> Any:
-        from azure.core.exceptions import ResourceExistsError
         from azure.data.tables import TableServiceClient
 
         storage = self.settings.storage
@@ -407,15 +532,144 @@ class Store:
 
             credential = ManagedIdentityCredential(client_id=storage.client_id)
             service = TableServiceClient(endpoint=storage.table_service_uri, credential=credential)
+        self._service_client = service
+        self._create_table()
+        return service.get_table_client(self.table_name)
+
+    def _create_table(self) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
         try:
-            service.create_table(self.table_name)
+            self._service_client.create_table(self.table_name)
         except ResourceExistsError:
             pass
         except Exception as exc:
             raise UpstreamUnavailable(
                 f"Table Storage is not reachable: {type(exc).__name__}"
             ) from None
-        return service.get_table_client(self.table_name)
+
+    # -- the table going away ----------------------------------------------------------------
+
+    @staticmethod
+    def _is_table_missing(exc: Exception) -> bool:
+        code = getattr(exc, "error_code", None)
+        code = getattr(code, "value", code)  # an error code enum, or its string
+        if code is None and getattr(exc, "status_code", None) == 404:
+            code = "TableNotFound" if "TableNotFound" in str(exc) else None
+        return code == "TableNotFound"
+
+    def _table_lost(self) -> StorageLost:
+        """The table is gone: recreate it, drop every cache, and say so (503)."""
+        log.error(
+            "Table Storage table %s was not found: it was deleted, or the storage emulator "
+            "restarted without persistence; recreating it (data written before is gone unless "
+            "restored)",
+            self.table_name,
+        )
+        with self._mac_lock:
+            self._mac = None
+        if self._service_client is not None:
+            self._create_table()
+        for listener in list(self.on_table_lost):
+            try:
+                listener()
+            except Exception:
+                log.exception("a cache could not be reset after the table was lost")
+        return StorageLost(
+            f"Table Storage table {self.table_name} was not found (deleted, or the storage "
+            "emulator restarted without persistence); it was recreated empty: retry the request"
+        )
+
+    # -- row integrity -----------------------------------------------------------------------
+
+    def _row_mac(self) -> RowMac:
+        with self._mac_lock:
+            if self._mac is None:
+                self._mac = RowMac(self._load_mac_key())
+            return self._mac
+
+    def _load_mac_key(self) -> bytes:
+        """The row MAC key: 256 random bits, sealed in ``_sys/row-mac-key`` (its AEAD binds it
+        to this table), created by the first instance that needs it."""
+        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+
+        context = f"azure-keymgmt/v1/row-mac-key/{self.table_name}"
+        for _ in range(3):
+            try:
+                entity = self.table.get_entity(SYS_PARTITION, MAC_KEY_ROW)
+            except ResourceNotFoundError as exc:
+                if self._is_table_missing(exc):
+                    raise self._table_lost() from None
+                entity = None
+            self.request_count += 1
+            if entity is not None:
+                sealed = _sealed_from(entity, "seal")
+                if sealed is None:
+                    raise RowTampered(f"stored row {SYS_PARTITION}/{MAC_KEY_ROW} is damaged")
+                try:
+                    return self._sealer.open(sealed, context)
+                except SealError:
+                    raise RowTampered(
+                        f"stored row {SYS_PARTITION}/{MAC_KEY_ROW} (the row integrity key) does "
+                        "not open with the seal key: it was replaced, or the seal key changed"
+                    ) from None
+            key = os.urandom(32)
+            row = {
+                "PartitionKey": SYS_PARTITION,
+                "RowKey": MAC_KEY_ROW,
+                **_sealed_fields("seal", self._sealer.seal(key, context)),
+            }
+            try:
+                self.request_count += 1
+                self.table.create_entity(row)
+                return key
+            except ResourceExistsError:
+                continue  # another instance made it first: use theirs
+        raise UpstreamUnavailable("the row integrity key could not be read or created")
+
+    def _verified(self, entity: Any, partition: str | None = None) -> Any:
+        pk = partition if partition is not None else entity["PartitionKey"]
+        try:
+            self._row_mac().check(entity, pk, entity["RowKey"])
+        except RowTampered:
+            # Another instance may have recreated a lost table (and its integrity key): look
+            # at the key row again, at most every few seconds, before calling the row bad.
+            if not self._reload_mac():
+                raise
+            self._row_mac().check(entity, pk, entity["RowKey"])
+        return entity
+
+    def _reload_mac(self) -> bool:
+        """Read the integrity key again; True if it changed."""
+        with self._mac_lock:
+            if time.monotonic() - self._mac_checked < 5:
+                return False
+            self._mac_checked = time.monotonic()
+            before = self._mac
+            self._mac = None
+        fresh = self._row_mac()
+        return before is None or fresh.fingerprint != before.fingerprint
+
+    def _authenticate(self, entity: dict[str, Any]) -> dict[str, Any]:
+        """The entity as written: size-checked, with its sealed digests and MAC."""
+        for name, value in entity.items():
+            raw = getattr(value, "value", value)
+            if isinstance(raw, str) and len(raw.encode("utf-16-le")) > 2 * MAX_STRING_PROPERTY:
+                raise InvalidRequest(
+                    f"{name} is too long to store: {len(raw)} characters; Table Storage allows "
+                    f"{MAX_STRING_PROPERTY} per value"
+                )
+            if isinstance(raw, (bytes, bytearray)) and len(raw) > MAX_BINARY_PROPERTY:
+                raise InvalidRequest(
+                    f"{name} is too large to store: {len(raw)} bytes; Table Storage allows "
+                    f"{MAX_BINARY_PROPERTY} per value"
+                )
+        entity = dict(entity)
+        for prefix in SEALED_PREFIXES:
+            if f"{prefix}_ct" in entity:
+                entity[f"{prefix}_sha"] = _sealed_digest(entity, prefix)
+        entity[MAC_COLUMN] = self._row_mac().tag(entity)
+        return entity
 
     # -- low level ---------------------------------------------------------------------------
 
@@ -424,26 +678,72 @@ class Store:
 
         self.request_count += 1
         try:
-            entity = self.table.get_entity(partition, row, select=list(select) if select else None)
-        except ResourceNotFoundError:
+            entity = self.table.get_entity(
+                partition, row, select=[*select, "RowKey", MAC_COLUMN] if select else None
+            )
+        except ResourceNotFoundError as exc:
+            if self._is_table_missing(exc):
+                raise self._table_lost() from None
             return None
+        except Exception as exc:
+            raise self._unavailable(exc) from None
         self.entities_read += 1
-        return entity
+        return self._verified(entity, partition)
+
+    def _unavailable(self, exc: Exception) -> Exception:
+        from azure.core.exceptions import HttpResponseError
+
+        if isinstance(exc, HttpResponseError) and self._is_table_missing(exc):
+            return self._table_lost()
+        return exc
 
     def _query(
-        self, flt: str, parameters: dict[str, Any], select: Sequence[str] | None = None
+        self,
+        flt: str,
+        parameters: dict[str, Any],
+        select: Sequence[str] | None = None,
+        *,
+        verify: bool = True,
+        on_tampered: Callable[[RowTampered], None] | None = None,
+        page_size: int | None = None,
     ) -> Iterator[Any]:
+        """Rows matching ``flt``, each checked against its MAC (``select`` must then name every
+        column the rows have). ``on_tampered``: report a bad row and go on instead of raising."""
+        from azure.core.exceptions import HttpResponseError
+
+        if select:
+            select = list(dict.fromkeys([*select, "PartitionKey", "RowKey", MAC_COLUMN]))
         pages = self.table.query_entities(
-            flt, parameters=parameters, select=list(select) if select else None
+            flt,
+            parameters=parameters,
+            select=list(select) if select else None,
+            **({"results_per_page": page_size} if page_size else {}),
         ).by_page()
-        for page in pages:
-            self.request_count += 1
-            for entity in page:
-                self.entities_read += 1
-                yield entity
+        try:
+            for page in pages:
+                self.request_count += 1
+                for entity in page:
+                    self.entities_read += 1
+                    if verify:
+                        try:
+                            self._verified(entity)
+                        except RowTampered as exc:
+                            if on_tampered is None:
+                                raise
+                            on_tampered(exc)
+                            continue
+                    yield entity
+        except HttpResponseError as exc:
+            if self._is_table_missing(exc):
+                raise self._table_lost() from None
+            raise
 
     def _range(
-        self, partition: str, prefix: str, select: Sequence[str] | None = None
+        self,
+        partition: str,
+        prefix: str,
+        select: Sequence[str] | None = None,
+        **options: Any,
     ) -> Iterator[Any]:
         # ';' sorts right after ':', so [prefix, prefix[:-1] + ';') is exactly the prefix range.
         assert prefix.endswith(":")
@@ -451,13 +751,18 @@ class Store:
             "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
             {"pk": partition, "lo": prefix, "hi": prefix[:-1] + ";"},
             select,
+            **options,
         )
 
     def commit(self, ops: Sequence[Op]) -> list[str | None]:
         """Apply ops atomically (one partition, at most 100); returns each row's new ETag.
         ConcurrentChange on a lost race."""
         from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+        from azure.core.exceptions import (
+            HttpResponseError,
+            ResourceExistsError,
+            ResourceModifiedError,
+        )
         from azure.data.tables import TableTransactionError, UpdateMode
 
         if not ops:
@@ -466,6 +771,7 @@ class Store:
             raise ValueError(f"a transaction holds at most {MAX_TRANSACTION} operations")
         batch: list[Any] = []
         for op in ops:
+            entity = op.entity if op.kind == "delete" else self._authenticate(op.entity)
             options: dict[str, Any] = {}
             if op.kind == "update":
                 options = {"mode": UpdateMode.REPLACE}
@@ -475,22 +781,44 @@ class Store:
                 options = {"mode": UpdateMode.REPLACE}
             elif op.kind == "delete" and op.etag:
                 options = {"etag": op.etag, "match_condition": MatchConditions.IfNotModified}
-            batch.append((op.kind, op.entity, options) if options else (op.kind, op.entity))
+            batch.append((op.kind, entity, options) if options else (op.kind, entity))
         self.request_count += 1
         try:
             results = self.table.submit_transaction(batch)
         except (TableTransactionError, ResourceModifiedError, ResourceExistsError) as exc:
             status = getattr(exc, "status_code", None)
+            if self._is_table_missing(exc):
+                raise self._table_lost() from None
             if status in (409, 412) or isinstance(
                 exc, (ResourceModifiedError, ResourceExistsError)
             ):
-                raise ConcurrentChange(str(exc).splitlines()[0]) from None
+                raise ConcurrentChange("a row changed concurrently: " + _first_line(exc)) from None
             if status == 404:
                 raise ConcurrentChange(
                     "a row changed by this transaction no longer exists"
                 ) from None
             raise
+        except HttpResponseError as exc:
+            if self._is_table_missing(exc):
+                raise self._table_lost() from None
+            raise
         return [result.get("etag") for result in results]
+
+    def delete_rows(self, partition: str, rows: Sequence[tuple[str, str | None]]) -> None:
+        """Delete rows (RowKey, ETag or None), in transactions of 100. A row already gone is
+        done; a row whose ETag no longer matches (recreated meanwhile) is left alone."""
+        pending = list(rows)
+        while pending:
+            chunk, pending = pending[:MAX_TRANSACTION], pending[MAX_TRANSACTION:]
+            try:
+                self.commit([delete_op(partition, rk, etag) for rk, etag in chunk])
+            except ConcurrentChange:
+                # One row of the chunk is gone or changed: settle each row alone.
+                for rk, etag in chunk:
+                    try:
+                        self.commit([delete_op(partition, rk, etag)])
+                    except ConcurrentChange:
+                        pass
 
     def commit_many(self, ops: Sequence[Op]) -> None:
         """Apply ops in chunks of 100; each chunk is atomic, the whole is not."""
@@ -538,14 +866,14 @@ class Store:
         self.commit([delete_op(SYS_PARTITION, f"mount:{name}")])
 
     def partition_has(self, mount: str, prefix: str) -> bool:
-        pages = self.table.query_entities(
+        rows = self._query(
             "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
-            parameters={"pk": mount, "lo": prefix, "hi": prefix[:-1] + ";"},
+            {"pk": mount, "lo": prefix, "hi": prefix[:-1] + ";"},
             select=["RowKey"],
-            results_per_page=1,
-        ).by_page()
-        self.request_count += 1
-        return any(True for _ in next(pages, []))
+            verify=False,
+            page_size=1,
+        )
+        return next(rows, None) is not None
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -588,11 +916,14 @@ class Store:
         entity = self._get(mount, version_rk(name, version))
         return None if entity is None else _version_from(entity)
 
-    def version_row_keys(self, mount: str, name: str) -> list[str]:
+    def version_rows(self, key: KeyRecord) -> list[tuple[str, str | None]]:
+        """(RowKey, ETag) of the version rows of this incarnation of a key (for deletion)."""
         return [
-            e["RowKey"]
-            for e in self._range(mount, f"key:{name}:", select=["RowKey"])
-            if e["RowKey"] != key_rk(name)
+            (e["RowKey"], e.metadata.get("etag"))
+            for e in self._range(
+                key.mount, f"key:{key.name}:", select=["RowKey", "key_uid"], verify=False
+            )
+            if e["RowKey"] != key_rk(key.name) and (e.get("key_uid") or "") == key.uid
         ]
 
     # -- providers and distributions -------------------------------------------------------------
@@ -608,9 +939,15 @@ class Store:
         entity = self._get(mount, dist_rk(provider, key))
         return None if entity is None else _dist_from(entity)
 
-    def list_distributions(self, mount: str, provider: str | None = None) -> list[Distribution]:
+    def list_distributions(
+        self,
+        mount: str,
+        provider: str | None = None,
+        *,
+        on_tampered: Callable[[RowTampered], None] | None = None,
+    ) -> list[Distribution]:
         prefix = f"dist:{provider}:" if provider else "dist:"
-        return [_dist_from(e) for e in self._range(mount, prefix)]
+        return [_dist_from(e) for e in self._range(mount, prefix, on_tampered=on_tampered)]
 
     def remote_owner(self, vault: str, remote_name: str) -> tuple[str, str, str] | None:
         entity = self._get(REMOTE_PARTITION, f"{vault.lower()}:{remote_name}")
@@ -618,12 +955,15 @@ class Store:
             return None
         return entity["mount"], entity["provider"], entity["key"]
 
-    def due_rotations(self, now: dt.datetime) -> list[tuple[str, str, str]]:
+    def due_rotations(
+        self, now: dt.datetime, *, on_tampered: Callable[[RowTampered], None] | None = None
+    ) -> list[tuple[str, str, str]]:
         """(slot, mount, key) of index entries due at ``now``: one range query, due ones only."""
         rows = self._query(
             "PartitionKey eq @pk and RowKey lt @hi",
             {"pk": ROTATION_PARTITION, "hi": f"{int(now.timestamp()):012d};"},
             select=["RowKey", "mount", "key"],
+            on_tampered=on_tampered,
         )
         return [(e["RowKey"], e["mount"], e["key"]) for e in rows]
 
@@ -665,7 +1005,10 @@ class Store:
                 break
         return rows
 
-    def all_distributions(self) -> Iterable[Distribution]:
-        """Every distribution in every mount (the reconciler's work list)."""
+    def all_distributions(
+        self, *, on_tampered: Callable[[RowTampered], None] | None = None
+    ) -> Iterable[Distribution]:
+        """Every distribution in every mount (the reconciler's work list). With
+        ``on_tampered``, a row that fails its check is reported and the rest still come."""
         for mount in self.list_mounts():
-            yield from self.list_distributions(mount.name)
+            yield from self.list_distributions(mount.name, on_tampered=on_tampered)

@@ -8,6 +8,7 @@ and ``ApiResponse`` back into the trigger's response. Field parsing follows Vaul
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from shared.errors import EngineError, InvalidRequest, PayloadTooLarge
+from shared.names import MAX_DURATION
 
 JSON = "application/json"
 
@@ -29,10 +31,11 @@ class ApiRequest:
 
     @property
     def token(self) -> str | None:
-        token = self.headers.get("x-vault-token")
+        # Surrounding whitespace is not part of a token, on either side (as Vault trims it).
+        token = self.headers.get("x-vault-token", "").strip()
         if token:
             return token
-        auth = self.headers.get("authorization", "")
+        auth = self.headers.get("authorization", "").strip()
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
@@ -114,7 +117,7 @@ def parse_go_bool(value: str, name: str) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise InvalidRequest(f"{name}: invalid boolean value {value!r}; use true or false")
+    raise InvalidRequest(f"{name}: invalid boolean value; use true or false")
 
 
 def is_list(request: ApiRequest) -> bool:
@@ -140,8 +143,41 @@ def operation(request: ApiRequest) -> str:
     return method.lower()
 
 
+MAX_JSON_DEPTH = 32  # the deepest body any path takes is 2 levels (credentials as an object)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests (iteratively: a deep body must not exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def parse_body(request: ApiRequest, max_bytes: int) -> dict[str, Any]:
-    """The body as a dict: a JSON object, ``null`` or empty (→ {}), or a form (→ strings)."""
+    """The body as a dict: a JSON object, ``null`` or empty (→ {}), or a form (→ strings).
+    Numbers must be finite and nesting shallow; nothing of the body is repeated in errors."""
     body = request.body
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"request body too large: {len(body)} bytes, limit {max_bytes}")
@@ -155,36 +191,76 @@ def parse_body(request: ApiRequest, max_bytes: int) -> dict[str, Any]:
         except (UnicodeDecodeError, ValueError):
             raise InvalidRequest("request body is not a valid form") from None
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise InvalidRequest(
+            f"failed to parse JSON input: nested more than {MAX_JSON_DEPTH} levels deep"
+        ) from None
     except (UnicodeDecodeError, ValueError):
-        raise InvalidRequest("failed to parse JSON input: request body is not valid JSON") from None
+        raise InvalidRequest(
+            "failed to parse JSON input: request body is not valid JSON (numbers must be "
+            "finite: NaN, Infinity and out-of-range numbers are refused)"
+        ) from None
     if value is None:
         return {}
     if not isinstance(value, dict):
         kind = {list: "an array", str: "a string", bool: "a boolean"}.get(type(value), "a number")
         raise InvalidRequest(f"request body must be a JSON object, got {kind}")
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise InvalidRequest(
+            f"failed to parse JSON input: nested more than {MAX_JSON_DEPTH} levels deep"
+        )
     return value
 
 
 # -- weak field decoding (Vault's mapstructure.WeakDecode) -------------------------------------
 
 
-def weak_int(value: Any, name: str) -> int:
+# Validation messages name the field and what it takes, never the value sent: a value may be a
+# secret sent in the wrong field or with the wrong type.
+
+
+def _kind(value: Any) -> str:
     if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
     if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "null" if value is None else "a value of another type"
+
+
+MAX_INT = 2**63 - 1  # what Table Storage's Int64 holds
+
+
+def weak_int(value: Any, name: str) -> int:
+    result: int | None = None
+    if isinstance(value, bool):
+        result = int(value)
+    elif isinstance(value, int):
+        result = value
+    elif isinstance(value, float) and value.is_integer():
+        result = int(value)
+    elif isinstance(value, str):
         text = value.strip()
         if text == "":
             return 0
-        try:
-            return int(text, 10)
-        except ValueError:
-            pass
-    raise InvalidRequest(f"Field validation failed: {name} must be an integer, got {value!r}")
+        if len(text) <= 20:
+            try:
+                result = int(text, 10)
+            except ValueError:
+                result = None
+    if result is None:
+        raise InvalidRequest(
+            f"Field validation failed: {name} must be an integer, got {_kind(value)}"
+        )
+    if not -MAX_INT <= result <= MAX_INT:
+        raise InvalidRequest(f"Field validation failed: {name} is out of range")
+    return result
 
 
 def weak_bool(value: Any, name: str) -> bool:
@@ -200,17 +276,31 @@ def weak_bool(value: Any, name: str) -> bool:
             return True
         if text in _FALSE:
             return False
-    raise InvalidRequest(f"Field validation failed: {name} must be true or false, got {value!r}")
+    raise InvalidRequest(
+        f"Field validation failed: {name} must be true or false, got {_kind(value)}"
+    )
 
 
-def weak_str(value: Any, name: str) -> str:
+MAX_STRING = 1024  # the longest value of any string field, unless the field says otherwise
+
+
+def weak_str(value: Any, name: str, max_length: int = MAX_STRING) -> str:
     if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    raise InvalidRequest(f"Field validation failed: {name} must be a string, got {value!r}")
+        text = value
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (int, float)):
+        text = str(value)
+    else:
+        raise InvalidRequest(
+            f"Field validation failed: {name} must be a string, got {_kind(value)}"
+        )
+    if len(text) > max_length:
+        raise InvalidRequest(
+            f"Field validation failed: {name} is too long: {len(text)} characters, at most "
+            f"{max_length}"
+        )
+    return text
 
 
 def comma_list(value: Any, name: str) -> list[str]:
@@ -218,41 +308,64 @@ def comma_list(value: Any, name: str) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
-        items = value.split(",") if value.strip() else []
+        items = weak_str(value, name).split(",") if value.strip() else []
     elif isinstance(value, list):
+        if len(value) > MAX_LIST:
+            raise InvalidRequest(f"Field validation failed: {name} has more than {MAX_LIST} items")
         items = []
         for item in value:
             items.extend(comma_list(weak_str(item, name), name))
     else:
         raise InvalidRequest(
-            f"Field validation failed: {name} must be a comma-separated string or a list"
+            f"Field validation failed: {name} must be a comma-separated string or a list, "
+            f"got {_kind(value)}"
         )
-    return [item.strip() for item in items if item.strip()]
+    result = [item.strip() for item in items if item.strip()]
+    if len(result) > MAX_LIST:
+        raise InvalidRequest(f"Field validation failed: {name} has more than {MAX_LIST} items")
+    return result
+
+
+MAX_LIST = 64
 
 
 def kv_pairs(value: Any, name: str) -> dict[str, str]:
-    """Vault's TypeKVPairs: a JSON object, a list of ``"k=v"``, or one ``"k=v"`` string."""
+    """Vault's TypeKVPairs: a JSON object, a list of ``"k=v"``, or one ``"k=v"`` string.
+    Errors name keys, never values (these are credentials)."""
     if value is None:
         return {}
     if isinstance(value, dict):
-        return {str(k): weak_str(v, f"{name}.{k}") for k, v in value.items()}
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list):
-        raise InvalidRequest(
-            f"Field validation failed: {name} must be key=value pairs "
-            '(an object, a list of "k=v" strings, or one "k=v" string)'
-        )
-    result: dict[str, str] = {}
-    for item in items:
-        text = weak_str(item, name)
-        key, sep, val = text.partition("=")
-        if not sep or not key.strip():
-            # Name the key only: the value may be a secret.
-            shown = key.strip() if sep else "<no '='>"
+        pairs = list(value.items())
+    else:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list):
             raise InvalidRequest(
-                f"Field validation failed: {name}: invalid key pair {shown!r}; use key=value"
+                f"Field validation failed: {name} must be key=value pairs "
+                '(an object, a list of "k=v" strings, or one "k=v" string), got '
+                f"{_kind(value)}"
             )
-        result[key.strip()] = val
+        pairs = []
+        for item in items:
+            if not isinstance(item, str):
+                raise InvalidRequest(
+                    f'Field validation failed: {name} must hold "key=value" strings, got '
+                    f"{_kind(item)}"
+                )
+            key, sep, val = item.partition("=")
+            if not sep or not key.strip():
+                raise InvalidRequest(f'Field validation failed: {name}: an item is not "key=value"')
+            pairs.append((key.strip(), val))
+    if len(pairs) > MAX_LIST:
+        raise InvalidRequest(f"Field validation failed: {name} has more than {MAX_LIST} pairs")
+    result: dict[str, str] = {}
+    for key, val in pairs:
+        key = str(key)
+        shown = (
+            key
+            if len(key) <= 64 and key.isprintable()
+            else key[:64].encode("unicode_escape").decode() + "..."
+        )
+        result[key] = weak_str(val, f"{name}.{shown}")
     return result
 
 
@@ -270,29 +383,39 @@ _UNIT_SECONDS = {
 
 
 def duration_seconds(value: Any, name: str) -> int:
-    """A Vault duration: seconds as a number or string, or ``"24h"``, ``"30d"``, ``"1h30m"``."""
+    """A Vault duration: seconds as a number or string, or ``"24h"``, ``"30d"``, ``"1h30m"``;
+    at most MAX_DURATION, so every date it yields and every stored Int64 is in range."""
+    seconds: float | None = None
     if isinstance(value, bool):
-        raise InvalidRequest(f"Field validation failed: {name} must be a duration like 24h or 30d")
-    if isinstance(value, (int, float)):
-        return int(value)
-    if isinstance(value, str):
+        seconds = None
+    elif isinstance(value, (int, float)):
+        seconds = value
+    elif isinstance(value, str) and len(value) <= 64:
         text = value.strip()
         if text == "":
             return 0
         if text.isdigit():
-            return int(text)
-        pos, total = 0, 0.0
-        for match in _DURATION.finditer(text):
-            if match.start() != pos:
-                break
-            total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-            pos = match.end()
-        if pos == len(text) and pos > 0:
-            return int(total)
-    raise InvalidRequest(
-        f"Field validation failed: {name}: invalid duration {value!r}; "
-        "use seconds or units like 24h, 30d, 1h30m"
-    )
+            seconds = int(text)
+        else:
+            pos, total = 0, 0.0
+            for match in _DURATION.finditer(text):
+                if match.start() != pos:
+                    break
+                total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+                pos = match.end()
+            if pos == len(text) and pos > 0:
+                seconds = total
+    if seconds is None or not math.isfinite(seconds):
+        raise InvalidRequest(
+            f"Field validation failed: {name}: invalid duration; use seconds or units like "
+            "24h, 30d, 1h30m"
+        )
+    if abs(seconds) > MAX_DURATION:
+        raise InvalidRequest(
+            f"Field validation failed: {name} must be at most {MAX_DURATION // 86400}d "
+            f"({MAX_DURATION} seconds)"
+        )
+    return int(seconds)
 
 
 @dataclass(frozen=True)
@@ -311,8 +434,11 @@ class FieldData:
         self._raw = raw
         self._fields = {f.name: f for f in fields}
         unknown = sorted(k for k in raw if k not in self._fields)
+        shown = [k if len(k) <= 64 else k[:64] + "..." for k in unknown[:20]]
+        if len(unknown) > 20:
+            shown.append(f"(and {len(unknown) - 20} more)")
         self.warnings = (
-            [f"Endpoint ignored these unrecognized parameters: [{' '.join(unknown)}]"]
+            [f"Endpoint ignored these unrecognized parameters: [{' '.join(shown)}]"]
             if unknown
             else []
         )

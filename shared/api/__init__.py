@@ -71,9 +71,9 @@ def handle(
 ) -> ApiResponse:
     try:
         context = Context(request, params, service_factory)
-        op = vaultapi.operation(request)
-        if spec.authenticated:
+        if spec.authenticated:  # first: nothing of the request is looked at before the token
             context.service.tokens.check(request.token)
+        op = vaultapi.operation(request)
         handler = spec.operations.get(op)
         if handler is None:
             raise UnsupportedOperation("unsupported operation")

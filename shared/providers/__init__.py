@@ -7,6 +7,7 @@ entry in ``PROVIDERS``.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -48,6 +49,7 @@ class RemoteVersion:
     version_id: str
     enabled: bool
     tags: Mapping[str, str]
+    expires_on: dt.datetime | None = None  # the version's ``exp``
 
 
 class KmsProvider(Protocol):

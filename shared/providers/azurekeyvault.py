@@ -182,7 +182,7 @@ class AzureKeyVaultProvider:
 
         try:
             return [
-                RemoteVersion(p.version or "", bool(p.enabled), dict(p.tags or {}))
+                RemoteVersion(p.version or "", bool(p.enabled), dict(p.tags or {}), p.expires_on)
                 for p in self.client.list_properties_of_key_versions(remote_name)
             ]
         except AzureError as exc:
@@ -204,7 +204,9 @@ class AzureKeyVaultProvider:
         except AzureError as exc:
             raise self._error(f"reading {remote_name}", exc, "get") from None
         props = key.properties
-        return RemoteVersion(props.version or "", bool(props.enabled), dict(props.tags or {}))
+        return RemoteVersion(
+            props.version or "", bool(props.enabled), dict(props.tags or {}), props.expires_on
+        )
 
     def is_deleted(self, remote_name: str) -> bool:
         """Whether the name is held by a deleted (recoverable) key (``get`` covers it)."""

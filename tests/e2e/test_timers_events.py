@@ -60,10 +60,10 @@ def poll(check, timeout=60, interval=0.25):
     raise AssertionError(f"condition not met within {timeout} s")
 
 
-def distributed_key(api, provider, purpose="sign,verify"):
+def distributed_key(api, provider, purpose="sign,verify", **options):
     name = f"k{uuid.uuid4().hex[:8]}"
     assert api.post(f"keymgmt/key/{name}", json={"type": "rsa-2048"}).status_code == 204
-    response = api.put(f"keymgmt/kms/{provider}/key/{name}", json={"purpose": purpose})
+    response = api.put(f"keymgmt/kms/{provider}/key/{name}", json={"purpose": purpose, **options})
     assert response.status_code == 204, response.text
     return name
 
@@ -129,17 +129,14 @@ def test_out_of_band_version_is_drift_by_event_and_by_reconciler(stack, monkeypa
     assert client.get_key(remote, foreign.properties.version).properties.enabled
 
 
-@pytest.mark.parametrize("schema", ["eventgrid", "cloudevents"])
-def test_near_expiry_delivered_three_times_rotates_once(stack, schema):
-    api, emulator, provider = stack
-    name = distributed_key(api, provider)
-    dist = api.get(f"keymgmt/kms/{provider}/key/{name}").json()["data"]
+def expiry_event(emulator, dist, kind="KeyNearExpiry", version=None, schema="eventgrid"):
+    version = version or dist["versions"]["1"]
     event = key_event(
-        "KeyNearExpiry",
+        kind,
         vault=VAULT,
-        key_id=f"{emulator.vault_url(VAULT)}/keys/{dist['name']}/{dist['versions']['1']}",
+        key_id=f"{emulator.vault_url(VAULT)}/keys/{dist['name']}/{version}",
         name=dist["name"],
-        version=dist["versions"]["1"],
+        version=version,
         nbf=None,
         exp=int(time.time()) + 86400,
     )
@@ -153,16 +150,26 @@ def test_near_expiry_delivered_three_times_rotates_once(stack, schema):
             "time": event["eventTime"],
             "data": event["data"],
         }
+    return event
+
+
+def deliver(api, event):
     webhook = f"{api.url}/runtime/webhooks/eventgrid?functionName=keyvault_events"
+    return requests.post(
+        webhook, json=[event], timeout=120, headers={"aeg-event-type": "Notification"}
+    ).status_code
 
-    def deliver(_):
-        return requests.post(
-            webhook, json=[event], timeout=120, headers={"aeg-event-type": "Notification"}
-        ).status_code
 
+@pytest.mark.parametrize("schema", ["eventgrid", "cloudevents"])
+def test_near_expiry_delivered_three_times_rotates_once(stack, schema):
+    api, emulator, provider = stack
+    # Expiring in 20 days: inside the 30 days before exp when Key Vault sends KeyNearExpiry.
+    name = distributed_key(api, provider, expiration_period="20d")
+    dist = api.get(f"keymgmt/kms/{provider}/key/{name}").json()["data"]
+    event = expiry_event(emulator, dist, schema=schema)
     with ThreadPoolExecutor(3) as pool:  # duplicates, at the same time
-        assert list(pool.map(deliver, range(3))) == [202, 202, 202]
-    assert deliver(0) == 202  # and once more, late
+        assert list(pool.map(lambda _: deliver(api, event), range(3))) == [202, 202, 202]
+    assert deliver(api, event) == 202  # and once more, late
     key = api.get(f"keymgmt/key/{name}").json()["data"]
     assert key["latest_version"] == 2
     dist = poll(
@@ -173,6 +180,47 @@ def test_near_expiry_delivered_three_times_rotates_once(stack, schema):
         )
     )
     assert sorted(dist["versions"]) == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("options", "kind"),
+    [
+        ({}, "KeyNearExpiry"),  # no exp at all in Key Vault
+        ({"expiration_period": "90d"}, "KeyNearExpiry"),  # exp is 90 days away
+        ({"expiration_period": "20d"}, "KeyExpired"),  # near, but not expired
+    ],
+)
+def test_a_forged_expiry_event_is_checked_with_key_vault_and_rotates_nothing(stack, options, kind):
+    api, emulator, provider = stack
+    name = distributed_key(api, provider, **options)
+    dist = api.get(f"keymgmt/kms/{provider}/key/{name}").json()["data"]
+    assert deliver(api, expiry_event(emulator, dist, kind)) == 202
+    assert api.get(f"keymgmt/key/{name}").json()["data"]["latest_version"] == 1
+
+
+def test_forged_new_version_events_add_no_drift_and_malformed_ones_are_ignored(stack):
+    api, emulator, provider = stack
+    name = distributed_key(api, provider)
+    dist = api.get(f"keymgmt/kms/{provider}/key/{name}").json()["data"]
+
+    def drift():
+        entries = api.get("sys/keymgmt/reconcile").json()["data"]["reported_by_events"]
+        return [d for d in entries if d.get("key") == name]
+
+    for version in ("0" * 32, "f" * 32):  # versions Key Vault never had
+        event = expiry_event(emulator, dist, "KeyNewVersionCreated", version=version)
+        assert deliver(api, event) == 202
+    malformed = expiry_event(emulator, dist, "KeyNearExpiry")
+    for data in (
+        {**malformed["data"], "Version": ["x"]},
+        {**malformed["data"], "ObjectName": {"a": 1}},
+        {**malformed["data"], "VaultName": "x" * 5000},
+        {**malformed["data"], "Version": "../../etc"},
+        "not an object",
+    ):
+        assert deliver(api, {**malformed, "data": data}) == 202
+    assert drift() == []
+    assert api.get(f"keymgmt/key/{name}").json()["data"]["latest_version"] == 1
 
 
 def test_unrelated_events_are_ignored(stack):

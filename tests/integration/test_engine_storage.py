@@ -2,7 +2,8 @@
 
 import pytest
 
-from shared.errors import NotFound, SealError
+from shared.errors import NotFound, RowTampered, SealError
+from shared.seal import material_context
 from shared.store import version_rk
 from tests.fixtures.funchost import build_service
 
@@ -23,6 +24,15 @@ def write(engine, name, type_name="ecdsa-p256"):
     )
 
 
+def version_rows(store, name):
+    rows = store.table.query_entities(
+        "PartitionKey eq 'keymgmt' and RowKey gt @lo and RowKey lt @hi",
+        parameters={"lo": f"key:{name}:", "hi": f"key:{name};"},
+        select=["RowKey"],
+    )
+    return sum(1 for _ in rows)
+
+
 def test_rows_store_no_plaintext_material(engine):
     write(engine, "a", "aes256-gcm96")
     material = engine.keys.unseal("keymgmt", "a", 1)
@@ -38,17 +48,32 @@ def test_a_row_moved_to_another_key_or_version_fails_to_unseal(engine):
     engine.keys.rotate("keymgmt", "a")
     table = engine.store.table
     source = table.get_entity("keymgmt", version_rk("a", 1))
-    sealed_columns = {k: v for k, v in source.items() if k.startswith("seal_")}
-    # Copy a's version 1 material over b's version 1, and over a's version 2.
-    for target in (version_rk("b", 1), version_rk("a", 2)):
-        row = table.get_entity("keymgmt", target)
-        row.update(sealed_columns)
-        table.upsert_entity(row)
-    with pytest.raises(SealError, match="moved from another key or version"):
-        engine.keys.unseal("keymgmt", "b", 1)
-    with pytest.raises(SealError, match="keymgmt/a/2"):
-        engine.keys.unseal("keymgmt", "a", 2)
+    for columns in (
+        ("seal_kid", "seal_dek", "seal_ct"),
+        ("seal_kid", "seal_dek", "seal_ct", "seal_sha", "mac"),
+    ):
+        # Copy a's version 1 material (alone, or with its digest and MAC) over b's version 1
+        # and over a's version 2: the row check refuses both, naming the row.
+        for target in (version_rk("b", 1), version_rk("a", 2)):
+            row = table.get_entity("keymgmt", target)
+            original = dict(row)
+            row.update({k: source[k] for k in columns})
+            table.upsert_entity(row)
+            with pytest.raises(RowTampered, match=f"keymgmt/{target}"):
+                engine.keys.unseal("keymgmt", target.split(":")[1], int(target.rsplit(":", 1)[1]))
+            table.upsert_entity(original)
     assert engine.keys.unseal("keymgmt", "a", 1)  # the original still opens
+    assert engine.keys.unseal("keymgmt", "b", 1)  # and the restored rows open again
+
+
+def test_sealed_material_is_bound_to_its_row_even_without_the_row_check(engine):
+    """The AEAD layer on its own: material sealed for one version does not open as another."""
+    sealed = engine.sealer.seal(b"material", material_context("keymgmt", "a", 1))
+    with pytest.raises(SealError, match="moved from another key or version"):
+        engine.sealer.open(sealed, material_context("keymgmt", "b", 1))
+    with pytest.raises(SealError, match="keymgmt/a/2"):
+        engine.sealer.open(sealed, material_context("keymgmt", "a", 2))
+    assert engine.sealer.open(sealed, material_context("keymgmt", "a", 1)) == b"material"
 
 
 def test_a_tampered_row_fails_to_unseal(engine):
@@ -59,7 +84,7 @@ def test_a_tampered_row_fails_to_unseal(engine):
     ct[-1] ^= 1
     row["seal_ct"] = bytes(ct)
     table.upsert_entity(row)
-    with pytest.raises(SealError, match="tampered"):
+    with pytest.raises(RowTampered, match="keymgmt/key:t:0000000001"):
         engine.keys.unseal("keymgmt", "t", 1)
 
 
@@ -92,25 +117,25 @@ def test_a_crash_in_the_middle_of_delete_never_leaves_a_valid_looking_key(engine
     )
 
     store = engine.store
-    real_commit_many = store.commit_many
+    real_delete_rows = store.delete_rows
 
-    def crash_after_first_chunk(ops):
-        store.commit(ops[:100])
+    def crash_after_first_chunk(partition, rows):
+        real_delete_rows(partition, rows[:100])
         raise RuntimeError("instance recycled mid-delete")
 
-    store.commit_many = crash_after_first_chunk
+    store.delete_rows = crash_after_first_chunk
     with pytest.raises(RuntimeError):
         engine.keys.delete("keymgmt", "big")
-    store.commit_many = real_commit_many
+    store.delete_rows = real_delete_rows
 
     with pytest.raises(NotFound):
         engine.keys.read("keymgmt", "big")
     assert "big" not in engine.keys.list("keymgmt")
-    assert len(store.version_row_keys("keymgmt", "big")) == 31  # half done, hidden
+    assert version_rows(store, "big") == 31  # half done, hidden
     # Creating the name again finishes the old delete first: the new key starts clean.
     write(engine, "big", "aes256-gcm96")
     assert engine.keys.read("keymgmt", "big")["latest_version"] == 1
-    assert len(store.version_row_keys("keymgmt", "big")) == 1
+    assert version_rows(store, "big") == 1
 
 
 def test_storage_down_is_503_not_500(azurite, table_prefix):
@@ -152,5 +177,57 @@ def test_storage_lost_after_start_is_503(table_prefix):
             response = requests.get(url, headers=headers, timeout=120)
             assert response.status_code == 503
             assert "unavailable" in response.json()["errors"][0]
+    finally:
+        own.stop()
+
+
+def test_a_lost_table_is_503_naming_the_cause_then_recovers_without_a_restart(table_prefix):
+    """Azurite restarted in memory: the table is gone. The request that finds out says so;
+    the table is recreated, caches dropped, default mounts back; the next requests work."""
+    import requests
+
+    from tests.fixtures.azurite import Azurite
+    from tests.fixtures.funchost import engine_settings, serving
+
+    own = Azurite()
+    try:
+        with serving(engine_settings(own, table_prefix)) as host:
+            headers = {"X-Vault-Token": "root"}
+            api = f"{host.url}/v1"
+            for path in ("keymgmt/key/a", "sys/mounts/other"):
+                body = {"type": "ecdsa-p256"} if "key" in path else {"type": "keymgmt"}
+                answer = requests.post(f"{api}/{path}", json=body, headers=headers, timeout=120)
+                assert answer.status_code == 204
+            own.stop()
+            own = Azurite(own.port)  # the same endpoint, empty
+            response = requests.get(f"{api}/keymgmt/key/a", headers=headers, timeout=120)
+            assert response.status_code == 503
+            assert "was not found" in response.json()["errors"][0]
+            assert "recreated" in response.json()["errors"][0]
+            # Recovered: the data is gone (as in the storage), the API works again at once.
+            assert (
+                requests.get(f"{api}/keymgmt/key/a", headers=headers, timeout=120).status_code
+                == 404
+            )
+            assert (
+                requests.post(
+                    f"{api}/sys/mounts/other",
+                    json={"type": "keymgmt"},
+                    headers=headers,
+                    timeout=120,
+                ).status_code
+                == 204
+            )
+            assert (
+                requests.post(
+                    f"{api}/keymgmt/key/a",
+                    json={"type": "ecdsa-p256"},
+                    headers=headers,
+                    timeout=120,
+                ).status_code
+                == 204
+            )
+            mounts = requests.get(f"{api}/sys/mounts", headers=headers, timeout=120).json()["data"]
+            assert {"keymgmt/", "other/"} <= set(mounts)
     finally:
         own.stop()

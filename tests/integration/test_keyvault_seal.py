@@ -6,7 +6,8 @@ import pytest
 
 from shared import service as service_module
 from shared import settings as settings_module
-from shared.errors import SealError
+from shared.errors import RowTampered, SealError
+from shared.seal import Sealed
 from shared.store import version_rk
 from tests.fixtures.funchost import emulator_settings
 
@@ -54,6 +55,11 @@ def test_material_is_wrapped_by_the_key_vault_key(kv_sealed):
 
 def test_a_wrapped_data_key_that_key_vault_cannot_open_is_a_seal_error(kv_sealed):
     svc, _ = kv_sealed
+    sealed = svc.sealer.seal(b"material", "ctx")
+    damaged = Sealed(sealed.seal_key_id, os.urandom(len(sealed.wrapped_dek)), sealed.ciphertext)
+    with pytest.raises(SealError, match="unwrapKey failed"):
+        svc.sealer.open(damaged, "ctx")
+    # In a row, the same damage is caught by the row check first, naming the row.
     svc.keys.write(
         "keymgmt",
         "t",
@@ -65,5 +71,5 @@ def test_a_wrapped_data_key_that_key_vault_cannot_open_is_a_seal_error(kv_sealed
     entity = svc.store.table.get_entity("keymgmt", version_rk("t", 1))
     entity["seal_dek"] = os.urandom(len(bytes(entity["seal_dek"])))
     svc.store.table.upsert_entity(entity)
-    with pytest.raises(SealError, match="unwrapKey failed"):
+    with pytest.raises(RowTampered, match="keymgmt/key:t:0000000001"):
         svc.keys.unseal("keymgmt", "t", 1)

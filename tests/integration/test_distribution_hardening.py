@@ -1,0 +1,153 @@
+"""Distribution under damage and races: a version that does not unseal holds back nothing
+after it, the reconciler isolates each distribution, removal racing rotation ends whole."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from azure.data.tables import UpdateMode
+
+from shared import schedules
+from shared.errors import EngineError
+from shared.store import version_rk
+from tests.fixtures.funchost import build_service, emulator_settings
+from tests.integration.test_distribution import OFFICER, VAULT, by_tag, remote, uid
+from tools.kvemu import Emulator
+
+MOUNT = "keymgmt"
+
+
+@pytest.fixture
+def service(azurite: Any, kv: Emulator) -> Any:
+    return build_service(azurite, f"dh{uuid.uuid4().hex[:12]}", **emulator_settings(kv))
+
+
+def provider_for(service: Any, kv: Emulator) -> str:
+    client_id, secret = str(uuid.uuid4()), uuid.uuid4().hex
+    kv.grant(VAULT, kv.add_client(client_id, secret).object_id, OFFICER)
+    name = uid("kms")
+    service.distribution.write_provider(
+        MOUNT,
+        name,
+        provider="azurekeyvault",
+        key_collection=VAULT,
+        credentials={"client_id": client_id, "client_secret": secret, "tenant_id": kv.tenant_id},
+    )
+    return name
+
+
+def key_with(service: Any, versions: int) -> str:
+    name = uid("k")
+    service.keys.write(
+        MOUNT,
+        name,
+        type_name="ecdsa-p256",
+        min_enabled_version=None,
+        deletion_allowed=True,
+        auto_rotate_period=None,
+    )
+    for _ in range(versions - 1):
+        service.keys.rotate(MOUNT, name)
+    return name
+
+
+def damage(service: Any, key: str, version: int) -> dict:
+    table = service.store.table
+    row = table.get_entity(MOUNT, version_rk(key, version))
+    original = dict(row)
+    ct = bytearray(row["seal_ct"])
+    ct[-1] ^= 1
+    table.upsert_entity({**row, "seal_ct": bytes(ct)}, mode=UpdateMode.REPLACE)
+    return original
+
+
+def test_a_version_that_does_not_unseal_does_not_block_later_imports(service, kv):
+    provider, key = provider_for(service, kv), key_with(service, 3)
+    original = damage(service, key, 1)
+    warnings = service.distribution.distribute(
+        MOUNT, provider, key, purposes=["sign", "verify"], protection="hsm"
+    )
+    [warning] = warnings
+    assert "version 1" in warning and "integrity check" in warning
+    dist = service.distribution.read_distribution(MOUNT, provider, key)
+    assert sorted(dist["versions"]) == ["2", "3"] and dist["pending_versions"] == [1]
+    assert by_tag(remote(kv, dist["name"])) == dist["versions"]
+    # The reconciler reports it each run; later rotations still land.
+    service.keys.rotate(MOUNT, key)
+    summary = schedules.reconcile_all(service)
+    [mine] = [d for d in summary["details"] if d["key"] == key]
+    assert any("versions [1]" in e for e in mine["errors"]) and mine["imported"] in ([], [4])
+    dist = service.distribution.read_distribution(MOUNT, provider, key)
+    assert sorted(dist["versions"]) == ["2", "3", "4"]
+    # Repaired, it is still not imported: it would become Key Vault's current version.
+    service.store.table.upsert_entity(original, mode=UpdateMode.REPLACE)
+    report = service.distribution.reconcile(service.store.get_distribution(MOUNT, provider, key))
+    assert report["imported"] == []
+    assert any("not imported now" in e and "rotate the key" in e for e in report["errors"])
+    assert sorted(by_tag(remote(kv, dist["name"]))) == ["2", "3", "4"]
+
+
+def test_the_reconciler_isolates_each_distribution(service, kv, monkeypatch):
+    provider = provider_for(service, kv)
+    keys = [key_with(service, 1) for _ in range(3)]
+    for key in keys:
+        service.distribution.distribute(MOUNT, provider, key, purposes=["sign"], protection="hsm")
+    for key in keys:
+        service.keys.rotate(MOUNT, key)  # each has a version to import
+    # One distribution row is damaged in the table; another fails unexpectedly.
+    table = service.store.table
+    row = table.get_entity(MOUNT, f"dist:{provider}:{keys[0]}")
+    table.upsert_entity({**row, "purpose": "encrypt"}, mode=UpdateMode.REPLACE)
+    real = service.distribution.reconcile
+
+    def failing(dist):
+        if dist.key == keys[1]:
+            raise ZeroDivisionError("a bug")
+        return real(dist)
+
+    monkeypatch.setattr(service.distribution, "reconcile", failing)
+    summary = schedules.reconcile_all(service)
+    assert summary["errors"] >= 2
+    messages = [e for d in summary["details"] for e in d["errors"]]
+    assert any(f"dist:{provider}:{keys[0]} failed its integrity check" in m for m in messages)
+    assert any("internal error (ZeroDivisionError)" in m for m in messages)
+    # The healthy one was reconciled.
+    done = service.distribution.read_distribution(MOUNT, provider, keys[2])
+    assert sorted(done["versions"]) == ["1", "2"]
+
+
+def test_removal_racing_rotation_and_redistribution_ends_whole(service, kv):
+    provider, key = provider_for(service, kv), key_with(service, 1)
+    service.distribution.distribute(MOUNT, provider, key, purposes=["sign"], protection="hsm")
+
+    def call(i: int) -> Any:
+        try:
+            if i % 3 == 0:
+                service.distribution.remove(MOUNT, provider, key)
+            elif i % 3 == 1:
+                service.keys.rotate(MOUNT, key)
+            else:
+                service.distribution.distribute(
+                    MOUNT, provider, key, purposes=["sign"], protection="hsm"
+                )
+        except EngineError as exc:
+            return exc.status
+        return "ok"
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(call, range(12)))
+    assert all(r == "ok" or 400 <= r < 500 for r in results), results
+    # Whatever won, the rows agree: the key lists the provider iff a distribution row exists.
+    key_row = service.store.get_key(MOUNT, key)
+    dist = service.store.get_distribution(MOUNT, provider, key)
+    assert (provider in key_row.providers) == (dist is not None and dist.state != "removing")
+    if dist is not None:
+        service.distribution.reconcile(dist)
+        dist = service.store.get_distribution(MOUNT, provider, key)
+        assert sorted(dist.versions) == list(range(1, key_row.latest_version + 1))
+        assert by_tag(remote(kv, dist.remote_name)) == {
+            str(v): vid for v, vid in dist.versions.items()
+        }
