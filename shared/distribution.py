@@ -126,9 +126,7 @@ class Distributor:
                 if not provider:
                     raise InvalidRequest(f"provider is required; allowed: {', '.join(PROVIDERS)}")
                 if provider not in PROVIDERS:
-                    raise InvalidRequest(
-                        f"provider: unsupported; allowed: {', '.join(PROVIDERS)}"
-                    )
+                    raise InvalidRequest(f"provider: unsupported; allowed: {', '.join(PROVIDERS)}")
                 if not key_collection:
                     raise InvalidRequest(
                         "key_collection is required: the name of the Azure Key Vault"
