@@ -39,6 +39,10 @@ format: $(VENV)/.installed
 test: deps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	@if command -v terraform >/dev/null; then \
+		echo "terraform fmt -check -recursive infra"; \
+		TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive -diff infra; \
+	else echo "terraform not found: terraform fmt -check skipped"; fi
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 bench: $(VENV)/.installed node_modules/.installed
