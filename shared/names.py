@@ -48,6 +48,11 @@ def check_mount(value: str) -> str:
     return value
 
 
+def is_mount_name(value: str) -> bool:
+    """Whether ``value`` could name a mount (no storage lookup for anything else)."""
+    return len(value) <= MAX_MOUNT and bool(_MOUNT.fullmatch(value))
+
+
 def check_azure_key_name(key: str) -> None:
     """Key Vault key names allow only letters, digits and '-'."""
     if not _AZURE_KEY_NAME.fullmatch(key):

@@ -15,6 +15,7 @@ from typing import Any
 
 from shared import vaultapi
 from shared.errors import EngineError, NotFound, UnsupportedOperation
+from shared.names import is_mount_name
 from shared.vaultapi import ApiRequest, ApiResponse, Field, FieldData
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,14 @@ def handle(
         handler = spec.operations.get(op)
         if handler is None:
             raise UnsupportedOperation("unsupported operation")
-        if spec.mounted and not context.service.mounts.exists(
-            params["mount"], for_write=op not in ("read", "list")
+        if spec.mounted and (
+            not is_mount_name(params["mount"])
+            or not context.service.mounts.exists(
+                params["mount"], for_write=op not in ("read", "list")
+            )
         ):
-            raise NotFound(f'no handler for route "{params["mount"]}/". route entry not found.')
+            shown = params["mount"][:64] if params["mount"].isprintable() else "?"
+            raise NotFound(f'no handler for route "{shown}/". route entry not found.')
         if op in ("update", "delete"):
             raw = vaultapi.parse_body(request, context.service.settings.max_body_bytes)
             context.data = FieldData(raw, spec.fields)

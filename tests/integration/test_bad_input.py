@@ -187,3 +187,11 @@ def test_odd_values_are_400_and_change_nothing(api: Api, body):
     assert response.status_code == 400, response.text
     assert len(response.text) < 600
     assert api.get(f"keymgmt/key/{key}").json()["data"] == before
+
+
+@pytest.mark.parametrize("mount", ["%23x", "a%5Cb", "x" * 2000, "%C3%A9t%C3%A9", "a.b", "%01"])
+def test_a_mount_that_cannot_exist_is_404_without_asking_storage(api: Api, mount):
+    for method, path in (("GET", "key/k"), ("POST", "key/k"), ("DELETE", "kms/p")):
+        response = api.request(method, f"{mount}/{path}", json={})
+        assert response.status_code == 404, (method, response.text)
+        assert "route entry not found" in errors(response)[0]
