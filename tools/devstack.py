@@ -1,18 +1,22 @@
 """``make run``: Azurite, the Key Vault emulator and the local Functions host, together.
 
 Prints ``ready:`` once every part answers, and how to point the ``bao``/``vault`` CLI at it.
-Ctrl-C (or SIGTERM) stops every child process it started. Tables and emulated vaults
-live in memory unless ``--persist`` keeps them in ``--data-dir`` (default ``.local/``,
-git-ignored), which also holds the development seal key and the emulator's certificates.
+Ctrl-C, SIGTERM or SIGHUP (the terminal closing) stops every process it started, within a
+few seconds. Tables and emulated vaults live in memory unless ``--persist`` keeps them in
+``--data-dir`` (default ``.local/``, git-ignored), which also holds the development seal key
+and the emulator's certificates; it and everything in it is readable by its owner only.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
+import secrets
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -23,6 +27,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+# Signals that stop the stack: Ctrl-C, `kill`, and the terminal closing.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# How long the children get to exit on SIGTERM before their process groups are killed.
+STOP_GRACE = 3.0
+# Files the children create are their owner's only (the umask is inherited).
+PRIVATE_UMASK = 0o077
+# The local host's keys (read by tools.funchost): the Event Grid one is made here for each
+# run; a master key, which guards /admin/functions/..., only if devstack is given one.
+EVENTGRID_KEY_VARIABLE = "FUNCHOST_EVENTGRID_KEY"
+MASTER_KEY_VARIABLE = "FUNCHOST_MASTER_KEY"
 
 
 def _wait(port: int, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
@@ -39,12 +53,42 @@ def _wait(port: int, proc: subprocess.Popen, what: str, timeout: float = 60) -> 
 
 
 def _free(port: int) -> bool:
+    """Whether the servers can bind ``port``: nothing listens there.
+
+    SO_REUSEADDR, as the servers themselves bind (Werkzeug's ``allow_reuse_address``, libuv
+    under Azurite): connections of the last run still in TIME_WAIT do not hold the port then.
+    """
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
             return False
     return True
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` (mode 700), or take group and other access away from it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
+def _tighten(path: Path) -> None:
+    """Take group and other access away from ``path`` and, for a folder, all it holds (what
+    earlier runs wrote before the umask was set)."""
+    if not path.exists() or path.is_symlink():
+        return
+    paths = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for item in paths:
+        if not item.is_symlink():
+            item.chmod(stat.S_IMODE(item.stat().st_mode) & ~0o077)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)  # the file may predate this run
+        fh.write(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,19 +99,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--vault-port", type=int, default=int(os.environ.get("KVEMU_PORT", 8443)))
     parser.add_argument(
-        "--identity-port", type=int, default=int(os.environ.get("KVEMU_IDENTITY_PORT", 8450))
+        "--identity-port",
+        type=int,
+        default=int(os.environ.get("KVEMU_IDENTITY_PORT", 8450)),
+        help="the emulator's identity endpoint; its Entra-like authority takes the next port",
     )
     parser.add_argument(
         "--vault",
         default=os.environ.get("KVEMU_VAULT", "keyvault-name"),
         help="name of the emulated Key Vault (the seed's is keyvault-name)",
     )
-    parser.add_argument("--token", default=os.environ.get("KEYMGMT_ROOT_TOKEN", "root"))
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("KEYMGMT_ROOT_TOKEN", "root"),
+        help="the root token (default: $KEYMGMT_ROOT_TOKEN, else root)",
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,
         default=ROOT / ".local",
-        help="git-ignored folder for the seal key, certificates and --persist state",
+        help="git-ignored folder of its own for the seal key, certificates and --persist "
+        "state; made readable by its owner only",
     )
     parser.add_argument(
         "--persist",
@@ -75,37 +127,45 @@ def main(argv: list[str] | None = None) -> int:
         help="keep tables and emulated vaults in --data-dir across restarts",
     )
     args = parser.parse_args(argv)
+    # Absolute: the children run in other folders.
+    args.data_dir = args.data_dir.resolve()
 
     for port, what in (
         (args.port, "local host"),
         (args.table_port, "Azurite"),
         (args.vault_port, "Key Vault emulator"),
         (args.identity_port, "identity endpoint"),
+        (args.identity_port + 1, "the emulator's authority"),
     ):
         if not _free(port):
             raise SystemExit(
                 f"port {port} ({what}) is in use; stop what holds it or pass "
                 "another port (see --help)"
             )
-    args.data_dir.mkdir(parents=True, exist_ok=True)
+    if args.data_dir.is_dir() and args.data_dir.stat().st_mode & stat.S_ISVTX:
+        raise SystemExit(f"--data-dir {args.data_dir} is a shared folder; give one of its own")
+    _private_dir(args.data_dir)
     seal_file = args.data_dir / "seal.key"
     if not seal_file.exists():
-        seal_file.write_text(base64.b64encode(os.urandom(32)).decode())
-        seal_file.chmod(0o600)
+        _write_private(seal_file, base64.b64encode(os.urandom(32)).decode())
+    for path in (seal_file, args.data_dir / "kvemu", args.data_dir / "azurite"):
+        _tighten(path)
 
+    # The host's keys go to the host only.
+    master_key = os.environ.get(MASTER_KEY_VARIABLE)
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in (MASTER_KEY_VARIABLE, EVENTGRID_KEY_VARIABLE)
+    }
     children: list[subprocess.Popen] = []
 
-    def stop(*_: object) -> None:
-        for child in reversed(children):
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+    def interrupt(*_: object) -> None:
+        _ignore_stop_signals()  # a second Ctrl-C must not cut the cleanup short
+        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, interrupt)
     try:
         azurite = ROOT / "node_modules" / ".bin" / "azurite-table"
         children.append(
@@ -124,12 +184,14 @@ def main(argv: list[str] | None = None) -> int:
                     "--tablePort",
                     str(args.table_port),
                 ],
+                cwd=args.data_dir,  # where Azurite would write anything it writes
+                env=env,
                 start_new_session=True,
+                umask=PRIVATE_UMASK,
             )
         )
         _wait(args.table_port, children[-1], "Azurite")
 
-        env = dict(os.environ)
         env.update(
             {
                 "PYTHONPATH": str(ROOT),
@@ -142,7 +204,13 @@ def main(argv: list[str] | None = None) -> int:
                 "KEYMGMT_ROOT_TOKEN": args.token,
             }
         )
-        emulator_lines = _start_emulator(args, env, children)
+        # The Event Grid system key, new each run: the emulator's webhook URL carries it, as
+        # an Event Grid subscription's would, and the host refuses events without it.
+        eventgrid_key = secrets.token_urlsafe(32)
+        emulator_lines = _start_emulator(args, env, children, eventgrid_key)
+        host_env = {**env, EVENTGRID_KEY_VARIABLE: eventgrid_key}
+        if master_key is not None:
+            host_env[MASTER_KEY_VARIABLE] = master_key
 
         children.append(
             subprocess.Popen(
@@ -156,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
                     str(args.port),
                 ],
                 cwd=ROOT,
-                env=env,
+                env=host_env,
                 start_new_session=True,
+                umask=PRIVATE_UMASK,
             )
         )
         _wait(args.port, children[-1], "local Functions host")
@@ -172,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  export VAULT_ADDR=$BAO_ADDR VAULT_TOKEN={args.token}")
         print("  bao secrets enable keymgmt")
         print('  bao write keymgmt/key/rsa-1 type="rsa-2048"')
+        admin = f"  curl -X POST http://127.0.0.1:{args.port}/admin/functions/reconciler"
+        if master_key is not None:
+            admin += f' -H "x-functions-key: <your {MASTER_KEY_VARIABLE}>"'
+        print(f"{admin}  # run a timer now")
         print("(the bao CLI is in .venv/bin; Ctrl-C stops everything)", flush=True)
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
@@ -181,7 +254,37 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        stop()
+        _stop(children)
+
+
+def _stop(children: list[subprocess.Popen]) -> None:
+    """SIGTERM to each child's process group; SIGKILL to what is left after the grace."""
+    _ignore_stop_signals()
+    for child in reversed(children):
+        _signal_group(child, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    for child in children:
+        try:
+            child.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for child in children:
+        # Also sweeps anything a child started that outlived it in its group.
+        _signal_group(child, signal.SIGKILL)
+        child.wait()
+
+
+def _ignore_stop_signals() -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _signal_group(child: subprocess.Popen, signum: int) -> None:
+    # start_new_session made each child the leader of its own process group.
+    try:
+        os.killpg(child.pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 # The seed document's example service principal and tenant (HashiCorp's docs; not secrets):
@@ -204,13 +307,23 @@ SEED_KEY_PERMISSIONS = ("create", "delete", "get", "import", "update")
 
 
 def _start_emulator(
-    args: argparse.Namespace, env: dict[str, str], children: list[subprocess.Popen]
+    args: argparse.Namespace,
+    env: dict[str, str],
+    children: list[subprocess.Popen],
+    eventgrid_key: str,
 ) -> list[str]:
     """Start the Key Vault emulator and point the engine at it; returns lines to print."""
     cert_dir = args.data_dir / "kvemu"
-    cert_dir.mkdir(parents=True, exist_ok=True)
+    _private_dir(cert_dir)
     webhook = (
         f"http://127.0.0.1:{args.port}/runtime/webhooks/eventgrid?functionName=keyvault_events"
+        f"&code={eventgrid_key}"
+    )
+    # Secrets go in a file only its owner can read, not on the command line (ps shows it).
+    secrets_file = cert_dir / "secrets.json"
+    _write_private(
+        secrets_file,
+        json.dumps({"clients": {SEED_CLIENT_ID: SEED_CLIENT_SECRET}, "eventgrid_webhook": webhook}),
     )
     proc = subprocess.Popen(
         [
@@ -226,19 +339,18 @@ def _start_emulator(
             *(["--state", str(cert_dir / "state.sqlite")] if args.persist else []),
             "--tenant-id",
             SEED_TENANT_ID,
-            "--client",
-            f"{SEED_CLIENT_ID}={SEED_CLIENT_SECRET}",
+            "--secrets-file",
+            str(secrets_file),
             # The seed's access policy for its service principal, and nothing else.
             "--access-policy",
             f"{args.vault}:{SEED_CLIENT_ID}:{','.join(SEED_KEY_PERMISSIONS)}",
-            "--eventgrid-webhook",
-            webhook,
         ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        umask=PRIVATE_UMASK,
     )
     children.append(proc)
     lines: list[str] = []
@@ -261,8 +373,11 @@ def _start_emulator(
 
 
 def _drain(stream: Any) -> None:
-    for line in stream:
-        sys.stdout.write(line)
+    try:
+        for line in stream:
+            sys.stdout.write(line)
+    except (OSError, ValueError):  # our terminal is gone (SIGHUP), or we are stopping
+        pass
 
 
 def _wait_health(url: str, timeout: float = 60) -> None:

@@ -176,3 +176,19 @@ def test_body_that_is_not_json_is_400(app_host: AppHost) -> None:
         headers={"aeg-event-type": "Notification"},
     )
     assert response.status_code == 400
+
+
+def test_a_malformed_event_refuses_the_batch_with_400_and_runs_nothing(app_host: AppHost) -> None:
+    good, bad = new_id(), new_id()
+    for broken in ("not a time", "2024-13-45T99:99:99Z", 12345, ["x"]):
+        body = [grid_event(good), {**grid_event(bad), "eventTime": broken}]
+        response = post_events(app_host, body)
+        assert response.status_code == 400  # Event Grid does not retry it
+        assert response.text == "event 1 of the batch is malformed"  # no parser text
+    assert good not in app_host.events() and bad not in app_host.events()
+
+
+def test_a_failing_function_answers_without_its_exception_text(app_host: AppHost) -> None:
+    response = post_events(app_host, [grid_event(new_id(), fail=True)])
+    assert response.status_code == 500
+    assert response.text == "function on_event failed"

@@ -7,16 +7,17 @@ invokes non-HTTP functions, and the Event Grid webhook. It is a thin adapter, no
 everything it knows comes from ``function_app.py`` and ``host.json``.
 
 Where Azure's behaviour is known it is copied (404 for an undeclared method, Event Grid's
-status codes, the worker's own converters); the deliberate differences are few and listed in
-docs/local-host.md: no function keys, ``/admin/functions/<name>`` runs the function before
-answering 202, no timer singleton across processes, a local past-due rule.
+status codes, the worker's own converters, the master and Event Grid system keys when they are
+given); the deliberate differences are few and listed in docs/local-host.md: no function keys,
+``/admin/functions/<name>`` runs the function before answering 202, no timer singleton across
+processes, a local past-due rule.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import datetime as dt
+import hmac
 import importlib.util
 import inspect
 import json
@@ -26,6 +27,7 @@ import re
 import sys
 import threading
 import traceback
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -76,6 +78,12 @@ _CONVERTERS: dict[str, type[BaseConverter]] = {
 }
 # A timer run that starts this much after its scheduled time reports past_due.
 PAST_DUE_AFTER = dt.timedelta(seconds=5)
+# Where the real host reads a key from: this header, else the ``code`` query parameter
+# (AuthenticationLevelHandler in azure-functions-host; the header wins when both are sent).
+KEY_HEADER = "x-functions-key"
+KEY_QUERY = "code"
+# At most this many invocations of one Event Grid delivery run at once.
+EVENTGRID_CONCURRENCY = 32
 
 
 class HostError(RuntimeError):
@@ -264,7 +272,18 @@ class FunctionHost:
         app: func.FunctionApp,
         route_prefix: str = "api",
         environ: Mapping[str, str] | None = None,
+        *,
+        master_key: str | None = None,
+        eventgrid_key: str | None = None,
     ) -> None:
+        """``master_key`` guards ``/admin/functions/...`` and ``eventgrid_key`` (the
+        ``eventgrid_extension`` system key) the Event Grid webhook, as in Azure; None leaves
+        that endpoint open, as Core Tools does."""
+        for name, key in (("master key", master_key), ("Event Grid key", eventgrid_key)):
+            if key is not None and not key:
+                raise HostError(f"the {name} is empty; give a value or none at all")
+        self._master_key = master_key
+        self._eventgrid_key = eventgrid_key
         self.environ = os.environ if environ is None else environ
         self.route_prefix = route_prefix.strip("/")
         self.functions = {f.name: f for f in describe_functions(app)}
@@ -307,16 +326,19 @@ class FunctionHost:
             response = self._dispatch(request)
         except HTTPException as exc:
             response = exc.get_response()
+        _log_request(request, response)
         return response(environ, start_response)
 
     __call__ = wsgi_app
 
     def _dispatch(self, request: Request) -> Response:
         path = request.path
+        # Azure checks the key before it looks at the function, method or body.
         if path.startswith("/admin/functions/"):
-            return self._admin_invoke(request, path.removeprefix("/admin/functions/"))
+            refused = self._refuse(request, master_only=True)
+            return refused or self._admin_invoke(request, path.removeprefix("/admin/functions/"))
         if path.rstrip("/") == "/runtime/webhooks/eventgrid":
-            return self._eventgrid(request)
+            return self._refuse(request, master_only=False) or self._eventgrid(request)
         adapter = self._url_map.bind_to_environ(request.environ)
         normalized = path.rstrip("/") or "/"
         method = request.method.upper()
@@ -374,6 +396,26 @@ class FunctionHost:
 
     # -- admin and Event Grid -----------------------------------------------------------------
 
+    def _refuse(self, request: Request, *, master_only: bool) -> Response | None:
+        """None when the request may go on; else Azure's answer to a missing or wrong key.
+
+        The admin API takes the master key only; the Event Grid webhook its system key or the
+        master key (the host's SystemKeyAuthLevel policy accepts admin level too). No key, or
+        one that matches nothing, is 401; a valid key of too low a level is 403.
+        """
+        required = self._master_key if master_only else self._eventgrid_key
+        if required is None:
+            return None
+        if KEY_HEADER in request.headers:
+            presented = request.headers[KEY_HEADER]
+        else:
+            presented = request.args.get(KEY_QUERY, "")
+        if _key_matches(presented, self._master_key):
+            return None
+        if _key_matches(presented, self._eventgrid_key):
+            return None if not master_only else Response(status=403)
+        return Response(status=401)
+
     def _admin_invoke(self, request: Request, name: str) -> Response:
         if request.method != "POST":
             raise NotFound()
@@ -388,7 +430,11 @@ class FunctionHost:
             event = json.loads(event) if isinstance(event, str) else event
             if not isinstance(event, dict):
                 return Response("input must be one event object", status=400)
-            self._deliver_event(function, event)
+            try:
+                obj = self._decode_event(event)
+            except Exception:
+                return Response("input is not a valid event", status=400)
+            _call(function.user_function, function.trigger_arg, obj, function.name)
         else:
             return Response(f"{function.kind} functions are not supported here", status=400)
         return Response(status=202)
@@ -429,11 +475,23 @@ class FunctionHost:
         events = body if isinstance(body, list) else [body]
         if not events or not all(isinstance(e, dict) for e in events):
             return Response("body must be an event or an array of events", status=400)
+        # Decoded first, as the extension binds the batch before any invocation: an event that
+        # does not decode (a malformed eventTime, say) refuses the batch with 400, which Event
+        # Grid does not retry, and the answer never carries the parser's message.
+        decoded = []
+        for index, event in enumerate(events):
+            try:
+                decoded.append(self._decode_event(event))
+            except Exception as exc:
+                log.warning("event %d of the batch is malformed: %s", index, type(exc).__name__)
+                return Response(f"event {index} of the batch is malformed", status=400)
         # One invocation per event, all at once; 500 (Event Grid retries the whole batch) if
         # any failed, after all have run; 202 otherwise.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(events), 32)) as pool:
-            futures = [pool.submit(self._deliver_event, function, event) for event in events]
-        errors = [f.exception() for f in futures if f.exception() is not None]
+        errors = _run_concurrently(
+            lambda obj: _call(function.user_function, function.trigger_arg, obj, function.name),
+            decoded,
+            EVENTGRID_CONCURRENCY,
+        )
         for error in errors:
             log.error(
                 "function %s failed:\n%s",
@@ -441,16 +499,17 @@ class FunctionHost:
                 "".join(traceback.format_exception(error)),
             )
         if errors:
-            return Response(str(errors[0]), status=500)
+            # The details are in the log; the answer (to whoever posted) carries none.
+            return Response(f"function {function.name} failed", status=500)
         return Response(status=202)
 
-    def _deliver_event(self, function: HostedFunction, event: dict[str, Any]) -> None:
+    @staticmethod
+    def _decode_event(event: dict[str, Any]) -> Any:
         # The library's own trigger converter: CloudEvent when the event has "specversion"
         # (extension attributes kept), EventGridEvent otherwise, times parsed as the worker does.
-        obj = EventGridEventInConverter.decode(
+        return EventGridEventInConverter.decode(
             meta.Datum(json.dumps(event), "json"), trigger_metadata={}
         )
-        _call(function.user_function, function.trigger_arg, obj, function.name)
 
     # -- timers -------------------------------------------------------------------------------
 
@@ -550,6 +609,81 @@ def next_due(schedule: str, due: dt.datetime | None, now: dt.datetime) -> dt.dat
         if latest > due:
             return latest
     return croniter(schedule, now, second_at_beginning=True).get_next(dt.datetime)
+
+
+def _key_matches(presented: str, key: str | None) -> bool:
+    # An empty key never matches: Azure treats it as no key at all.
+    if key is None or not presented:
+        return False
+    return hmac.compare_digest(presented.encode(), key.encode())
+
+
+def _run_concurrently(
+    call: Callable[[Any], None], items: list[Any], limit: int
+) -> list[BaseException]:
+    """Run ``call`` on every item, at most ``limit`` at once; the exceptions raised, in the
+    items' order.
+
+    Daemon threads rather than a ThreadPoolExecutor, whose workers the interpreter joins at
+    exit: a host told to stop must not wait for an invocation that is still running.
+    """
+    slots = threading.BoundedSemaphore(limit)
+    outcomes: list[BaseException | None] = [None] * len(items)
+
+    def run(index: int) -> None:
+        try:
+            call(items[index])
+        except BaseException as exc:  # handed to the caller, who logs it
+            outcomes[index] = exc
+        finally:
+            slots.release()
+
+    threads = []
+    for index in range(len(items)):
+        slots.acquire()
+        thread = threading.Thread(target=run, args=(index,), daemon=True, name="eventgrid-event")
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join()
+    return [error for error in outcomes if error is not None]
+
+
+# The method and path as sent, re-quoted, so a control character in them cannot break the log
+# line or colour it.
+_PATH_SAFE = "/:@!$&'()*+,;="
+
+
+def _log_request(request: Request, response: Response) -> None:
+    """One line per request: method, path (never the query string: it may carry ``code``),
+    status, and for a failure the ``errors`` of a Vault-style JSON body. Never the request
+    body, nor any other part of the response."""
+    method = urllib.parse.quote(request.method, safe="")
+    path = urllib.parse.quote(request.path, safe=_PATH_SAFE)
+    status = response.status_code
+    if status < 400:
+        log.info("%s %s %s", method, path, status)
+        return
+    messages = _error_messages(response)
+    if messages:
+        # JSON-encoded, so newlines and escape sequences in a message stay inert.
+        log.warning("%s %s %s errors=%s", method, path, status, json.dumps(messages))
+    else:
+        log.warning("%s %s %s", method, path, status)
+
+
+def _error_messages(response: Response) -> list[str]:
+    """The ``errors`` list of a JSON error body (Vault's envelope, written to be shown)."""
+    if response.is_streamed or response.mimetype != "application/json":
+        return []
+    try:
+        body = json.loads(response.get_data())
+    except ValueError:
+        return []
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list):
+        return []
+    return [e for e in errors if isinstance(e, str)]
 
 
 def _validation_code(body: Any) -> str | None:

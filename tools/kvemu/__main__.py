@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
+import stat
 import sys
 import threading
+from pathlib import Path
+from typing import Any
 
 from .emulator import DEFAULT_TENANT_ID, Emulator
+
+# How long a stop may take: a webhook that does not answer must not hold the process for the
+# event poster's whole request timeout.
+STOP_GRACE = 2.0
 
 
 def _name_port(text: str) -> tuple[str, int]:
@@ -27,6 +35,28 @@ def _triple(parser: argparse.ArgumentParser, flag: str, text: str) -> tuple[str,
 
 def _principal(emulator: Emulator, principal: str) -> str:
     return emulator.system_identity.object_id if principal == "system" else principal
+
+
+def _read_secrets(parser: argparse.ArgumentParser, path: Path) -> dict[str, Any]:
+    """``--secrets-file``: what must stay off the command line, where ``ps`` shows it."""
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            parser.error(f"{path} must be readable by its owner only (chmod 600 {path})")
+        secrets = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        parser.error(f"cannot read --secrets-file {path}: {exc}")
+    if not isinstance(secrets, dict) or set(secrets) - {"clients", "eventgrid_webhook"}:
+        parser.error(f'{path} must be a JSON object with only "clients" and "eventgrid_webhook"')
+    clients = secrets.get("clients", {})
+    if not isinstance(clients, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and k and v for k, v in clients.items()
+    ):
+        parser.error(f'{path}: "clients" must map each client id to its secret')
+    webhook = secrets.get("eventgrid_webhook")
+    if webhook is not None and not isinstance(webhook, str):
+        parser.error(f'{path}: "eventgrid_webhook" must be a URL')
+    return secrets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--eventgrid-webhook",
         default=None,
-        help="POST Key Vault events (Event Grid schema) to this URL",
+        help="POST Key Vault events (Event Grid schema) to this URL, query string kept "
+        "(a URL with a key in it belongs in --secrets-file)",
     )
     parser.add_argument("--tenant-id", default=DEFAULT_TENANT_ID)
     parser.add_argument(
@@ -82,7 +113,16 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="CLIENT_ID=SECRET",
-        help="register an app for ClientSecretCredential",
+        help="register an app for ClientSecretCredential (the secret shows in ps: prefer "
+        "--secrets-file)",
+    )
+    parser.add_argument(
+        "--secrets-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help='JSON, mode 600: {"clients": {CLIENT_ID: SECRET, ...}, "eventgrid_webhook": URL}; '
+        "both optional",
     )
     parser.add_argument(
         "--user-assigned",
@@ -124,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.vault and not args.hsm_vault:
         parser.error("give at least one --vault NAME=PORT")
+    secrets = _read_secrets(parser, args.secrets_file) if args.secrets_file else {}
+    webhook = args.eventgrid_webhook
+    if secrets.get("eventgrid_webhook") is not None:
+        if webhook is not None:
+            parser.error("give the Event Grid webhook once: --eventgrid-webhook or --secrets-file")
+        webhook = secrets["eventgrid_webhook"]
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -139,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         authority_port=authority_port,
         tenant_id=args.tenant_id,
         state_path=args.state,
-        eventgrid_webhook=args.eventgrid_webhook,
+        eventgrid_webhook=webhook,
         identity_header=args.identity_header,
         **({} if args.delete_delay is None else {"delete_delay": args.delete_delay}),
     )
@@ -149,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         client_id, sep, secret = pair.partition("=")
         if not sep:
             parser.error(f"--client expects CLIENT_ID=SECRET, got {pair!r}")
+        emulator.add_client(client_id, secret)
+    for client_id, secret in secrets.get("clients", {}).items():
         emulator.add_client(client_id, secret)
     for client_id in args.user_assigned:
         emulator.add_user_assigned_identity(client_id)
@@ -175,10 +223,14 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.flush()
 
     done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda *_: done.set())
     done.wait()
-    emulator.stop()
+    # The servers and the event poster run on daemon threads: what is still going after the
+    # grace (a post to a webhook that does not answer) ends with the process.
+    stopper = threading.Thread(target=emulator.stop, name="kvemu-stop", daemon=True)
+    stopper.start()
+    stopper.join(STOP_GRACE)
     return 0
 
 

@@ -127,6 +127,12 @@ def anymethod(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(req.method)
 
 
+@app.route(route="setting/{name}", methods=["GET"])
+def setting(req: func.HttpRequest) -> func.HttpResponse:
+    """Whether the app sees an environment variable (never its value)."""
+    return _json({"set": req.route_params["name"] in os.environ})
+
+
 @app.route(route="barrier", methods=["GET"])
 def barrier(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(str(HTTP_BARRIER.wait()))
