@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import random
+import re
 import threading
 import time
 import uuid
@@ -71,6 +72,11 @@ LEASE_WAIT_SECONDS = 30
 ProviderFactory = Callable[[ProviderRecord, Mapping[str, str]], KmsProvider]
 
 
+class DistributionRemoved(NotFound):
+    """The distribution was removed, or marked for removal, while this request worked on it.
+    A distribute starts over (a new distribution); anything else stops and says so."""
+
+
 class Distributor:
     def __init__(self, service: Any, provider_factory: ProviderFactory | None = None) -> None:
         self.service = service
@@ -102,9 +108,11 @@ class Distributor:
         if credentials is not None:
             unknown = sorted(set(credentials) - set(CREDENTIAL_KEYS))
             if unknown:
-                shown = [
-                    k if len(k) <= 40 and k.isprintable() else "<invalid key>" for k in unknown
-                ]
+                # A key is shown only when it looks like a misspelt field name: a secret pasted
+                # without its name ("c2VjcmV0==") must not come back in the answer.
+                shown = [k for k in unknown if _FIELD_NAME.fullmatch(k)]
+                if len(shown) < len(unknown):
+                    shown.append(f"{len(unknown) - len(shown)} not shown")
                 raise InvalidRequest(
                     f"credentials: unknown key(s) {', '.join(shown[:10])}; allowed: "
                     f"{', '.join(CREDENTIAL_KEYS)}"
@@ -321,10 +329,14 @@ class Distributor:
             log.info("distributing %s/%s to %s as %s", mount, key_name, provider_name, remote_name)
             return replace(dist, etag=dist_etag), replace(updated_key, etag=key_etag), provider
 
-        dist, key, provider = optimistic(
-            attempt, what=f"the distribution of {key_name!r} to {provider_name!r}"
-        )
-        return self._complete(dist, key, provider)
+        what = f"the distribution of {key_name!r} to {provider_name!r}"
+        for _ in range(3):
+            dist, key, provider = optimistic(attempt, what=what)
+            try:
+                return self._complete(dist, key, provider)
+            except DistributionRemoved:
+                continue  # a removal ran meanwhile: distribute again, as a later request would
+        raise ConcurrentChange(f"{what} kept being removed concurrently; retry")
 
     def _free_name(
         self, record: ProviderRecord, key_name: str, provider: KmsProvider, stamp: int
@@ -408,6 +420,8 @@ class Distributor:
         unreadable: dict[int, str] = {}  # versions whose material does not open: skipped
         try:
             while True:
+                if dist.state == "removing":
+                    raise self._removed(dist)
                 key = self.store.get_key(dist.mount, dist.key) or key
                 missing = [
                     v
@@ -423,14 +437,25 @@ class Distributor:
                     break
                 dist = self._import_missing(dist, key, provider, missing, unreadable)
             problems = self._skipped(dist, unreadable, behind)
-            if problems:
+            note = "; ".join(problems)
+            if dist.state != "active" or dist.last_error != note:
+                # Never back to active over a removal that started meanwhile.
                 dist = self._update(
-                    dist, lambda d: replace(d, state="active", last_error="; ".join(problems))
+                    dist,
+                    lambda d: (
+                        d if d.state == "removing" else replace(d, state="active", last_error=note)
+                    ),
                 )
+                if dist.state == "removing":
+                    raise self._removed(dist)
+            if problems:
                 return [f"KMS provider {dist.provider!r}: {p}" for p in problems]
-            if dist.state != "active" or dist.last_error:
-                dist = self._update(dist, lambda d: replace(d, state="active", last_error=""))
+        except DistributionRemoved:
+            raise
         except EngineError as exc:
+            fresh = self.store.get_distribution(dist.mount, dist.provider, dist.key)
+            if fresh is None or fresh.state == "removing" or fresh.remote_name != dist.remote_name:
+                raise self._removed(dist) from None  # the failure came from the removal
             self._note_error(dist, str(exc))
             if raise_errors:
                 raise
@@ -438,6 +463,12 @@ class Distributor:
         finally:
             self._release(dist)
         return []
+
+    @staticmethod
+    def _removed(dist: Distribution) -> DistributionRemoved:
+        return DistributionRemoved(
+            f"the distribution of {dist.key!r} to {dist.provider!r} was removed meanwhile"
+        )
 
     @staticmethod
     def _skipped(
@@ -573,8 +604,8 @@ class Distributor:
                 return None
             time.sleep(random.uniform(0.05, 0.2))  # noqa: S311 (jitter)
             fresh = self.store.get_distribution(dist.mount, dist.provider, dist.key)
-            if fresh is None:
-                raise NotFound(f"distribution of {dist.key!r} to {dist.provider!r} was removed")
+            if fresh is None or fresh.remote_name != dist.remote_name:
+                raise self._removed(dist)
             dist = fresh
 
     def _release(self, dist: Distribution) -> None:
@@ -619,9 +650,7 @@ class Distributor:
             except ConcurrentChange:
                 fresh = self.store.get_distribution(dist.mount, dist.provider, dist.key)
                 if fresh is None or fresh.remote_name != dist.remote_name:
-                    raise NotFound(
-                        f"distribution of {dist.key!r} to {dist.provider!r} was removed"
-                    ) from None
+                    raise self._removed(dist) from None
                 current[0] = fresh
                 raise
 
@@ -933,9 +962,10 @@ class Distributor:
         return provider.health()
 
 
-def _check_vault_name(name: str) -> None:
-    import re
+_FIELD_NAME = re.compile(r"[a-z]{1,16}(_[a-z]{1,16}){0,2}")
 
+
+def _check_vault_name(name: str) -> None:
     base = name.removesuffix(".managedhsm")
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]", base) or "--" in base:
         raise InvalidRequest(

@@ -146,14 +146,18 @@ def operation(request: ApiRequest) -> str:
 MAX_JSON_DEPTH = 32  # the deepest body any path takes is 2 levels (credentials as an object)
 
 
+class _NotFinite(ValueError):
+    pass
+
+
 def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
+    raise _NotFinite(f"{name} is not a JSON number")
 
 
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError("number out of range")
+        raise _NotFinite("number out of range")
     return value
 
 
@@ -196,11 +200,13 @@ def parse_body(request: ApiRequest, max_bytes: int) -> dict[str, Any]:
         raise InvalidRequest(
             f"failed to parse JSON input: nested more than {MAX_JSON_DEPTH} levels deep"
         ) from None
-    except (UnicodeDecodeError, ValueError):
+    except _NotFinite:
         raise InvalidRequest(
-            "failed to parse JSON input: request body is not valid JSON (numbers must be "
-            "finite: NaN, Infinity and out-of-range numbers are refused)"
+            "failed to parse JSON input: numbers must be finite (NaN, Infinity and "
+            "out-of-range numbers are refused)"
         ) from None
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest("failed to parse JSON input: request body is not valid JSON") from None
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -405,7 +411,7 @@ def duration_seconds(value: Any, name: str) -> int:
                 pos = match.end()
             if pos == len(text) and pos > 0:
                 seconds = total
-    if seconds is None or not math.isfinite(seconds):
+    if seconds is None or (isinstance(seconds, float) and not math.isfinite(seconds)):
         raise InvalidRequest(
             f"Field validation failed: {name}: invalid duration; use seconds or units like "
             "24h, 30d, 1h30m"

@@ -210,3 +210,34 @@ def test_token_from_either_header():
     assert req(headers={"x-vault-token": "a"}).token == "a"
     assert req(headers={"authorization": "Bearer b"}).token == "b"
     assert req(headers={"authorization": "Basic c"}).token is None
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400), 10**309, 2**63, 1e300, "9" * 70])
+def test_durations_of_any_size_are_refused_cleanly(value):
+    with pytest.raises(vaultapi.InvalidRequest) as info:
+        vaultapi.duration_seconds(value, "auto_rotate_period")
+    assert str(value)[:12] not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"{not json", "request body is not valid JSON"),
+        (b'{"a": NaN}', "numbers must be finite"),
+        (b'{"a": 1e999}', "numbers must be finite"),
+        (b'{"a": ' + b"[" * 40 + b"]" * 40 + b"}", "nested more than 32 levels"),
+        (b'{"a": ' + b"[" * 100000 + b"]" * 100000 + b"}", "nested more than 32 levels"),
+    ],
+)
+def test_bodies_are_refused_with_the_right_reason(body, says):
+    with pytest.raises(vaultapi.InvalidRequest, match=says):
+        vaultapi.parse_body(vaultapi.ApiRequest("POST", body=body), 1 << 21)
+
+
+def test_a_bare_secret_in_kv_pairs_is_never_shown():
+    with pytest.raises(vaultapi.InvalidRequest) as info:
+        vaultapi.kv_pairs(["c2VjcmV0"], "credentials")
+    assert "c2VjcmV0" not in str(info.value)
+    with pytest.raises(vaultapi.InvalidRequest) as info:
+        vaultapi.kv_pairs({"client_secret": ["c2VjcmV0"]}, "credentials")
+    assert "c2VjcmV0" not in str(info.value) and "credentials.client_secret" in str(info.value)
