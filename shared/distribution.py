@@ -29,6 +29,7 @@ from shared.errors import (
     RowTampered,
     SealError,
 )
+from shared.mounts import no_route
 from shared.names import MAX_DURATION, check_azure_key_name, check_name
 from shared.providers import (
     PROVIDERS,
@@ -66,10 +67,20 @@ TAG_MOUNT, TAG_KEY, TAG_VERSION, TAG_NAME = (
     "key_name",
 )
 
-LEASE_SECONDS = 120  # renewed by every recorded import; a crashed holder's lease runs out
-LEASE_WAIT_SECONDS = 30
+# The import lease: renewed before each import and by each recorded one, so a live holder keeps
+# it however many versions it imports, and a dead holder's lease runs out within this.
+LEASE_SECONDS = 30
+# A caller waits this long for a holder: past a dead holder's expiry, so it takes over.
+LEASE_WAIT_SECONDS = LEASE_SECONDS + 5
 
 ProviderFactory = Callable[[ProviderRecord, Mapping[str, str]], KmsProvider]
+
+
+class LeaseLost(EngineError):
+    """This request's import lease ran out and another instance holds it now: that one
+    finishes the work (it adopts what this one imported, by its tags)."""
+
+    status = 409
 
 
 class DistributionRemoved(NotFound):
@@ -148,7 +159,8 @@ class Distributor:
                     generation=1,
                     created=utcnow(),
                 )
-                self.store.commit([provider_op(record, create=True)])
+                [etag] = self.store.commit([provider_op(record, create=True)])
+                created.append(replace(record, etag=etag))
                 return
             if provider and provider != existing.provider:
                 raise InvalidRequest(
@@ -164,7 +176,12 @@ class Distributor:
                 updated = replace(existing, credentials=sealed, generation=existing.generation + 1)
                 self.store.commit([provider_op(updated)])
 
+        created: list[ProviderRecord] = []
         optimistic(attempt, what=f"KMS provider {name!r}")
+        if created and not self.service.mounts.still_writable(mount):
+            # The mount was disabled meanwhile (see Mounts.disable): take the provider back.
+            self.store.delete_rows(mount, [(provider_rk(name), created[0].etag)])
+            raise no_route(mount)
 
     def read_provider(self, mount: str, name: str) -> dict[str, Any]:
         record = self.store.get_provider(mount, check_name(name, "KMS provider"))
@@ -246,12 +263,14 @@ class Distributor:
             url,
             choice.source,
         )
+        vault = record.key_collection.lower()
         return AzureKeyVaultProvider(
             url,
             credential,
             self.settings,
             choice.label,
             scope=vault_scope(record.key_collection, environment),
+            creation_lock=lambda name: self.store.lock(f"{vault}:{name}", ttl=60, wait=45),
         )
 
     # -- distribution -----------------------------------------------------------------------
@@ -400,14 +419,18 @@ class Distributor:
         provider: KmsProvider,
         *,
         raise_errors: bool = True,
+        held: bool = False,
+        imported: list[int] | None = None,
     ) -> list[str]:
-        """Import every engine version missing from Key Vault, in order.
+        """Import every engine version missing from Key Vault, in order; ``imported`` gets
+        the versions this call recorded.
 
-        Holds the distribution's import lease meanwhile, so two rotations (or a rotation and
-        the reconciler) never import the same version twice; a caller that cannot get the lease
-        in time leaves the work to the holder, which re-reads the key before letting go.
+        Holds the distribution's import lease meanwhile (``held``: the caller holds it), so two
+        rotations (or a rotation and the reconciler) never import the same version twice; a
+        caller that cannot get the lease in time leaves the work to the holder, which re-reads
+        the key before letting go.
         """
-        claimed = self._claim(dist)
+        claimed = dist if held else self._claim(dist)
         if claimed is None:
             message = (
                 f"KMS provider {dist.provider!r}: another import into "
@@ -435,7 +458,7 @@ class Distributor:
                 missing = [v for v in missing if v > newest]
                 if not missing:
                     break
-                dist = self._import_missing(dist, key, provider, missing, unreadable)
+                dist = self._import_missing(dist, key, provider, missing, unreadable, imported)
             problems = self._skipped(dist, unreadable, behind)
             note = "; ".join(problems)
             if dist.state != "active" or dist.last_error != note:
@@ -461,7 +484,8 @@ class Distributor:
                 raise
             return [f"KMS provider {dist.provider!r}: {exc}; the reconciler will finish the import"]
         finally:
-            self._release(dist)
+            if not held:
+                self._release(dist)
         return []
 
     @staticmethod
@@ -495,6 +519,7 @@ class Distributor:
         provider: KmsProvider,
         missing: Sequence[int],
         unreadable: dict[int, str],
+        imported: list[int] | None = None,
     ) -> Distribution:
         # Versions are imported in order under the lease, so what an interrupted run (or an
         # import whose answer was lost) left unrecorded can only be the latest version in Key
@@ -514,6 +539,7 @@ class Distributor:
             version_id = adopted.get(version)
             if version_id is None:
                 dist = self._before_reimport(dist, version)
+                dist = self._renew(dist)  # the import may be slow: the lease outlasts it
                 try:
                     version_id = self._import_one(dist, key, provider, version)
                 except (SealError, RowTampered) as exc:
@@ -535,6 +561,8 @@ class Distributor:
                     version_id,
                 )
             dist = self._record(dist, {version: version_id})
+            if imported is not None:
+                imported.append(version)
         return dist
 
     def _before_reimport(self, dist: Distribution, version: int) -> Distribution:
@@ -584,9 +612,11 @@ class Distributor:
             self._update(dist, lambda d: replace(d, uncertain={**d.uncertain, version: when}))
             raise
 
-    def _claim(self, dist: Distribution) -> Distribution | None:
+    def _claim(self, dist: Distribution, *, wait: bool = True) -> Distribution | None:
+        """Take the distribution's import lease: at once if free or expired; else wait for
+        the holder (``wait``) up to LEASE_WAIT_SECONDS, past a dead holder's expiry."""
         owner = uuid.uuid4().hex
-        deadline = time.monotonic() + LEASE_WAIT_SECONDS
+        deadline = time.monotonic() + (LEASE_WAIT_SECONDS if wait else 0)
         while True:
             now = utcnow()
             if not dist.lease_owner or dist.lease_until is None or dist.lease_until < now:
@@ -622,10 +652,31 @@ class Distributor:
         except EngineError:
             pass  # the lease expires by itself
 
-    def _record(self, dist: Distribution, landed: Mapping[int, str]) -> Distribution:
-        """Record imported versions (and renew the import lease with each)."""
+    def _renew(self, dist: Distribution) -> Distribution:
+        """Extend this request's lease; LeaseLost if another instance took it over."""
+        owner = dist.lease_owner
 
         def change(d: Distribution) -> Distribution:
+            if d.lease_owner != owner:
+                raise self._lease_lost(dist)
+            return replace(d, lease_until=utcnow() + dt.timedelta(seconds=LEASE_SECONDS))
+
+        return self._update(dist, change) if owner else dist
+
+    @staticmethod
+    def _lease_lost(dist: Distribution) -> LeaseLost:
+        return LeaseLost(
+            f"the import into {dist.remote_name} passed to another instance (this one's lease "
+            "ran out); that one finishes it"
+        )
+
+    def _record(self, dist: Distribution, landed: Mapping[int, str]) -> Distribution:
+        """Record imported versions (and renew the import lease with each)."""
+        owner = dist.lease_owner
+
+        def change(d: Distribution) -> Distribution:
+            if owner and d.lease_owner != owner:
+                raise self._lease_lost(dist)  # the new holder adopts it by its tags
             merged = replace(
                 d,
                 versions={**d.versions, **landed},
@@ -709,14 +760,27 @@ class Distributor:
             except NotFound:
                 return  # removed meanwhile
         _, provider = self.provider(mount, provider_name)
-        self._finish_remove(dist, provider)
+        # Wait for an import in flight (it sees the mark and stops after its current version),
+        # so the Key Vault key is deleted after, not under, it. Concurrent removals take turns.
+        try:
+            claimed = self._claim(dist)
+        except DistributionRemoved:
+            return  # another removal finished it
+        try:
+            self._finish_remove(claimed or dist, provider)
+        finally:
+            if claimed is not None:
+                self._release(claimed)
 
-    def _finish_remove(self, dist: Distribution, provider: KmsProvider) -> None:
+    def _finish_remove(self, dist: Distribution, provider: KmsProvider) -> bool:
         """Soft-delete the Key Vault key, then drop the row and take the provider off the key,
-        in one transaction. Idempotent: what is already gone is done."""
+        in one transaction. Idempotent: what is already gone is done. True if this call
+        removed the row (so overlapping runs count a removal once)."""
         provider.delete_key(dist.remote_name)
+        removed = [False]
 
         def attempt() -> None:
+            removed[0] = False
             current = self.store.get_distribution(dist.mount, dist.provider, dist.key)
             if current is not None and (
                 current.state != "removing" or current.remote_name != dist.remote_name
@@ -733,6 +797,7 @@ class Distributor:
                 ops.append(key_op(replace(key, providers=providers)))
             if ops:
                 self.store.commit(ops)
+                removed[0] = current is not None
 
         optimistic(attempt, what=f"the removal of {dist.key!r} from {dist.provider!r}")
         log.info(
@@ -742,6 +807,7 @@ class Distributor:
             dist.provider,
             dist.remote_name,
         )
+        return removed[0]
 
     # -- propagation (called by the key engine) -------------------------------------------------
 
@@ -754,9 +820,30 @@ class Distributor:
         )
 
     def after_min_enabled_change(self, key: KeyRecord) -> list[str]:
-        return self._each_distribution(
-            key, lambda dist, provider: self._enforce_enabled(dist, key, provider)[0]
-        )
+        return self._each_distribution(key, self._enforce_stored)
+
+    def _enforce_stored(self, dist: Distribution, provider: KmsProvider) -> list[str]:
+        """Make Key Vault's enabled flags follow the *stored* ``min_enabled_version``, under the
+        distribution's lease: concurrent writers of the value take turns, and each applies what
+        is stored when its turn comes, read again until it holds still. So when the last of
+        them answers, Key Vault agrees with the engine."""
+        claimed = self._claim(dist)
+        if claimed is None:
+            return [
+                f"KMS provider {dist.provider!r}: {dist.remote_name} is being updated by another "
+                "instance, which applies the stored min_enabled_version before it lets go"
+            ]
+        dist, warnings, enforced = claimed, [], None
+        try:
+            for _ in range(10):
+                key = self.store.get_key(dist.mount, dist.key)
+                if key is None or key.min_enabled_version == enforced:
+                    break
+                enforced = key.min_enabled_version
+                warnings = self._enforce_enabled(dist, key, provider)[0]
+        finally:
+            self._release(dist)
+        return warnings
 
     def _enforce_enabled(
         self, dist: Distribution, key: KeyRecord, provider: KmsProvider, *, blind: bool = True
@@ -829,43 +916,59 @@ class Distributor:
         try:
             _, provider = self.provider(dist.mount, dist.provider)
             if dist.state == "removing":
-                self._finish_remove(dist, provider)
-                report["removed"] = True
+                report["removed"] = self._finish_remove(dist, provider)
                 return report
             key = self.store.get_key(dist.mount, dist.key)
             if key is None or key.state != "active":
                 report["drift"].append("the engine key no longer exists")
                 return report
+            # The whole check runs under the lease, without waiting: a distribution another
+            # instance is importing into is that instance's to finish (a dead one's lease runs
+            # out within LEASE_SECONDS, and the next run takes it).
+            claimed = self._claim(dist, wait=False)
+            if claimed is None:
+                report["busy"] = True
+                return report
             try:
-                remote: list[RemoteVersion] | None = provider.remote_versions(dist.remote_name)
-            except PermissionMissing as exc:
-                remote = None  # degrade: the latest version is all that can be seen
-                report["missing_permissions"] = [exc.permission]
-            if remote is None:
-                self._check_latest(dist, provider, report)
-            elif not remote:
-                if dist.versions:
-                    report["drift"].append(
-                        f"Key Vault key {dist.remote_name} has no live versions: it was deleted "
-                        "outside the engine; remove the distribution and distribute again (or "
-                        "recover the key in Key Vault)"
-                    )
-                    return report
-            else:
-                dist = self._check_versions(dist, provider, remote, report)
-            before = set(dist.versions)
-            warnings = self._complete(dist, key, provider, raise_errors=False)
-            report["errors"] += warnings
-            fresh = self.store.get_distribution(dist.mount, dist.provider, dist.key) or dist
-            report["imported"] = sorted(set(fresh.versions) - before)
-            if remote is not None:
-                errors, report["enabled_changed"] = self._enforce_enabled(
-                    fresh, key, provider, blind=False
-                )
-                report["errors"] += errors
+                self._reconcile_held(claimed, key, provider, report)
+            finally:
+                self._release(claimed)
         except EngineError as exc:
             report["errors"].append(str(exc))
         return report
+
+    def _reconcile_held(
+        self, dist: Distribution, key: KeyRecord, provider: KmsProvider, report: dict[str, Any]
+    ) -> None:
+        try:
+            remote: list[RemoteVersion] | None = provider.remote_versions(dist.remote_name)
+        except PermissionMissing as exc:
+            remote = None  # degrade: the latest version is all that can be seen
+            report["missing_permissions"] = [exc.permission]
+        if remote is None:
+            self._check_latest(dist, provider, report)
+        elif not remote:
+            if dist.versions:
+                report["drift"].append(
+                    f"Key Vault key {dist.remote_name} has no live versions: it was deleted "
+                    "outside the engine; remove the distribution and distribute again (or "
+                    "recover the key in Key Vault)"
+                )
+                return
+        else:
+            dist = self._check_versions(dist, provider, remote, report)
+        imported: list[int] = []
+        report["errors"] += self._complete(
+            dist, key, provider, raise_errors=False, held=True, imported=imported
+        )
+        report["imported"] = sorted(imported)  # what this run did, not what another did
+        if remote is not None:
+            fresh = self.store.get_distribution(dist.mount, dist.provider, dist.key) or dist
+            key = self.store.get_key(dist.mount, dist.key) or key
+            errors, report["enabled_changed"] = self._enforce_enabled(
+                fresh, key, provider, blind=False
+            )
+            report["errors"] += errors
 
     def _check_latest(
         self, dist: Distribution, provider: KmsProvider, report: dict[str, Any]

@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
 from shared import keytypes
 from shared.errors import ConcurrentChange, InvalidRequest, NotFound
+from shared.mounts import no_route
 from shared.names import MAX_DURATION, check_name
 from shared.seal import Sealer, material_context
 from shared.store import (
@@ -59,11 +61,14 @@ class KeyEngine:
         *,
         allow_short_rotation: bool = False,
         propagator: Propagator | None = None,
+        mount_writable: Callable[[str], bool] | None = None,
     ) -> None:
         self.store = store
         self.sealer = sealer
         self.allow_short_rotation = allow_short_rotation
         self.propagator = propagator
+        # Asked again after a create: a mount disabled meanwhile gets no key (see Mounts.disable).
+        self.mount_writable = mount_writable
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -130,7 +135,7 @@ class KeyEngine:
         def attempt() -> None:
             existing = self.store.get_key(mount, name)
             if existing is not None and existing.state == "deleting":
-                self._finish_delete(existing)
+                self.finish_delete(existing)
                 raise ConcurrentChange("a deleted key of that name was still being removed")
             if existing is None:
                 if min_enabled_version not in (None, 0, 1):
@@ -141,8 +146,9 @@ class KeyEngine:
                 wanted = type_name or keytypes.DEFAULT_TYPE
                 if not material:
                     material.append(keytypes.generate(wanted))
-                self._create(mount, name, wanted, material[0], deletion_allowed, auto_rotate_period)
-                outcome["created"] = True
+                outcome["created"] = self._create(
+                    mount, name, wanted, material[0], deletion_allowed, auto_rotate_period
+                )
                 return
             if type_name is not None and type_name != existing.type:
                 raise InvalidRequest(
@@ -156,6 +162,10 @@ class KeyEngine:
             )
 
         optimistic(attempt, what=f"key {name!r}")
+        created = outcome.get("created")
+        if created is not None and self.mount_writable and not self.mount_writable(mount):
+            self._undo_create(created)
+            raise no_route(mount)
         updated = outcome.get("key")
         if outcome.get("min_changed") and self.propagator and updated.providers:
             return self.propagator.after_min_enabled_change(updated)
@@ -183,7 +193,7 @@ class KeyEngine:
         material: keytypes.KeyMaterial,
         deletion_allowed: bool | None,
         period: int | None,
-    ) -> None:
+    ) -> KeyRecord:
         """One attempt: ConcurrentChange if the name was taken meanwhile."""
         now = utcnow()
         version = VersionRecord(
@@ -204,10 +214,32 @@ class KeyEngine:
         )
         key, index_ops = self._reschedule(key, period or 0, now)
         self._write_index(index_ops)
-        self.store.commit(
-            [key_op(key, create=True), name_op(key, create=True), version_op(key, version)]
-        )
+        try:
+            etag, _, _ = self.store.commit(
+                [key_op(key, create=True), name_op(key, create=True), version_op(key, version)]
+            )
+        except ConcurrentChange:
+            if index_ops:  # our index entry points to nothing: take it back
+                self.store.delete_rows(ROTATION_PARTITION, [(key.rotation_slot, None)])
+            raise
         log.info("created key %s/%s type %s", mount, name, type_name)
+        return replace(key, etag=etag)
+
+    def _undo_create(self, key: KeyRecord) -> None:
+        """Take back a key just created in a mount that was disabled meanwhile."""
+
+        def mark() -> KeyRecord | None:
+            current = self.store.get_key(key.mount, key.name)
+            if current is None or current.uid != key.uid:
+                return None
+            marked = replace(current, state="deleting")
+            etag, _ = self.store.commit([key_op(marked), name_op(marked)])
+            return replace(marked, etag=etag)
+
+        marked = optimistic(mark, what=f"key {key.name!r}")
+        if marked is not None:
+            self.finish_delete(marked)
+        log.info("key %s/%s undone: the mount was disabled meanwhile", key.mount, key.name)
 
     def _update_once(
         self,
@@ -326,10 +358,10 @@ class KeyEngine:
         key = optimistic(mark, what=f"key {name!r}")
         if key is None:
             return
-        self._finish_delete(key)
+        self.finish_delete(key)
         log.info("deleted key %s/%s", mount, name)
 
-    def _finish_delete(self, key: KeyRecord) -> None:
+    def finish_delete(self, key: KeyRecord) -> None:
         """Remove a key marked deleting: versions first, the key row (which hides them) last.
         Safe to run from several places at once, and after a crash at any step."""
 

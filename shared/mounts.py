@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from typing import Any
 
-from shared.errors import InvalidRequest
+from shared.errors import ConcurrentChange, InvalidRequest, NotFound
 from shared.names import check_mount
-from shared.store import ConcurrentChange, Mount, Store, utcnow
+from shared.store import Mount, Store, optimistic, utcnow
 
 log = logging.getLogger(__name__)
 ENGINE_TYPE = "keymgmt"
+
+
+def no_route(mount: str) -> NotFound:
+    """Vault's answer for a path under no mount (reads and writes alike)."""
+    shown = mount[:64] if mount.isprintable() else "?"
+    return NotFound(f'no handler for route "{shown}/". route entry not found.')
 
 
 class Mounts:
@@ -47,17 +54,66 @@ class Mounts:
             self._create(name, "")
 
     def disable(self, path: str) -> None:
+        """Disable an empty mount. Marked ``disabling`` first (new writes are refused from
+        then on), then checked for keys and providers, then deleted. A write that read the
+        mount as active before the mark checks it again after its commit and undoes itself
+        (``still_writable``), so no key outlives its mount."""
         name = check_mount(path)
-        if self.store.get_mount(name) is None:
+
+        def mark() -> Mount | None:
+            mount = self.store.get_mount(name)
+            if mount is None or mount.state == "disabling":
+                return mount
+            return self.store.update_mount(replace(mount, state="disabling", changed=utcnow()))
+
+        mount = optimistic(mark, what=f"mount {name}/")
+        if mount is None:
             return
-        for prefix, what in (("name:", "keys"), ("kms:", "KMS providers")):
-            if self.store.partition_has(name, prefix):
-                raise InvalidRequest(
-                    f"cannot disable mount {name}/: it still holds {what}; delete them first"
-                )
-        self.store.delete_mount(name)
         self._known.discard(name)
+        try:
+            for prefix, what in (("name:", "keys"), ("kms:", "KMS providers")):
+                if self.store.partition_has(name, prefix):
+                    raise InvalidRequest(
+                        f"cannot disable mount {name}/: it still holds {what}; delete them first"
+                    )
+        except InvalidRequest:
+            self._reactivate(name)
+            raise
+        self.store.delete_mount(mount)
         log.info("disabled mount %s", name)
+
+    def _reactivate(self, name: str) -> None:
+        def attempt() -> None:
+            mount = self.store.get_mount(name)
+            if mount is not None and mount.state == "disabling":
+                self.store.update_mount(replace(mount, state="active", changed=utcnow()))
+
+        optimistic(attempt, what=f"mount {name}/")
+
+    def still_writable(self, name: str) -> bool:
+        """After a write that may be the first in the mount: is the mount still there, and
+        not being disabled? (A fresh read: never the cache.)"""
+        mount = self.store.get_mount(name)
+        return mount is not None and mount.state == "active"
+
+    def settle(self, older_than: float = 300) -> list[str]:
+        """Finish what a disable that died left: a mount ``disabling`` for longer than
+        ``older_than`` seconds is deleted if empty, made active again otherwise."""
+        done = []
+        for mount in self.store.list_mounts():
+            if mount.state != "disabling" or mount.changed is None:
+                continue
+            if (utcnow() - mount.changed).total_seconds() < older_than:
+                continue
+            if self.store.partition_has(mount.name, "name:") or self.store.partition_has(
+                mount.name, "kms:"
+            ):
+                self._reactivate(mount.name)
+                done.append(f"mount {mount.name}/: a disable that did not finish was undone")
+            else:
+                self.store.delete_mount(mount)
+                done.append(f"mount {mount.name}/: a disable that did not finish was finished")
+        return done
 
     def forget(self) -> None:
         """Drop the cache of known mounts (the table was lost and recreated)."""
@@ -65,13 +121,15 @@ class Mounts:
 
     def exists(self, path: str, *, for_write: bool = False) -> bool:
         # Reads may trust the cache: a disabled mount holds no keys, so they find nothing.
-        # Writes always look, so nothing is written under a mount another instance disabled.
+        # Writes always look, so nothing is written under a mount another instance disabled
+        # or is disabling.
         if path in self._known and not for_write:
             return True
-        if self.store.get_mount(path) is not None:
-            self._known.add(path)
-            return True
-        return False
+        mount = self.store.get_mount(path)
+        if mount is None or (for_write and mount.state != "active"):
+            return False
+        self._known.add(path)
+        return True
 
     def list(self) -> dict[str, Any]:
         result = {}

@@ -7,13 +7,30 @@ import logging
 import time
 from typing import Any
 
+from shared.cleanup import cleanup
 from shared.errors import EngineError
-from shared.store import ROTATION_PARTITION, delete_op, rfc3339, utcnow
+from shared.store import ROTATION_PARTITION, rfc3339, utcnow
 
 log = logging.getLogger(__name__)
 
+# One run of each timer at a time across instances (Azure runs a timer on one instance, but a
+# run by hand or a slow run can overlap the next): an overlapping run does nothing and says so,
+# so each status row holds one run's honest numbers. A dead run's lock expires after this.
+SWEEP_LOCK_SECONDS = 300
+RECONCILE_LOCK_SECONDS = 900
+
 
 def rotation_sweep(
+    service: Any, *, past_due: bool = False, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    with service.store.lock("run:rotation", ttl=SWEEP_LOCK_SECONDS, wait=0) as held:
+        if not held:
+            log.info("rotation sweep: another run is in progress; this one does nothing")
+            return {"skipped_run": "another rotation sweep is running"}
+        return _rotation_sweep(service, past_due=past_due, now=now)
+
+
+def _rotation_sweep(
     service: Any, *, past_due: bool = False, now: dt.datetime | None = None
 ) -> dict[str, Any]:
     """Rotate every key whose next rotation time has come, once, and redistribute it.
@@ -39,8 +56,9 @@ def rotation_sweep(
         try:
             key = store.get_key(mount, name)
             if key is None or key.state != "active" or key.rotation_slot != slot:
-                # A stale entry: the key moved on (rotated, rescheduled or deleted).
-                store.commit([delete_op(ROTATION_PARTITION, slot)])
+                # A stale entry: the key moved on (rotated, rescheduled or deleted); one
+                # already removed by another run is fine.
+                store.delete_rows(ROTATION_PARTITION, [(slot, None)])
                 skipped += 1
                 continue
             version, notes = keys.rotate(mount, name, expected_slot=slot, known=key)
@@ -82,7 +100,16 @@ def rotation_sweep(
 
 
 def reconcile_all(service: Any) -> dict[str, Any]:
-    """Finish pending distribution work everywhere, enforce enabled states, report drift."""
+    """Finish pending distribution work everywhere, enforce enabled states, report drift,
+    and clean up what a dead instance left (see ``cleanup``)."""
+    with service.store.lock("run:reconcile", ttl=RECONCILE_LOCK_SECONDS, wait=0) as held:
+        if not held:
+            log.info("reconcile: another run is in progress; this one does nothing")
+            return {"skipped_run": "another reconcile is running"}
+        return _reconcile_all(service)
+
+
+def _reconcile_all(service: Any) -> dict[str, Any]:
     started = time.monotonic()
     now = utcnow()
     reports: list[dict[str, Any]] = []
@@ -103,6 +130,7 @@ def reconcile_all(service: Any) -> dict[str, Any]:
                     dist,
                 )
             )
+    cleaned = cleanup(service)
     drift = [
         {
             "mount": r["mount"],
@@ -120,13 +148,17 @@ def reconcile_all(service: Any) -> dict[str, Any]:
         "imported": sum(len(r["imported"]) for r in reports),
         "enabled_changed": sum(len(r["enabled_changed"]) for r in reports),
         "removed": sum(1 for r in reports if r.get("removed")),
-        "errors": sum(len(r["errors"]) for r in reports),
+        "errors": sum(len(r["errors"]) for r in reports) + len(cleaned["errors"]),
+        "cleanup_errors": cleaned["errors"][:50],
         "drift": drift,
         # what the granted permissions do not allow, per provider (the rest still ran)
         "missing_permissions": [
             {"mount": m, "provider": p, "missing": sorted(missing)}
             for (m, p), missing in sorted(_missing_permissions(reports).items())
         ],
+        # distributions another instance was importing into: that one finishes them
+        "busy": sum(1 for r in reports if r.get("busy")),
+        "cleaned_up": cleaned["done"][:50],
         "duration_ms": int((time.monotonic() - started) * 1000),
         "details": [
             r

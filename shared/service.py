@@ -59,6 +59,7 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
     )
     service.distribution = Distributor(service)
     keys.propagator = service.distribution
+    keys.mount_writable = service.mounts.still_writable
 
     def ensure_default_mounts() -> None:
         for mount in settings.default_mounts:

@@ -17,6 +17,7 @@ The partition ``_sys`` holds ``mount:<name>`` rows; ``_rotation`` holds the rota
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -26,8 +27,9 @@ import os
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from shared.errors import (
@@ -83,6 +85,9 @@ class Mount:
     description: str
     uuid: str
     created: dt.datetime
+    state: str = "active"  # "active" | "disabling" (writes refused; see Mounts.disable)
+    changed: dt.datetime | None = None  # when the state last changed
+    etag: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -238,6 +243,35 @@ def _key_from(entity: Any, mount: str | None = None) -> KeyRecord:
         rotation_slot=entity.get("rotation_slot", ""),
         providers=tuple(json.loads(entity.get("providers") or "[]")),
         uid=entity.get("uid") or "",
+        etag=entity.metadata.get("etag"),
+    )
+
+
+def _mount_entity(m: Mount) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": SYS_PARTITION,
+        "RowKey": f"mount:{m.name}",
+        "name": m.name,
+        "type": m.type,
+        "description": m.description,
+        "uuid": m.uuid,
+        "created": m.created,
+        "state": m.state,
+    }
+    if m.changed is not None:
+        entity["changed"] = m.changed
+    return entity
+
+
+def _mount_from(entity: Any) -> Mount:
+    return Mount(
+        entity["name"],
+        entity["type"],
+        entity.get("description", ""),
+        entity["uuid"],
+        entity["created"],
+        state=entity.get("state", "active"),
+        changed=entity.get("changed"),
         etag=entity.metadata.get("etag"),
     )
 
@@ -825,45 +859,56 @@ class Store:
         for start in range(0, len(ops), MAX_TRANSACTION):
             self.commit(ops[start : start + MAX_TRANSACTION])
 
+    # -- locks across instances ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, name: str, *, ttl: float, wait: float) -> Iterator[bool]:
+        """A lease across instances: the row ``_sys/lock:<name>``, created (or taken over once
+        expired) with an ETag condition. Yields whether it is held; waits up to ``wait``
+        seconds for a live holder. A holder that dies leaves it to expire after ``ttl``."""
+        row = f"lock:{name}"
+        owner = uuid.uuid4().hex
+        deadline = time.monotonic() + wait
+        etag: str | None = None
+        while etag is None:
+            until = utcnow() + dt.timedelta(seconds=ttl)
+            entity = {"PartitionKey": SYS_PARTITION, "RowKey": row, "owner": owner, "until": until}
+            current = self._get(SYS_PARTITION, row)
+            try:
+                if current is None:
+                    [etag] = self.commit([create_op(entity)])
+                elif current["until"] < utcnow():
+                    [etag] = self.commit([update_op(entity, current.metadata.get("etag"))])
+            except ConcurrentChange:
+                etag = None
+            if etag is None:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(random.uniform(0.05, 0.25))  # noqa: S311 (jitter)
+        try:
+            yield etag is not None
+        finally:
+            if etag is not None:
+                self.delete_rows(SYS_PARTITION, [(row, etag)])
+
     # -- mounts ------------------------------------------------------------------------------
 
     def get_mount(self, name: str) -> Mount | None:
         entity = self._get(SYS_PARTITION, f"mount:{name}")
-        if entity is None:
-            return None
-        return Mount(
-            entity["name"],
-            entity["type"],
-            entity.get("description", ""),
-            entity["uuid"],
-            entity["created"],
-        )
+        return None if entity is None else _mount_from(entity)
 
     def list_mounts(self) -> list[Mount]:
-        return [
-            Mount(e["name"], e["type"], e.get("description", ""), e["uuid"], e["created"])
-            for e in self._range(SYS_PARTITION, "mount:")
-        ]
+        return [_mount_from(e) for e in self._range(SYS_PARTITION, "mount:")]
 
     def create_mount(self, mount: Mount) -> None:
-        self.commit(
-            [
-                create_op(
-                    {
-                        "PartitionKey": SYS_PARTITION,
-                        "RowKey": f"mount:{mount.name}",
-                        "name": mount.name,
-                        "type": mount.type,
-                        "description": mount.description,
-                        "uuid": mount.uuid,
-                        "created": mount.created,
-                    }
-                )
-            ]
-        )
+        self.commit([create_op(_mount_entity(mount))])
 
-    def delete_mount(self, name: str) -> None:
-        self.commit([delete_op(SYS_PARTITION, f"mount:{name}")])
+    def update_mount(self, mount: Mount) -> Mount:
+        [etag] = self.commit([update_op(_mount_entity(mount), mount.etag)])
+        return replace(mount, etag=etag)
+
+    def delete_mount(self, mount: Mount) -> None:
+        self.delete_rows(SYS_PARTITION, [(f"mount:{mount.name}", mount.etag)])
 
     def partition_has(self, mount: str, prefix: str) -> bool:
         rows = self._query(
@@ -954,6 +999,35 @@ class Store:
         if entity is None:
             return None
         return entity["mount"], entity["provider"], entity["key"]
+
+    def deleting_keys(self, mount: str) -> list[str]:
+        """Names of keys marked ``deleting`` (a delete that has not finished)."""
+        return [
+            e["name"]
+            for e in self._range(mount, "name:", select=["name", "state"])
+            if e.get("state") == "deleting"
+        ]
+
+    def owner_rows(self) -> list[tuple[str, str, str, str, str, dt.datetime | None]]:
+        """Every owner index row: (row key, vault:name, mount, provider, key, written)."""
+        return [
+            (
+                e["RowKey"],
+                e["RowKey"],
+                e["mount"],
+                e["provider"],
+                e["key"],
+                e.metadata.get("timestamp"),
+            )
+            for e in self._query("PartitionKey eq @pk", {"pk": REMOTE_PARTITION})
+        ]
+
+    def rotation_entries(self) -> list[tuple[str, str, str]]:
+        """Every rotation index entry (slot, mount, key), due or not."""
+        return [
+            (e["RowKey"], e["mount"], e["key"])
+            for e in self._query("PartitionKey eq @pk", {"pk": ROTATION_PARTITION})
+        ]
 
     def due_rotations(
         self, now: dt.datetime, *, on_tampered: Callable[[RowTampered], None] | None = None

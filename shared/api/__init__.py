@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared import vaultapi
-from shared.errors import EngineError, NotFound, UnsupportedOperation
+from shared.errors import EngineError, UnsupportedOperation
+from shared.mounts import no_route
 from shared.names import is_mount_name
 from shared.vaultapi import ApiRequest, ApiResponse, Field, FieldData
 
@@ -84,8 +85,7 @@ def handle(
                 params["mount"], for_write=op not in ("read", "list")
             )
         ):
-            shown = params["mount"][:64] if params["mount"].isprintable() else "?"
-            raise NotFound(f'no handler for route "{shown}/". route entry not found.')
+            raise no_route(params["mount"])
         if op in ("update", "delete"):
             raw = vaultapi.parse_body(request, context.service.settings.max_body_bytes)
             context.data = FieldData(raw, spec.fields)

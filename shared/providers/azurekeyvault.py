@@ -7,13 +7,15 @@ PKCS#8 bytes are wrapped without being parsed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import logging
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -131,8 +133,12 @@ class AzureKeyVaultProvider:
         credential_label: str = "",
         *,
         scope: str,
+        creation_lock: Callable[[str], AbstractContextManager[bool]] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        # Serializes creating a key every instance may need at once (the key exchange key)
+        # across instances; the distributor passes a lease in Table Storage.
+        self._creation_lock = creation_lock or (lambda _name: contextlib.nullcontext(True))
         self.scope = scope  # shared.azure.vault_scope: decided by the vault's name
         self.credential = credential
         self.credential_label = credential_label
@@ -238,14 +244,19 @@ class AzureKeyVaultProvider:
             try:
                 kek = self.client.get_key(KEK_NAME)
             except ResourceNotFoundError:
-                creating = True
-                kek = self.client.create_rsa_key(
-                    KEK_NAME,
-                    size=KEK_SIZE,
-                    hardware_protected=True,
-                    key_operations=["import"],
-                    tags={"keymgmt-role": "kek"},
-                )
+                # One instance creates it; the others wait for the lease, then find it.
+                with self._creation_lock(KEK_NAME):
+                    try:
+                        kek = self.client.get_key(KEK_NAME)
+                    except ResourceNotFoundError:
+                        creating = True
+                        kek = self.client.create_rsa_key(
+                            KEK_NAME,
+                            size=KEK_SIZE,
+                            hardware_protected=True,
+                            key_operations=["import"],
+                            tags={"keymgmt-role": "kek"},
+                        )
         except AzureError as exc:
             operation = "create" if creating else "get"
             raise self._error("preparing the key exchange key", exc, operation) from None

@@ -1,0 +1,83 @@
+"""What a dead instance can leave behind, finished or removed by the reconciler.
+
+Every multi-step change is safe to finish from anywhere, so this only has to find the
+leftovers: a key delete that did not finish, a mount disable that did not finish, owner index
+rows whose distribution never got recorded (or was removed), and rotation index entries that
+point to nothing. Each item is isolated: one that fails is reported, the rest go on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from shared.errors import EngineError
+from shared.store import REMOTE_PARTITION, ROTATION_PARTITION, utcnow
+
+log = logging.getLogger(__name__)
+
+# An owner row is written before its distribution (and kept while Key Vault deletes a removed
+# key, which takes seconds): one older than this that no distribution matches is a leftover.
+OWNER_ROW_GRACE = dt.timedelta(minutes=10)
+
+
+def cleanup(service: Any) -> dict[str, list[str]]:
+    done: list[str] = []
+    errors: list[str] = []
+
+    def attempt(what: str, action: Callable[[], Any]) -> None:
+        try:
+            action()
+        except EngineError as exc:
+            errors.append(f"{what}: {exc}")
+        except Exception as exc:
+            log.exception("cleanup of %s failed", what)
+            errors.append(f"{what}: internal error ({type(exc).__name__})")
+
+    attempt("mounts", lambda: done.extend(service.mounts.settle()))
+    store, keys = service.store, service.keys
+    for mount in store.list_mounts():
+        for name in store.deleting_keys(mount.name):
+            attempt(
+                f"key {mount.name}/{name}",
+                lambda m=mount.name, n=name: _finish(keys, store, m, n, done),
+            )
+    now = utcnow()
+    for row, _, mount, provider, key, written in store.owner_rows():
+        if written is not None and now - written < OWNER_ROW_GRACE:
+            continue
+        attempt(
+            f"owner row {row}",
+            lambda r=row, m=mount, p=provider, k=key: _owner(store, r, m, p, k, done),
+        )
+    for slot, mount, key in store.rotation_entries():
+        attempt(
+            f"rotation entry {slot}", lambda s=slot, m=mount, k=key: _rotation(store, s, m, k, done)
+        )
+    return {"done": done, "errors": errors}
+
+
+def _finish(keys: Any, store: Any, mount: str, name: str, done: list[str]) -> None:
+    key = store.get_key(mount, name)
+    if key is not None and key.state == "deleting":
+        keys.finish_delete(key)
+        done.append(f"key {mount}/{name}: a delete that did not finish was finished")
+
+
+def _owner(store: Any, row: str, mount: str, provider: str, key: str, done: list[str]) -> None:
+    dist = store.get_distribution(mount, provider, key)
+    name = row.split(":", 1)[1]
+    if dist is not None and dist.remote_name == name:
+        return
+    store.delete_rows(REMOTE_PARTITION, [(row, None)])
+    done.append(f"owner row {row}: no distribution uses that name; removed")
+
+
+def _rotation(store: Any, slot: str, mount: str, name: str, done: list[str]) -> None:
+    key = store.get_key(mount, name)
+    if key is not None and key.state == "active" and key.rotation_slot == slot:
+        return
+    store.delete_rows(ROTATION_PARTITION, [(slot, None)])
+    done.append(f"rotation entry {slot}: its key moved on; removed")
