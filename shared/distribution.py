@@ -178,7 +178,7 @@ class Distributor:
 
         created: list[ProviderRecord] = []
         optimistic(attempt, what=f"KMS provider {name!r}")
-        if created and not self.service.mounts.still_writable(mount):
+        if created and not self.service.mounts.keeps(mount, provider_rk(name)):
             # The mount was disabled meanwhile (see Mounts.disable): take the provider back.
             self.store.delete_rows(mount, [(provider_rk(name), created[0].etag)])
             raise no_route(mount)
@@ -338,13 +338,17 @@ class Distributor:
                 state="distributing",
                 expiration_period=expiration_period,
             )
-            self._own(record, dist)
+            owner_etag = self._own(record, dist)
             updated_key = replace(key, providers=tuple(sorted({*key.providers, provider_name})))
             # The provider row is written unchanged, ETag-conditioned: a provider deleted (or
             # changed) meanwhile fails the transaction, so no distribution outlives its provider.
-            dist_etag, key_etag, _ = self.store.commit(
-                [dist_op(dist, create=True), key_op(updated_key), provider_op(record)]
-            )
+            try:
+                dist_etag, key_etag, _ = self.store.commit(
+                    [dist_op(dist, create=True), key_op(updated_key), provider_op(record)]
+                )
+            except ConcurrentChange:
+                self._disown(record, dist.remote_name, owner_etag)  # lost: take the name back
+                raise
             log.info("distributing %s/%s to %s as %s", mount, key_name, provider_name, remote_name)
             return replace(dist, etag=dist_etag), replace(updated_key, etag=key_etag), provider
 
@@ -374,11 +378,12 @@ class Distributor:
             f"Key Vault holds keys named {key_name}-<time> for the next seconds; retry later"
         )
 
-    def _own(self, record: ProviderRecord, dist: Distribution) -> None:
+    def _own(self, record: ProviderRecord, dist: Distribution) -> str | None:
         """The owner index lets Key Vault events find a distribution by its remote name. It is
         written before the name is used; an entry whose distribution never got recorded (or
-        moved to another name) is ignored when read."""
-        self.store.commit(
+        moved to another name) is ignored when read, taken back by the distribute that lost,
+        and removed by the reconciler's clean-up otherwise. Returns the entry's ETag."""
+        [etag] = self.store.commit(
             [
                 upsert_op(
                     {
@@ -391,6 +396,18 @@ class Distributor:
                 )
             ]
         )
+        return etag
+
+    def _disown(self, record: ProviderRecord | None, remote_name: str, etag: str | None) -> None:
+        """Remove an owner entry as written (ETag): one rewritten since by another
+        distribution of the same name is that one's, and stays."""
+        if record is None:
+            return
+        row = f"{record.key_collection.lower()}:{remote_name}"
+        try:
+            self.store.delete_rows(REMOTE_PARTITION, [(row, etag)])
+        except EngineError as exc:  # the clean-up removes it later
+            log.warning("owner entry %s not removed: %s", row, exc)
 
     def _rename(self, dist: Distribution, provider: KmsProvider) -> Distribution:
         """Nothing landed under the name and Key Vault refuses it (a key of that name is being
@@ -800,6 +817,12 @@ class Distributor:
                 removed[0] = current is not None
 
         optimistic(attempt, what=f"the removal of {dist.key!r} from {dist.provider!r}")
+        if removed[0]:
+            # The Key Vault key is soft-deleted: it holds its name itself from now on.
+            record = self.store.get_provider(dist.mount, dist.provider)
+            owner = self.find_by_remote(record.key_collection, dist.remote_name) if record else None
+            if owner is None:
+                self._disown(record, dist.remote_name, self._owner_etag(record, dist.remote_name))
         log.info(
             "removed %s/%s from %s (Key Vault key %s soft-deleted)",
             dist.mount,
@@ -888,6 +911,11 @@ class Distributor:
         return warnings
 
     # -- reconciliation and events -----------------------------------------------------------
+
+    def _owner_etag(self, record: ProviderRecord | None, remote_name: str) -> str | None:
+        if record is None:
+            return None
+        return self.store.owner_etag(record.key_collection, remote_name)
 
     def find_by_remote(self, vault: str, remote_name: str) -> Distribution | None:
         """The distribution that owns ``remote_name`` in vault ``vault``, if this engine made it."""

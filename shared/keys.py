@@ -61,14 +61,14 @@ class KeyEngine:
         *,
         allow_short_rotation: bool = False,
         propagator: Propagator | None = None,
-        mount_writable: Callable[[str], bool] | None = None,
+        mount_keeps: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.store = store
         self.sealer = sealer
         self.allow_short_rotation = allow_short_rotation
         self.propagator = propagator
         # Asked again after a create: a mount disabled meanwhile gets no key (see Mounts.disable).
-        self.mount_writable = mount_writable
+        self.mount_keeps = mount_keeps
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -163,7 +163,11 @@ class KeyEngine:
 
         optimistic(attempt, what=f"key {name!r}")
         created = outcome.get("created")
-        if created is not None and self.mount_writable and not self.mount_writable(mount):
+        if (
+            created is not None
+            and self.mount_keeps is not None
+            and not self.mount_keeps(mount, name_rk(name))
+        ):
             self._undo_create(created)
             raise no_route(mount)
         updated = outcome.get("key")
@@ -219,8 +223,12 @@ class KeyEngine:
                 [key_op(key, create=True), name_op(key, create=True), version_op(key, version)]
             )
         except ConcurrentChange:
-            if index_ops:  # our index entry points to nothing: take it back
-                self.store.delete_rows(ROTATION_PARTITION, [(key.rotation_slot, None)])
+            # Our index entry may point to nothing now: take it back, unless the key that won
+            # holds that very slot (same due second and period), which makes it its entry.
+            if index_ops:
+                winner = self.store.get_key(mount, name)
+                if winner is None or winner.rotation_slot != key.rotation_slot:
+                    self.store.delete_rows(ROTATION_PARTITION, [(key.rotation_slot, None)])
             raise
         log.info("created key %s/%s type %s", mount, name, type_name)
         return replace(key, etag=etag)

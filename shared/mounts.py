@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -13,6 +14,7 @@ from shared.store import Mount, Store, optimistic, utcnow
 
 log = logging.getLogger(__name__)
 ENGINE_TYPE = "keymgmt"
+UNDO_WAIT_SECONDS = 10  # how long a disable waits for creates that raced it to take themselves back
 
 
 def no_route(mount: str) -> NotFound:
@@ -57,7 +59,7 @@ class Mounts:
         """Disable an empty mount. Marked ``disabling`` first (new writes are refused from
         then on), then checked for keys and providers, then deleted. A write that read the
         mount as active before the mark checks it again after its commit and undoes itself
-        (``still_writable``), so no key outlives its mount."""
+        (``keeps``), so no key outlives its mount."""
         name = check_mount(path)
 
         def mark() -> Mount | None:
@@ -66,21 +68,42 @@ class Mounts:
                 return mount
             return self.store.update_mount(replace(mount, state="disabling", changed=utcnow()))
 
-        mount = optimistic(mark, what=f"mount {name}/")
+        if optimistic(mark, what=f"mount {name}/") is None:
+            return
+        mount = self.store.get_mount(name)  # read again: when the storage wrote the mark
         if mount is None:
             return
         self._known.discard(name)
         try:
-            for prefix, what in (("name:", "keys"), ("kms:", "KMS providers")):
-                if self.store.partition_has(name, prefix):
-                    raise InvalidRequest(
-                        f"cannot disable mount {name}/: it still holds {what}; delete them first"
-                    )
+            self._wait_empty(mount)
         except InvalidRequest:
             self._reactivate(name)
             raise
         self.store.delete_mount(mount)
         log.info("disabled mount %s", name)
+
+    def _wait_empty(self, mount: Mount) -> None:
+        """Refuse a mount that holds keys or providers. One written after the mark is a create
+        that read the mount as active a moment before: it takes itself back when it sees the
+        mark, so it is waited for (briefly), and the disable wins."""
+        deadline = time.monotonic() + UNDO_WAIT_SECONDS
+        while True:
+            late_only = True
+            for prefix, what in (("name:", "keys"), ("kms:", "KMS providers")):
+                stamps = self.store.first_written(mount.name, prefix)
+                if not stamps:
+                    continue
+                if mount.written is None or any(t is None or t < mount.written for t in stamps):
+                    late_only = False
+                if not late_only or time.monotonic() > deadline:
+                    raise InvalidRequest(
+                        f"cannot disable mount {mount.name}/: it still holds {what}; delete "
+                        "them first"
+                    )
+                break
+            else:
+                return  # empty
+            time.sleep(0.1)
 
     def _reactivate(self, name: str) -> None:
         def attempt() -> None:
@@ -90,11 +113,18 @@ class Mounts:
 
         optimistic(attempt, what=f"mount {name}/")
 
-    def still_writable(self, name: str) -> bool:
-        """After a write that may be the first in the mount: is the mount still there, and
-        not being disabled? (A fresh read: never the cache.)"""
+    def keeps(self, name: str, row: str) -> bool:
+        """After a create that may be the first in the mount: may its row ``row`` stay? Yes
+        while the mount is active. Once it is being disabled, only if the storage wrote the
+        row before the mark: then the disable sees it and refuses. A row written after the
+        mark (or a mount already gone) must go: the disable is waiting for that."""
         mount = self.store.get_mount(name)
-        return mount is not None and mount.state == "active"
+        if mount is not None and mount.state == "active":
+            return True
+        if mount is None or mount.written is None:
+            return False
+        written = self.store.written(name, row)
+        return written is not None and written < mount.written
 
     def settle(self, older_than: float = 300) -> list[str]:
         """Finish what a disable that died left: a mount ``disabling`` for longer than

@@ -59,7 +59,7 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
     )
     service.distribution = Distributor(service)
     keys.propagator = service.distribution
-    keys.mount_writable = service.mounts.still_writable
+    keys.mount_keeps = service.mounts.keeps
 
     def ensure_default_mounts() -> None:
         for mount in settings.default_mounts:

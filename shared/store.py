@@ -87,6 +87,7 @@ class Mount:
     created: dt.datetime
     state: str = "active"  # "active" | "disabling" (writes refused; see Mounts.disable)
     changed: dt.datetime | None = None  # when the state last changed
+    written: dt.datetime | None = field(default=None, compare=False)  # the storage's Timestamp
     etag: str | None = field(default=None, compare=False)
 
 
@@ -272,6 +273,7 @@ def _mount_from(entity: Any) -> Mount:
         entity["created"],
         state=entity.get("state", "active"),
         changed=entity.get("changed"),
+        written=entity.metadata.get("timestamp"),
         etag=entity.metadata.get("etag"),
     )
 
@@ -910,6 +912,27 @@ class Store:
     def delete_mount(self, mount: Mount) -> None:
         self.delete_rows(SYS_PARTITION, [(f"mount:{mount.name}", mount.etag)])
 
+    def written(self, partition: str, row: str) -> dt.datetime | None:
+        """When the storage last wrote a row (its Timestamp), or None if there is none."""
+        entity = self._get(partition, row)
+        return None if entity is None else entity.metadata.get("timestamp")
+
+    def first_written(self, mount: str, prefix: str, limit: int = 50) -> list[dt.datetime]:
+        """When the first rows of a prefix range were last written (the storage's Timestamp)."""
+        rows = self._query(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+            {"pk": mount, "lo": prefix, "hi": prefix[:-1] + ";"},
+            select=["RowKey", "Timestamp"],
+            verify=False,
+            page_size=limit,
+        )
+        stamps = []
+        for entity in rows:
+            stamps.append(entity.metadata.get("timestamp"))
+            if len(stamps) >= limit:
+                break
+        return stamps
+
     def partition_has(self, mount: str, prefix: str) -> bool:
         rows = self._query(
             "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
@@ -993,6 +1016,10 @@ class Store:
     ) -> list[Distribution]:
         prefix = f"dist:{provider}:" if provider else "dist:"
         return [_dist_from(e) for e in self._range(mount, prefix, on_tampered=on_tampered)]
+
+    def owner_etag(self, vault: str, remote_name: str) -> str | None:
+        entity = self._get(REMOTE_PARTITION, f"{vault.lower()}:{remote_name}")
+        return None if entity is None else entity.metadata.get("etag")
 
     def remote_owner(self, vault: str, remote_name: str) -> tuple[str, str, str] | None:
         entity = self._get(REMOTE_PARTITION, f"{vault.lower()}:{remote_name}")

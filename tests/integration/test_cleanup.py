@@ -143,24 +143,45 @@ def test_a_disable_that_died_is_settled(svc):
     assert svc.store.get_mount("full").state == "active"
 
 
-def test_a_create_in_a_mount_being_disabled_is_taken_back(svc, monkeypatch):
+@pytest.mark.parametrize("mark", ["before the commit", "after the commit"])
+def test_a_create_racing_a_disable_stays_only_if_the_disable_will_see_it(svc, monkeypatch, mark):
+    """The create read the mount as active; the disable's mark lands before or after the
+    create's commit. Before: the disable waits for the key, which takes itself back (404).
+    After: the disable sees the key and refuses, so the key stays (204)."""
     svc.mounts.enable("m", "keymgmt")
     real_create = svc.keys._create
 
-    def disabled_meanwhile(*args, **kwargs):
-        key = real_create(*args, **kwargs)
+    def disable_mark():
         mount = svc.store.get_mount("m")
         svc.store.update_mount(replace(mount, state="disabling", changed=utcnow()))
+
+    def racing(*args, **kwargs):
+        if mark == "before the commit":
+            disable_mark()
+        key = real_create(*args, **kwargs)
+        if mark == "after the commit":
+            disable_mark()
         return key
 
-    monkeypatch.setattr(svc.keys, "_create", disabled_meanwhile)
-    with pytest.raises(NotFound, match='no handler for route "m/"'):
+    monkeypatch.setattr(svc.keys, "_create", racing)
+
+    def create():
         svc.keys.write(
             "m", "k", type_name=None, min_enabled_version=None, deletion_allowed=None,
             auto_rotate_period=None,
         )  # fmt: skip
-    assert svc.store.get_key("m", "k") is None
-    assert not svc.store.partition_has("m", "key:") and not svc.store.partition_has("m", "name:")
+
+    if mark == "before the commit":
+        with pytest.raises(NotFound, match='no handler for route "m/"'):
+            create()
+        assert svc.store.get_key("m", "k") is None
+        assert not svc.store.partition_has("m", "key:")
+        assert not svc.store.partition_has("m", "name:")
+    else:
+        create()
+        assert svc.store.get_key("m", "k") is not None
+        with pytest.raises(InvalidRequest, match="still holds keys"):
+            svc.mounts.disable("m")  # the disable that marked sees it and refuses
 
 
 def test_disable_refused_while_keys_exist_leaves_the_mount_active(svc):
