@@ -42,10 +42,20 @@ locals {
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING = local.user_assigned ? "ClientId=${local.identity_client_id};Authorization=AAD" : "Authorization=AAD"
   }
 
-  # With a system-assigned identity, the provider writes a key-based AzureWebJobsStorage built
-  # from an empty key (hashicorp/terraform-provider-azurerm #29149, #29693, #30732); an explicit
-  # empty value overrides it so the host uses the identity-based settings above.
-  app_settings_system_assigned = {
+  # For every storage_authentication_type, the provider writes a key-based AzureWebJobsStorage
+  # built from an empty key (DefaultEndpointsProtocol=https;AccountName=...;AccountKey=;...:
+  # hashicorp/terraform-provider-azurerm #29149, #29693, #30732; Azure/azure-functions-host
+  # #11796). A setting named exactly AzureWebJobsStorage wins over the AzureWebJobsStorage__*
+  # identity settings, and the account has no shared keys, so the host could not reach its
+  # storage. The user's app_settings are merged over the provider's, so an explicit empty value
+  # here replaces it on every create and update, for both identity types.
+  #
+  # The plan shows it as an addition every time (`+ "AzureWebJobsStorage" = ""` in app_settings):
+  # the provider's read moves AzureWebJobsStorage out of app_settings (into storage_access_key),
+  # so state never holds it. The diff is expected and harmless: each apply sends the empty value
+  # again. `ignore_changes` would be wrong: an update would then send the provider's key-based
+  # value.
+  app_settings_host_storage = {
     AzureWebJobsStorage = ""
   }
 
@@ -68,12 +78,12 @@ locals {
     AZURE_ENVIRONMENT                = var.environment
   }
 
-  # Only one of the two is set. The SHA-256 digest of a 48-character random token reveals
-  # nothing usable, so it is marked non-sensitive to keep plans readable.
-  root_token_setting_name  = var.root_token_delivery == "keyvault_reference" ? "KEYMGMT_ROOT_TOKEN" : "KEYMGMT_ROOT_TOKEN_SHA256"
-  root_token_setting_value = var.root_token_delivery == "keyvault_reference" ? "@Microsoft.KeyVault(SecretUri=${local.root_token_secret_uri})" : nonsensitive(sha256(local.root_token))
+  # The app gets only the SHA-256 digest of the root token: it needs no access to secrets. The
+  # digest of a 48-character random token reveals nothing usable, so it is marked non-sensitive
+  # to keep plans readable. (A Key Vault reference to the secret cannot work here: see the
+  # root_token_delivery variable.)
   app_settings_root_token = {
-    (local.root_token_setting_name) = local.root_token_setting_value
+    KEYMGMT_ROOT_TOKEN_SHA256 = nonsensitive(sha256(local.root_token))
   }
 
   app_settings_optional = {
@@ -83,7 +93,7 @@ locals {
 
   app_settings = merge(
     local.app_settings_host,
-    { for k, v in local.app_settings_system_assigned : k => v if !local.user_assigned },
+    local.app_settings_host_storage,
     { for k, v in local.app_settings_user_assigned : k => v if local.user_assigned },
     local.app_settings_engine,
     local.app_settings_root_token,
@@ -97,9 +107,9 @@ resource "azurerm_function_app_flex_consumption" "this" {
   resource_group_name = azurerm_resource_group.this.name
   service_plan_id     = azurerm_service_plan.this.id
 
-  # Deployment package: a blob container read with the app's identity (no keys). These
-  # `storage_*` arguments exist in every azurerm 4.x; newer 4.x releases deprecate them in favour
-  # of a `deployment_storage` block, which is why versions.tf stops below 5.0.
+  # Deployment package: a blob container read with the app's identity (no keys). The `storage_*`
+  # arguments are this resource's current way to say so in every azurerm 4.x (none of them is
+  # deprecated; there is no `deployment_storage` block on this resource).
   storage_container_type            = "blobContainer"
   storage_container_endpoint        = "${azurerm_storage_account.this.primary_blob_endpoint}${azurerm_storage_container.deployment.name}"
   storage_authentication_type       = local.user_assigned ? "UserAssignedIdentity" : "SystemAssignedIdentity"
@@ -161,15 +171,6 @@ resource "azurerm_function_app_flex_consumption" "this" {
 
   app_settings = local.app_settings
   tags         = local.tags
-
-  lifecycle {
-    precondition {
-      # A Key Vault reference resolved with a user-assigned identity needs the site's
-      # keyVaultReferenceIdentity, which not every azurerm 4.x exposes on this resource.
-      condition     = var.root_token_delivery != "keyvault_reference" || !local.user_assigned
-      error_message = "root_token_delivery = \"keyvault_reference\" needs identity_type = \"system\"; with a user-assigned identity use root_token_delivery = \"sha256\"."
-    }
-  }
 
   depends_on = [
     azurerm_private_endpoint.storage,

@@ -34,17 +34,6 @@ resource "azurerm_role_assignment" "app_seal_key" {
   description          = "keymgmt seal key: wrapKey/unwrapKey"
 }
 
-# Only with root_token_delivery = "keyvault_reference": the platform resolves the Key Vault
-# reference with the app's identity. The vault's only secret is the root token.
-resource "azurerm_role_assignment" "app_root_token" {
-  count                = var.root_token_delivery == "keyvault_reference" ? 1 : 0
-  scope                = azurerm_key_vault.engine.id
-  role_definition_name = "Key Vault Secrets User"
-  principal_id         = local.principal_id
-  principal_type       = "ServicePrincipal"
-  description          = "Key Vault reference to the keymgmt root token"
-}
-
 # Telemetry with Entra ID auth to Application Insights (local auth is disabled).
 resource "azurerm_role_assignment" "app_insights" {
   scope                = azurerm_application_insights.this.id

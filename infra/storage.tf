@@ -51,6 +51,14 @@ resource "azurerm_storage_container" "deployment" {
   container_access_type = "private"
 }
 
+# Key Vault events Event Grid could not deliver within its retry policy (targets.tf).
+resource "azurerm_storage_container" "dead_letter" {
+  #checkov:skip=CKV2_AZURE_21:As for the deployment container: the check wants azurerm_log_analytics_storage_insights, which needs a storage account key; blob access is logged by the blobServices diagnostic setting (monitoring.tf).
+  name                  = "eventgrid-deadletter"
+  storage_account_id    = azurerm_storage_account.this.id
+  container_access_type = "private"
+}
+
 resource "azurerm_private_endpoint" "storage" {
   for_each            = toset(["blob", "queue", "table"])
   name                = "pe-${local.names.storage}-${each.key}"

@@ -32,15 +32,44 @@ locals {
   target_vault_key_permissions = concat(["Create", "Delete", "Get", "Import", "Update"], var.target_vault_access_policy_list ? ["List"] : [])
 }
 
-# "rbac" vaults. Key Vault Crypto Officer: distribution creates the BYOK key exchange key and
-# imports the wrapped key (create, import), rotation imports new versions, min_enabled_version
-# enables and disables versions and sets tags (update), removal deletes (delete); keys/read covers
-# get, get deleted and list. Crypto User lacks create/import/delete; Crypto Officer carries no
-# secret, certificate or role-management permission.
+# "rbac" vaults. By default a custom role with exactly the data actions the engine calls
+# (docs/kvemu.md, "Permissions per engine call"): keys/read (get, get deleted, list), create
+# (the BYOK key exchange key, once per vault), import (distribution, rotation), update (enable
+# and disable versions), delete (removal). Key Vault Crypto Officer would also grant keys/* on
+# every key of the vault (sign, decrypt, purge, release...) and its rotation policies.
+locals {
+  target_vault_data_actions = [
+    "Microsoft.KeyVault/vaults/keys/read",
+    "Microsoft.KeyVault/vaults/keys/create/action",
+    "Microsoft.KeyVault/vaults/keys/import/action",
+    "Microsoft.KeyVault/vaults/keys/update/action",
+    "Microsoft.KeyVault/vaults/keys/delete",
+  ]
+  custom_target_role = var.target_vault_role_definition_name == null && length(local.target_vaults_rbac) > 0
+  # A custom role is assignable where its assignable scopes say: the target vaults' resource groups.
+  target_vault_resource_groups = distinct([
+    for vault in local.target_vaults_rbac : join("/", slice(split("/", vault.id), 0, 5))
+  ])
+}
+
+resource "azurerm_role_definition" "target_vault" {
+  count             = local.custom_target_role ? 1 : 0
+  name              = "keymgmt key distributor (${local.base_name})"
+  scope             = local.target_vault_resource_groups[0]
+  description       = "azure-keymgmt: read, create, import, update and delete keys in target vaults; nothing else."
+  assignable_scopes = local.target_vault_resource_groups
+
+  permissions {
+    actions      = []
+    data_actions = local.target_vault_data_actions
+  }
+}
+
 resource "azurerm_role_assignment" "app_target_vault" {
   for_each             = local.target_vaults_rbac
   scope                = each.value.id
-  role_definition_name = var.target_vault_role_definition_name
+  role_definition_id   = local.custom_target_role ? azurerm_role_definition.target_vault[0].role_definition_resource_id : null
+  role_definition_name = local.custom_target_role ? null : var.target_vault_role_definition_name
   principal_id         = local.principal_id
   principal_type       = "ServicePrincipal"
   description          = "keymgmt distributes keys into this vault (BYOK)"
@@ -69,11 +98,16 @@ resource "azurerm_private_endpoint" "target_vault" {
   subnet_id           = azurerm_subnet.private_endpoints.id
   tags                = local.tags
 
+  # Automatic approval needs the deployer to hold approval rights on the target vault
+  # (Microsoft.KeyVault/vaults/privateEndpointConnectionsApproval/action, e.g. as its owner);
+  # otherwise choose "manual": the connection waits as Pending until the vault's owner approves
+  # it (infra/README.md, Target vault private endpoints).
   private_service_connection {
     name                           = "psc-${each.key}"
     private_connection_resource_id = each.value.id
     subresource_names              = ["vault"]
-    is_manual_connection           = false
+    is_manual_connection           = var.target_vault_private_endpoint_approval == "manual"
+    request_message                = var.target_vault_private_endpoint_approval == "manual" ? "azure-keymgmt ${local.base_name}: private access for key distribution (BYOK)" : null
   }
 
   private_dns_zone_group {
@@ -94,6 +128,20 @@ resource "azurerm_eventgrid_system_topic" "target_vault" {
   source_resource_id  = each.value.id
   topic_type          = "Microsoft.KeyVault.vaults"
   tags                = local.tags
+
+  # Writes undeliverable events to the dead-letter container (Entra ID: the account has no keys).
+  identity {
+    type = "SystemAssigned"
+  }
+}
+
+resource "azurerm_role_assignment" "eventgrid_dead_letter" {
+  for_each             = local.target_vaults
+  scope                = azurerm_storage_container.dead_letter.id
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = azurerm_eventgrid_system_topic.target_vault[each.key].identity[0].principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "Event Grid dead-letters undeliverable Key Vault events"
 }
 
 # Delivery to the function through Resource Manager (azure_function_endpoint): no function key in
@@ -118,4 +166,18 @@ resource "azurerm_eventgrid_system_topic_event_subscription" "keyvault_events" {
     max_delivery_attempts = 30
     event_time_to_live    = 1440
   }
+
+  # After that, the event is kept in the app's storage instead of dropped (infra/README.md, Event
+  # Grid). The reconciler covers what a lost event would have done: it reports foreign versions
+  # (drift) on every run, and keys rotate on their auto_rotate_period without any event.
+  dead_letter_identity {
+    type = "SystemAssigned"
+  }
+
+  storage_blob_dead_letter_destination {
+    storage_account_id          = azurerm_storage_account.this.id
+    storage_blob_container_name = azurerm_storage_container.dead_letter.name
+  }
+
+  depends_on = [azurerm_role_assignment.eventgrid_dead_letter]
 }

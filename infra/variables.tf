@@ -160,24 +160,29 @@ variable "instance_memory_mb" {
 }
 
 variable "maximum_instance_count" {
-  description = "Maximum number of instances the app scales out to."
+  description = "Maximum number of instances the app scales out to: 40 to 1000 (Microsoft documents 40 as the lowest maximum for Flex Consumption, and azurerm 4.42-4.57 refuse lower values at plan time)."
   type        = number
   default     = 40
 
   validation {
-    condition     = var.maximum_instance_count >= 1 && var.maximum_instance_count <= 1000 && floor(var.maximum_instance_count) == var.maximum_instance_count
-    error_message = "maximum_instance_count must be an integer from 1 to 1000."
+    condition     = var.maximum_instance_count >= 40 && var.maximum_instance_count <= 1000 && floor(var.maximum_instance_count) == var.maximum_instance_count
+    error_message = "maximum_instance_count must be an integer from 40 to 1000 (the lowest maximum Flex Consumption allows is 40)."
   }
 }
 
 variable "always_ready_http_instances" {
-  description = "Always-ready instances for the HTTP functions (0 = scale to zero; each one is billed as a baseline but removes cold starts)."
+  description = "Always-ready instances for the HTTP functions (0 = scale to zero; each one is billed as a baseline but removes cold starts). With zone_redundant = true it must be 0 or at least 2: a zone-redundant app spreads always-ready instances over zones and needs two or more."
   type        = number
   default     = 0
 
   validation {
     condition     = var.always_ready_http_instances >= 0 && var.always_ready_http_instances <= 20 && floor(var.always_ready_http_instances) == var.always_ready_http_instances
     error_message = "always_ready_http_instances must be an integer from 0 to 20."
+  }
+
+  validation {
+    condition     = !var.zone_redundant || var.always_ready_http_instances != 1
+    error_message = "always_ready_http_instances = 1 does not work with zone_redundant = true: a zone-redundant Flex Consumption app needs at least 2 always-ready instances (or 0)."
   }
 }
 
@@ -280,13 +285,13 @@ variable "root_token" {
 }
 
 variable "root_token_delivery" {
-  description = "How the app learns the root token. \"sha256\": the app setting KEYMGMT_ROOT_TOKEN_SHA256 holds only its SHA-256 digest (not secret; the app needs no access to secrets). \"keyvault_reference\": KEYMGMT_ROOT_TOKEN is a Key Vault reference to the secret (needs identity_type = \"system\" with this provider range, see README)."
+  description = "How the app learns the root token. Only \"sha256\": the app setting KEYMGMT_ROOT_TOKEN_SHA256 holds its SHA-256 digest (not secret; the app needs no access to secrets). \"keyvault_reference\" is refused: Key Vault references cannot resolve on Flex Consumption when the vault is network-restricted, even with VNet integration (Microsoft's Flex Consumption documentation), and the engine's vault is private; nor does any azurerm 4.x offer key_vault_reference_identity_id on this resource."
   type        = string
   default     = "sha256"
 
   validation {
-    condition     = contains(["sha256", "keyvault_reference"], var.root_token_delivery)
-    error_message = "root_token_delivery must be \"sha256\" or \"keyvault_reference\"."
+    condition     = var.root_token_delivery == "sha256"
+    error_message = "root_token_delivery must be \"sha256\". \"keyvault_reference\" cannot work here: on Flex Consumption, Key Vault references cannot be resolved from a network-restricted vault (even with VNet integration), and this module's vault is private; azurerm 4.x has no key_vault_reference_identity_id on azurerm_function_app_flex_consumption either."
   }
 }
 
@@ -400,13 +405,25 @@ variable "target_vault_private_endpoints" {
 }
 
 variable "target_vault_role_definition_name" {
-  description = "Role of the app's identity on each target vault with the \"rbac\" permission model (unused for \"access_policy\" vaults). The default, Key Vault Crypto Officer, is the narrowest built-in role with create, import, update and delete of keys, which BYOK distribution, rotation and removal need. A custom role with exactly the data actions listed in infra/README.md (Target vault permissions) is narrower still."
+  description = "Role of the app's identity on each target vault with the \"rbac\" permission model (unused for \"access_policy\" vaults). Null (the default): a custom role this module creates with exactly the data actions the engine uses (keys/read, create, import, update, delete: infra/README.md, Target vault permissions), assignable in the target vaults' resource groups; creating it needs Microsoft.Authorization/roleDefinitions/write there. Or the name of a built-in role, such as \"Key Vault Crypto Officer\" (broader: keys/* on every key of the vault and its rotation policies)."
   type        = string
-  default     = "Key Vault Crypto Officer"
+  default     = null
 
   validation {
-    condition     = !contains(["Owner", "Contributor", "Key Vault Administrator", "User Access Administrator"], var.target_vault_role_definition_name)
+    condition     = var.target_vault_role_definition_name == null || !contains(["Owner", "Contributor", "Key Vault Administrator", "User Access Administrator"], coalesce(var.target_vault_role_definition_name, "-"))
     error_message = "target_vault_role_definition_name must not be a broad role (Owner, Contributor, Key Vault Administrator, User Access Administrator)."
+  }
+}
+
+variable "target_vault_private_endpoint_approval" {
+  description = "How target-vault private endpoints are approved. \"automatic\" (default): approved on creation, which needs the deployer to hold approval rights on each target vault (Microsoft.KeyVault/vaults/privateEndpointConnectionsApproval/action, e.g. Owner or Contributor). \"manual\": the connection is created Pending with a request message, and the vault's owner approves it (infra/README.md)."
+  type        = string
+  default     = "automatic"
+  nullable    = false
+
+  validation {
+    condition     = contains(["automatic", "manual"], var.target_vault_private_endpoint_approval)
+    error_message = "target_vault_private_endpoint_approval must be \"automatic\" or \"manual\"."
   }
 }
 

@@ -1,13 +1,15 @@
 terraform {
-  # 1.6: stable `terraform test`, `import` blocks and the validation features used in variables.tf.
-  required_version = ">= 1.6"
+  # 1.9: variable validations that refer to other variables (always_ready_http_instances checks
+  # zone_redundant); 1.6 brought `import` blocks and stable `terraform test`.
+  required_version = ">= 1.9"
 
   required_providers {
     azurerm = {
       source = "hashicorp/azurerm"
       # 4.42 introduced `rbac_authorization_enabled` on azurerm_key_vault (replacing the deprecated
-      # `enable_rbac_authorization`); 5.0 will remove the deprecated `storage_*` arguments of
-      # azurerm_function_app_flex_consumption that this module uses (see function_app.tf).
+      # `enable_rbac_authorization`). Below 5.0: Application Insights' `local_authentication_disabled`
+      # is deprecated from 4.78 and removed in 5.0, and its replacement exists only from 4.78
+      # (monitoring.tf).
       version = ">= 4.42, < 5.0"
     }
     random = {

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -41,10 +42,22 @@ def auditor_credential(emulator):
     )
 
 
-@pytest.fixture(scope="module", params=["access_policy", "rbac"])
+def terraform_data_actions() -> list[str]:
+    """The data actions of the custom role infra/targets.tf gives the engine on target vaults."""
+    import hcl2
+
+    infra = Path(__file__).resolve().parents[2] / "infra" / "targets.tf"
+    for block in hcl2.loads(infra.read_text()).get("locals", []):
+        if "target_vault_data_actions" in block:
+            return [str(a).strip('"') for a in block["target_vault_data_actions"]]
+    raise AssertionError("infra/targets.tf has no local target_vault_data_actions")
+
+
+@pytest.fixture(scope="module", params=["access_policy", "rbac", "custom_role"])
 def seed_stack(request, azurite, tmp_path_factory):
-    """The seed's vault, under exactly the seed's access policy, or under the RBAC role our
-    Terraform assigns (Key Vault Crypto Officer): nothing else is granted to the engine."""
+    """The seed's vault, under exactly the seed's access policy, under the built-in role
+    Key Vault Crypto Officer, or under exactly the custom role our Terraform creates by default
+    (its data actions read from infra/): nothing else is granted to the engine."""
     model = request.param
     emulator = Emulator(
         {"keyvault-name": 0},
@@ -57,8 +70,11 @@ def seed_stack(request, azurite, tmp_path_factory):
     if model == "access_policy":
         emulator.set_access_policy("keyvault-name", engine.object_id, SEED_PERMISSIONS)
         emulator.set_access_policy("keyvault-name", auditor.object_id, ALL_KEY_PERMISSIONS)
-    else:
+    elif model == "rbac":
         emulator.grant("keyvault-name", engine.object_id, "Key Vault Crypto Officer")
+        emulator.grant("keyvault-name", auditor.object_id, "Key Vault Administrator")
+    else:
+        emulator.access.assign_role("keyvault-name", engine.object_id, terraform_data_actions())
         emulator.grant("keyvault-name", auditor.object_id, "Key Vault Administrator")
     with emulator:
         settings = engine_settings(

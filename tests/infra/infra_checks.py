@@ -257,6 +257,16 @@ def _preconditions(tree: Tree) -> list[dict[str, Any]]:
     return found
 
 
+# What the engine calls on a target vault (docs/kvemu.md, "Permissions per engine call").
+ENGINE_DATA_ACTIONS = {
+    "Microsoft.KeyVault/vaults/keys/read",
+    "Microsoft.KeyVault/vaults/keys/create/action",
+    "Microsoft.KeyVault/vaults/keys/import/action",
+    "Microsoft.KeyVault/vaults/keys/update/action",
+    "Microsoft.KeyVault/vaults/keys/delete",
+}
+
+
 def check_target_vault_permissions(tree: Tree) -> list[str]:
     """Each target vault gets exactly one grant, of its permission model, with only what it needs.
 
@@ -273,7 +283,11 @@ def check_target_vault_permissions(tree: Tree) -> list[str]:
     }
     for rtype, for_each in grants.items():
         found = [
-            (n, b) for n, b in tree.of_type(rtype) if "target_vaults" in str(b.get("for_each", ""))
+            (n, b)
+            for n, b in tree.of_type(rtype)
+            if "target_vaults" in str(b.get("for_each", ""))
+            # grants on the vaults themselves (not, say, the dead-letter container's)
+            and (rtype != "azurerm_role_assignment" or b.get("scope") == "${each.value.id}")
         ]
         if not found:
             problems.append(f"no {rtype} for the target vaults")
@@ -282,10 +296,29 @@ def check_target_vault_permissions(tree: Tree) -> list[str]:
                 problems.append(
                     f"{rtype}.{name}: for_each must be {for_each} (only the vaults of its model)"
                 )
+    roles = dict(tree.of_type("azurerm_role_definition"))
+    custom = roles.get("target_vault", {})
+    wanted_actions = sorted(ENGINE_DATA_ACTIONS)
+    permissions = custom.get("permissions") or [{}]
+    permissions = permissions[0] if isinstance(permissions, list) else permissions
+    if not custom:
+        problems.append(
+            "no azurerm_role_definition.target_vault (the engine's least-privilege role)"
+        )
+    elif sorted(tree.locals.get("target_vault_data_actions") or []) != wanted_actions or (
+        permissions.get("data_actions") != "${local.target_vault_data_actions}"
+        or permissions.get("actions") not in ([], None)
+    ):
+        problems.append(
+            f"azurerm_role_definition.target_vault: data actions must be exactly {wanted_actions} "
+            "and no control-plane actions"
+        )
     for name, body in tree.of_type("azurerm_role_assignment"):
         if body.get("for_each") != grants["azurerm_role_assignment"]:
             continue
         where = f"azurerm_role_assignment.{name}"
+        if "azurerm_role_definition.target_vault" not in str(body.get("role_definition_id", "")):
+            problems.append(f"{where}: the custom role must be the default")
         if body.get("principal_id") != "${local.principal_id}":
             problems.append(
                 f"{where}: principal_id must be the app's identity (local.principal_id)"
@@ -377,9 +410,8 @@ def check_app_settings(tree: Tree) -> list[str]:
     missing = REQUIRED_APP_SETTINGS - set(settings)
     if missing:
         problems.append(f"app settings missing: {sorted(missing)}")
-    root_token = {"KEYMGMT_ROOT_TOKEN", "KEYMGMT_ROOT_TOKEN_SHA256"}
-    if not (root_token & set(settings) or "${(local.root_token_setting_name)}" in settings):
-        problems.append("no root token setting")
+    if "KEYMGMT_ROOT_TOKEN_SHA256" not in settings:
+        problems.append("no root token setting (KEYMGMT_ROOT_TOKEN_SHA256)")
     for key, value in settings.items():
         if key in FORBIDDEN_APP_SETTINGS:
             problems.append(f"app setting {key} is development-only")
@@ -395,12 +427,6 @@ def check_app_settings(tree: Tree) -> list[str]:
         for expr in re.findall(r"\$\{(.*?)\}", text):
             if _SECRET_REFERENCE.search(expr) and "sha256(" not in expr:
                 problems.append(f"app setting {key}: interpolates a raw secret ({expr})")
-    # The root token value is computed in a local: it must be a Key Vault reference or a digest.
-    value = str(tree.locals.get("root_token_setting_value", ""))
-    if value:
-        for branch in re.split(r"\s[?:]\s", value):
-            if _SECRET_REFERENCE.search(branch) and "sha256(" not in branch:
-                problems.append(f"root token setting exposes the token: {branch}")
     return problems
 
 
@@ -467,14 +493,14 @@ def _version_bounds(constraint: str) -> tuple[tuple[int, ...] | None, tuple[int,
 
 
 def check_versions(tree: Tree) -> list[str]:
-    """terraform >= 1.6; azurerm >= 4.42, < 5; storage_use_azuread on the provider."""
+    """terraform >= 1.9 (cross-variable validations); azurerm >= 4.42, < 5; storage_use_azuread."""
     problems = []
     required_version = next(
         (t["required_version"] for t in tree.terraform if "required_version" in t), ""
     )
     low, _ = _version_bounds(required_version)
-    if low is None or low < (1, 6, 0):
-        problems.append(f"terraform required_version must be >= 1.6, got {required_version!r}")
+    if low is None or low < (1, 9, 0):
+        problems.append(f"terraform required_version must be >= 1.9, got {required_version!r}")
     azurerm = {}
     for block in tree.terraform:
         for providers in block.get("required_providers", []):

@@ -24,6 +24,7 @@ EXPECTED_SKIPS = {
     ("CKV2_AZURE_1", "azurerm_storage_account.this"),
     ("CKV_AZURE_33", "azurerm_storage_account.this"),
     ("CKV2_AZURE_21", "azurerm_storage_container.deployment"),
+    ("CKV2_AZURE_21", "azurerm_storage_container.dead_letter"),
     ("CKV_AZURE_40", "azurerm_key_vault_key.seal[0]"),
     ("CKV_AZURE_41", "azurerm_key_vault_secret.root_token[0]"),
     ("CKV_AZURE_211", "azurerm_service_plan.this"),

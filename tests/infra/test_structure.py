@@ -230,19 +230,40 @@ def test_vault_without_private_endpoint_is_caught(tree: ic.Tree) -> None:
 )
 def test_secret_in_app_settings_is_caught(tree: ic.Tree, setting: str, value: str) -> None:
     broken = tree.copy()
-    broken.locals["app_settings_engine"] = dict(broken.locals["app_settings_engine"])
-    broken.locals["app_settings_engine"][setting] = value
+    # Into the map that holds the setting today, if one does (a later map wins in the merge).
+    target = next(
+        (
+            n
+            for n, m in tree.locals.items()
+            if n.startswith("app_settings_") and isinstance(m, dict) and setting in m
+        ),
+        "app_settings_engine",
+    )
+    broken.locals[target] = {**broken.locals[target], setting: value}
     assert ic.check_app_settings(broken) != []
 
 
 def test_root_token_digest_is_allowed_but_raw_token_is_not(tree: ic.Tree) -> None:
-    value = tree.locals["root_token_setting_value"]
-    assert "sha256(local.root_token)" in value and "@Microsoft.KeyVault(SecretUri=" in value
+    value = tree.locals["app_settings_root_token"]["KEYMGMT_ROOT_TOKEN_SHA256"]
+    assert value == "${nonsensitive(sha256(local.root_token))}"
     broken = tree.copy()
-    broken.locals["root_token_setting_value"] = value.replace(
-        "nonsensitive(sha256(local.root_token))", "local.root_token"
+    broken.locals["app_settings_root_token"] = {"KEYMGMT_ROOT_TOKEN_SHA256": "${local.root_token}"}
+    assert any("raw secret" in p for p in ic.check_app_settings(broken))
+
+
+def test_the_least_privilege_role_is_checked(tree: ic.Tree) -> None:
+    broken = tree.copy()
+    broken.locals["target_vault_data_actions"] = [
+        *tree.locals["target_vault_data_actions"],
+        "Microsoft.KeyVault/vaults/keys/sign/action",
+    ]
+    assert any(
+        "data actions must be exactly" in p for p in ic.check_target_vault_permissions(broken)
     )
-    assert ic.check_app_settings(broken) != []
+    broken = _broken(tree, "azurerm_role_assignment", "app_target_vault", role_definition_id=None)
+    assert any(
+        "custom role must be the default" in p for p in ic.check_target_vault_permissions(broken)
+    )
 
 
 def test_missing_engine_setting_is_caught(tree: ic.Tree) -> None:
@@ -600,3 +621,59 @@ def test_broken_copies_are_caught_by_terraform(
     assert text.count(old) == 1, f"{old!r} is not in {file} once"
     (infra / file).write_text(text.replace(old, new))
     assert _mismatches(_permissions_module(infra, tmp_path / "module")), "not caught"
+
+
+@pytest.fixture(scope="module")
+def variables_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """variables.tf alone, with no provider: Terraform evaluates its validations."""
+    if TERRAFORM is None:
+        pytest.skip("terraform is not installed")
+    module = tmp_path_factory.mktemp("variables")
+    shutil.copy(ic.INFRA_DIR / "variables.tf", module / "variables.tf")
+    (module / "main.tf").write_text('output "ok" { value = var.maximum_instance_count }\n')
+    proc = _terraform(module, "init", "-backend=false")
+    assert proc.returncode == 0, proc.stderr
+    return module
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        (
+            {"maximum_instance_count": 39},
+            "maximum_instance_count must be an integer from 40 to 1000",
+        ),
+        ({"maximum_instance_count": 1}, "the lowest maximum Flex Consumption allows is 40"),
+        (
+            {"always_ready_http_instances": 1, "zone_redundant": True},
+            "needs at least 2 always-ready instances",
+        ),
+        (
+            {"root_token_delivery": "keyvault_reference"},
+            "cannot be resolved from a network-restricted vault",
+        ),
+        ({"target_vault_private_endpoint_approval": "sometimes"}, '"automatic" or "manual"'),
+    ],
+)
+def test_terraform_refuses_settings_that_cannot_deploy(
+    variables_module: Path, variables: dict[str, object], message: str
+) -> None:
+    proc = _terraform(variables_module, "plan", variables=variables)
+    assert proc.returncode == 1, proc.stdout
+    assert message in " ".join(proc.stderr.split()), proc.stderr
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"maximum_instance_count": 40},
+        {"always_ready_http_instances": 1, "zone_redundant": False},
+        {"always_ready_http_instances": 2, "zone_redundant": True},
+        {"always_ready_http_instances": 0, "zone_redundant": True},
+    ],
+)
+def test_terraform_accepts_the_settings_that_deploy(
+    variables_module: Path, variables: dict[str, object]
+) -> None:
+    proc = _terraform(variables_module, "plan", variables=variables)
+    assert proc.returncode == 0, proc.stderr
