@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shared.errors import EngineError
-from shared.store import REMOTE_PARTITION, ROTATION_PARTITION, utcnow
+from shared.store import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def _owner(store: Any, row: str, mount: str, provider: str, key: str, done: list
     name = row.split(":", 1)[1]
     if dist is not None and dist.remote_name == name:
         return
-    store.delete_rows(REMOTE_PARTITION, [(row, None)])
+    store.drop_owner_row(row)
     done.append(f"owner row {row}: no distribution uses that name; removed")
 
 
@@ -79,5 +79,5 @@ def _rotation(store: Any, slot: str, mount: str, name: str, done: list[str]) -> 
     key = store.get_key(mount, name)
     if key is not None and key.state == "active" and key.rotation_slot == slot:
         return
-    store.delete_rows(ROTATION_PARTITION, [(slot, None)])
+    store.drop_rotation_entry(slot)
     done.append(f"rotation entry {slot}: its key moved on; removed")

@@ -41,7 +41,6 @@ from shared.providers import (
 )
 from shared.seal import credentials_context
 from shared.store import (
-    REMOTE_PARTITION,
     Distribution,
     KeyRecord,
     ProviderRecord,
@@ -53,7 +52,6 @@ from shared.store import (
     provider_op,
     provider_rk,
     rfc3339,
-    upsert_op,
     utcnow,
 )
 
@@ -74,6 +72,16 @@ LEASE_SECONDS = 30
 LEASE_WAIT_SECONDS = LEASE_SECONDS + 5
 
 ProviderFactory = Callable[[ProviderRecord, Mapping[str, str]], KmsProvider]
+
+
+def is_ours(dist: Distribution, rv: RemoteVersion, version: int | None = None) -> bool:
+    """Whether a Key Vault version carries this distribution's tags (and, with ``version``,
+    is that engine version's import). The one test of ownership: tags are only a claim, so
+    callers still check the version against what the engine recorded."""
+    tags = rv.tags
+    if tags.get(TAG_MOUNT) != dist.mount or tags.get(TAG_KEY) != dist.key:
+        return False
+    return version is None or tags.get(TAG_VERSION) == str(version)
 
 
 class LeaseLost(EngineError):
@@ -281,7 +289,7 @@ class Distributor:
         provider_name: str,
         key_name: str,
         *,
-        purposes: Sequence[str],
+        purpose: Sequence[str],
         protection: str,
         expiration_period: int = 0,
     ) -> list[str]:
@@ -292,7 +300,7 @@ class Distributor:
                 f"expiration_period must be 0 (none) or a duration of at most "
                 f"{MAX_DURATION // 86400}d"
             )
-        purposes = tuple(sorted(set(purposes)))
+        purpose = tuple(sorted(set(purpose)))
         check_azure_key_name(key_name)
 
         def attempt() -> tuple[Distribution, KeyRecord, KmsProvider]:
@@ -306,11 +314,11 @@ class Distributor:
             except NotFound:
                 raise InvalidRequest(f"key {key_name!r} does not exist in mount {mount}/") from None
             provider = self._client(record)
-            provider.check_compatible(key.type, purposes, protection)
+            provider.check_compatible(key.type, purpose, protection)
             existing = self.store.get_distribution(mount, provider_name, key_name)
             if existing is not None and existing.state != "removing":
                 if (existing.purpose, existing.protection, existing.expiration_period) != (
-                    purposes,
+                    purpose,
                     protection,
                     expiration_period,
                 ):
@@ -331,7 +339,7 @@ class Distributor:
                 provider=provider_name,
                 key=key_name,
                 remote_name=remote_name,
-                purpose=purposes,
+                purpose=purpose,
                 protection=protection,
                 distribution_time=now,
                 versions={},
@@ -383,31 +391,19 @@ class Distributor:
         written before the name is used; an entry whose distribution never got recorded (or
         moved to another name) is ignored when read, taken back by the distribute that lost,
         and removed by the reconciler's clean-up otherwise. Returns the entry's ETag."""
-        [etag] = self.store.commit(
-            [
-                upsert_op(
-                    {
-                        "PartitionKey": REMOTE_PARTITION,
-                        "RowKey": f"{record.key_collection.lower()}:{dist.remote_name}",
-                        "mount": dist.mount,
-                        "provider": dist.provider,
-                        "key": dist.key,
-                    }
-                )
-            ]
+        return self.store.own_remote(
+            record.key_collection, dist.remote_name, dist.mount, dist.provider, dist.key
         )
-        return etag
 
     def _disown(self, record: ProviderRecord | None, remote_name: str, etag: str | None) -> None:
         """Remove an owner entry as written (ETag): one rewritten since by another
         distribution of the same name is that one's, and stays."""
         if record is None:
             return
-        row = f"{record.key_collection.lower()}:{remote_name}"
         try:
-            self.store.delete_rows(REMOTE_PARTITION, [(row, etag)])
+            self.store.disown_remote(record.key_collection, remote_name, etag)
         except EngineError as exc:  # the clean-up removes it later
-            log.warning("owner entry %s not removed: %s", row, exc)
+            log.warning("owner entry of %s not removed: %s", remote_name, exc)
 
     def _rename(self, dist: Distribution, provider: KmsProvider) -> Distribution:
         """Nothing landed under the name and Key Vault refuses it (a key of that name is being
@@ -545,12 +541,7 @@ class Distributor:
         latest = provider.latest_version(dist.remote_name)
         if latest is not None and latest.version_id not in dist.versions.values():
             tag = latest.tags.get(TAG_VERSION, "")
-            if (
-                latest.tags.get(TAG_MOUNT) == dist.mount
-                and latest.tags.get(TAG_KEY) == dist.key
-                and tag.isdigit()
-                and int(tag) in missing
-            ):
+            if is_ours(dist, latest) and tag.isdigit() and int(tag) in missing:
                 adopted[int(tag)] = latest.version_id
         for version in missing:
             version_id = adopted.get(version)
@@ -609,7 +600,7 @@ class Distributor:
                 dist.remote_name,
                 key_type=key.type,
                 material=material,
-                purposes=dist.purpose,
+                purpose=dist.purpose,
                 protection=dist.protection,
                 tags={
                     TAG_MOUNT: dist.mount,
@@ -618,7 +609,7 @@ class Distributor:
                     TAG_NAME: dist.remote_name,
                 },
                 enabled=version >= key.min_enabled_version,
-                expires_in=dist.expiration_period,
+                expiration_period=dist.expiration_period,
             )
         except RemoteNameTaken:
             if dist.versions or dist.uncertain:
@@ -1013,7 +1004,7 @@ class Distributor:
         if latest.version_id in dist.versions.values() or latest.version_id in dist.duplicates:
             return
         tag = latest.tags.get(TAG_VERSION, "")
-        if self._ours(dist, latest) and tag.isdigit() and int(tag) not in dist.versions:
+        if is_ours(dist, latest) and tag.isdigit() and int(tag) not in dist.versions:
             return  # an import a crash left unrecorded: adopted by _complete
         report["drift"].append(
             f"Key Vault version {latest.version_id} of {dist.remote_name} (the latest) was not "
@@ -1035,7 +1026,7 @@ class Distributor:
             if rv.version_id in ours or rv.version_id in dist.duplicates:
                 continue
             tag = rv.tags.get(TAG_VERSION, "")
-            tagged = self._ours(dist, rv)
+            tagged = is_ours(dist, rv)
             if tagged and tag.isdigit() and int(tag) not in dist.versions:
                 continue  # an import a crash left unrecorded: adopted by _complete
             if tagged and tag.isdigit() and int(tag) in dist.retried:
@@ -1072,10 +1063,6 @@ class Distributor:
                 ),
             )
         return dist
-
-    @staticmethod
-    def _ours(dist: Distribution, rv: RemoteVersion) -> bool:
-        return rv.tags.get(TAG_MOUNT) == dist.mount and rv.tags.get(TAG_KEY) == dist.key
 
     # -- health (ext) -----------------------------------------------------------------------
 

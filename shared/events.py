@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from shared.distribution import TAG_KEY, TAG_MOUNT, TAG_VERSION
+from shared.distribution import is_ours
 from shared.errors import EngineError
 from shared.store import rfc3339, utcnow
 
@@ -89,11 +89,7 @@ def _new_version(
             version,
         )
         return "not in Key Vault"
-    if (
-        found is not None
-        and found.tags.get(TAG_MOUNT) == dist.mount
-        and found.tags.get(TAG_KEY) == dist.key
-    ):
+    if is_ours(dist, found):
         log.debug("%s/%s version %s is our import, not yet recorded", vault, name, version)
         return "ours, pending"
     disabled = False
@@ -179,11 +175,7 @@ def _expiry_unconfirmed(
     found = provider.version(name, version)
     if found is None:
         return "Key Vault does not have that version"
-    if (
-        found.tags.get(TAG_MOUNT) != dist.mount
-        or found.tags.get(TAG_KEY) != dist.key
-        or found.tags.get(TAG_VERSION) != str(engine_version)
-    ):
+    if not is_ours(dist, found, engine_version):
         return "that Key Vault version is not this engine's import of it"
     if found.expires_on is None:
         return "that version has no expiry date in Key Vault"

@@ -19,7 +19,6 @@ from shared.mounts import no_route
 from shared.names import MAX_DURATION, check_name
 from shared.seal import Sealer, material_context
 from shared.store import (
-    ROTATION_PARTITION,
     KeyRecord,
     Op,
     Store,
@@ -31,7 +30,7 @@ from shared.store import (
     name_rk,
     optimistic,
     rfc3339,
-    upsert_op,
+    rotation_entry_op,
     utcnow,
     version_op,
 )
@@ -228,7 +227,7 @@ class KeyEngine:
             if index_ops:
                 winner = self.store.get_key(mount, name)
                 if winner is None or winner.rotation_slot != key.rotation_slot:
-                    self.store.delete_rows(ROTATION_PARTITION, [(key.rotation_slot, None)])
+                    self.store.drop_rotation_entry(key.rotation_slot)
             raise
         log.info("created key %s/%s type %s", mount, name, type_name)
         return replace(key, etag=etag)
@@ -379,7 +378,7 @@ class KeyEngine:
                 return  # finished by someone else (and maybe created again since)
             self.store.delete_rows(current.mount, self.store.version_rows(current))
             if current.rotation_slot:
-                self.store.delete_rows(ROTATION_PARTITION, [(current.rotation_slot, None)])
+                self.store.drop_rotation_entry(current.rotation_slot)
             try:
                 self.store.commit(
                     [
@@ -410,16 +409,10 @@ class KeyEngine:
             return replace(key, auto_rotate_period=0, next_rotation_time=None, rotation_slot=""), []
         when = base + dt.timedelta(seconds=period)
         slot = rotation_slot(when, key.mount, key.name)
-        entry = {
-            "PartitionKey": ROTATION_PARTITION,
-            "RowKey": slot,
-            "mount": key.mount,
-            "key": key.name,
-        }
         updated = replace(
             key, auto_rotate_period=period, next_rotation_time=when, rotation_slot=slot
         )
-        return updated, [upsert_op(entry)]
+        return updated, [rotation_entry_op(slot, key.mount, key.name)]
 
     def _write_index(self, ops: list[Op]) -> None:
         # The index entry goes first: a crash before the key commit leaves only a stale entry,
@@ -429,10 +422,7 @@ class KeyEngine:
 
     def _drop_index(self, before: KeyRecord, after: KeyRecord) -> None:
         if before.rotation_slot and before.rotation_slot != after.rotation_slot:
-            try:
-                self.store.commit([delete_op(ROTATION_PARTITION, before.rotation_slot)])
-            except ConcurrentChange:
-                pass
+            self.store.drop_rotation_entry(before.rotation_slot)
 
     # -- material (distribution only) --------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from shared.cleanup import cleanup
 from shared.errors import EngineError
-from shared.store import ROTATION_PARTITION, rfc3339, utcnow
+from shared.store import rfc3339, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def _rotation_sweep(
             if key is None or key.state != "active" or key.rotation_slot != slot:
                 # A stale entry: the key moved on (rotated, rescheduled or deleted); one
                 # already removed by another run is fine.
-                store.delete_rows(ROTATION_PARTITION, [(slot, None)])
+                store.drop_rotation_entry(slot)
                 skipped += 1
                 continue
             version, notes = keys.rotate(mount, name, expected_slot=slot, known=key)

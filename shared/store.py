@@ -198,6 +198,10 @@ def dist_rk(provider: str, key: str) -> str:
     return f"dist:{provider}:{key}"
 
 
+def _owner_rk(vault: str, remote_name: str) -> str:
+    return f"{vault.lower()}:{remote_name}"
+
+
 def _int64(value: int) -> Any:
     from azure.data.tables import EdmType, EntityProperty
 
@@ -419,6 +423,13 @@ def upsert_op(entity: dict[str, Any]) -> Op:
 
 def delete_op(partition: str, row: str, etag: str | None = None) -> Op:
     return Op("delete", {"PartitionKey": partition, "RowKey": row}, etag)
+
+
+def rotation_entry_op(slot: str, mount: str, key: str) -> Op:
+    """The rotation index entry of a key due at ``slot`` (written before the key points to it)."""
+    return upsert_op(
+        {"PartitionKey": ROTATION_PARTITION, "RowKey": slot, "mount": mount, "key": key}
+    )
 
 
 def key_op(k: KeyRecord, *, create: bool = False) -> Op:
@@ -1017,12 +1028,42 @@ class Store:
         prefix = f"dist:{provider}:" if provider else "dist:"
         return [_dist_from(e) for e in self._range(mount, prefix, on_tampered=on_tampered)]
 
+    def drop_rotation_entry(self, slot: str) -> None:
+        """Remove a rotation index entry; one already gone is fine."""
+        self.delete_rows(ROTATION_PARTITION, [(slot, None)])
+
+    def own_remote(
+        self, vault: str, remote_name: str, mount: str, provider: str, key: str
+    ) -> str | None:
+        """Record which distribution uses ``remote_name`` in ``vault``; returns the row's ETag."""
+        [etag] = self.commit(
+            [
+                upsert_op(
+                    {
+                        "PartitionKey": REMOTE_PARTITION,
+                        "RowKey": _owner_rk(vault, remote_name),
+                        "mount": mount,
+                        "provider": provider,
+                        "key": key,
+                    }
+                )
+            ]
+        )
+        return etag
+
+    def disown_remote(self, vault: str, remote_name: str, etag: str | None) -> None:
+        """Remove an owner row as written (ETag), or whatever is there (None); gone is fine."""
+        self.delete_rows(REMOTE_PARTITION, [(_owner_rk(vault, remote_name), etag)])
+
+    def drop_owner_row(self, row: str) -> None:
+        self.delete_rows(REMOTE_PARTITION, [(row, None)])
+
     def owner_etag(self, vault: str, remote_name: str) -> str | None:
-        entity = self._get(REMOTE_PARTITION, f"{vault.lower()}:{remote_name}")
+        entity = self._get(REMOTE_PARTITION, _owner_rk(vault, remote_name))
         return None if entity is None else entity.metadata.get("etag")
 
     def remote_owner(self, vault: str, remote_name: str) -> tuple[str, str, str] | None:
-        entity = self._get(REMOTE_PARTITION, f"{vault.lower()}:{remote_name}")
+        entity = self._get(REMOTE_PARTITION, _owner_rk(vault, remote_name))
         if entity is None:
             return None
         return entity["mount"], entity["provider"], entity["key"]

@@ -85,7 +85,7 @@ def _distribute(ctx: Context) -> ApiResponse:
         ctx.mount,
         ctx.params["name"],
         ctx.params["key_name"],
-        purposes=data.get("purpose"),
+        purpose=data.get("purpose"),
         protection=data.get("protection") or "hsm",
         expiration_period=expiration,
     )

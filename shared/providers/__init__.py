@@ -55,7 +55,7 @@ class RemoteVersion:
 class KmsProvider(Protocol):
     name: str
 
-    def check_compatible(self, key_type: str, purposes: Sequence[str], protection: str) -> None:
+    def check_compatible(self, key_type: str, purpose: Sequence[str], protection: str) -> None:
         """Raise InvalidRequest naming what is allowed; no remote call."""
 
     def remote_versions(self, remote_name: str) -> list[RemoteVersion]:
@@ -76,11 +76,11 @@ class KmsProvider(Protocol):
         *,
         key_type: str,
         material: bytes,
-        purposes: Sequence[str],
+        purpose: Sequence[str],
         protection: str,
         tags: Mapping[str, str],
         enabled: bool,
-        expires_in: int,
+        expiration_period: int,
     ) -> str:
         """Import one version; returns its remote version id."""
 

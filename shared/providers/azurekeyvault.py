@@ -147,16 +147,16 @@ class AzureKeyVaultProvider:
 
     # -- compatibility (no remote call) -------------------------------------------------------
 
-    def check_compatible(self, key_type: str, purposes: Sequence[str], protection: str) -> None:
+    def check_compatible(self, key_type: str, purpose: Sequence[str], protection: str) -> None:
         if protection not in PROTECTIONS:
             raise InvalidRequest(
                 f"protection: invalid value {protection!r}; allowed: hsm, software"
             )
-        if not purposes:
+        if not purpose:
             raise InvalidRequest(
                 f"purpose: at least one is required; allowed: {', '.join(PURPOSES)}"
             )
-        unknown = [p for p in purposes if p not in PURPOSES]
+        unknown = [p for p in purpose if p not in PURPOSES]
         if unknown:
             raise InvalidRequest(
                 f"purpose: invalid {', '.join(map(repr, unknown))}; allowed: {', '.join(PURPOSES)}"
@@ -164,7 +164,7 @@ class AzureKeyVaultProvider:
         if key_type in RSA_TYPES:
             return
         if key_type in EC_TYPES:
-            extra = sorted(set(purposes) - {"sign", "verify"})
+            extra = sorted(set(purpose) - {"sign", "verify"})
             if extra:
                 raise InvalidRequest(
                     f"purpose: Azure Key Vault holds {key_type} keys for sign and verify only, "
@@ -282,16 +282,16 @@ class AzureKeyVaultProvider:
         *,
         key_type: str,
         material: bytes,
-        purposes: Sequence[str],
+        purpose: Sequence[str],
         protection: str,
         tags: Mapping[str, str],
         enabled: bool,
-        expires_in: int,
+        expiration_period: int,
     ) -> str:
         from azure.core.exceptions import AzureError
         from azure.keyvault.keys import JsonWebKey
 
-        key_ops = [KEY_OPS[p] for p in sorted(purposes)]
+        key_ops = [KEY_OPS[p] for p in sorted(purpose)]
         spec = KEY_TYPES[key_type]
         if protection == "hsm":
             kid, public = self._kek()
@@ -307,8 +307,8 @@ class AzureKeyVaultProvider:
         else:
             jwk = JsonWebKey(key_ops=key_ops, **_software_jwk(material))
         expires_on = None
-        if expires_in:
-            expires_on = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=expires_in)
+        if expiration_period:
+            expires_on = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=expiration_period)
         for attempt in range(IMPORT_ATTEMPTS):
             try:
                 imported = self.client.import_key(

@@ -587,7 +587,7 @@ def test_crash_after_the_second_of_three_imports_then_completion_without_duplica
 
     crashing = Distributor(service, provider_factory=crashing_factory)
     with pytest.raises(SimulatedCrash):
-        crashing.distribute(mount, provider, key, purposes=["sign", "verify"], protection="hsm")
+        crashing.distribute(mount, provider, key, purpose=["sign", "verify"], protection="hsm")
     assert wrappers[0].imports == 3
     half = base.read_distribution(mount, provider, key)
     assert sorted(half["versions"]) == ["1", "2"] and half["pending_versions"] == [3]
@@ -597,7 +597,7 @@ def test_crash_after_the_second_of_three_imports_then_completion_without_duplica
     fresh = Distributor(service)  # the restarted process
     if finish == "redistribute":
         assert (
-            fresh.distribute(mount, provider, key, purposes=["verify", "sign"], protection="hsm")
+            fresh.distribute(mount, provider, key, purpose=["verify", "sign"], protection="hsm")
             == []
         )
     else:

@@ -68,7 +68,7 @@ def test_a_version_that_does_not_unseal_does_not_block_later_imports(service, kv
     provider, key = provider_for(service, kv), key_with(service, 3)
     original = damage(service, key, 1)
     warnings = service.distribution.distribute(
-        MOUNT, provider, key, purposes=["sign", "verify"], protection="hsm"
+        MOUNT, provider, key, purpose=["sign", "verify"], protection="hsm"
     )
     [warning] = warnings
     assert "version 1" in warning and "integrity check" in warning
@@ -94,7 +94,7 @@ def test_the_reconciler_isolates_each_distribution(service, kv, monkeypatch):
     provider = provider_for(service, kv)
     keys = [key_with(service, 1) for _ in range(3)]
     for key in keys:
-        service.distribution.distribute(MOUNT, provider, key, purposes=["sign"], protection="hsm")
+        service.distribution.distribute(MOUNT, provider, key, purpose=["sign"], protection="hsm")
     for key in keys:
         service.keys.rotate(MOUNT, key)  # each has a version to import
     # One distribution row is damaged in the table; another fails unexpectedly.
@@ -121,7 +121,7 @@ def test_the_reconciler_isolates_each_distribution(service, kv, monkeypatch):
 
 def test_removal_racing_rotation_and_redistribution_ends_whole(service, kv):
     provider, key = provider_for(service, kv), key_with(service, 1)
-    service.distribution.distribute(MOUNT, provider, key, purposes=["sign"], protection="hsm")
+    service.distribution.distribute(MOUNT, provider, key, purpose=["sign"], protection="hsm")
 
     def call(i: int) -> Any:
         try:
@@ -131,7 +131,7 @@ def test_removal_racing_rotation_and_redistribution_ends_whole(service, kv):
                 service.keys.rotate(MOUNT, key)
             else:
                 service.distribution.distribute(
-                    MOUNT, provider, key, purposes=["sign"], protection="hsm"
+                    MOUNT, provider, key, purpose=["sign"], protection="hsm"
                 )
         except EngineError as exc:
             return exc.status

@@ -41,3 +41,16 @@ def test_importing_the_app_loads_no_azure_sdk_client():
         env={"PYTHONPATH": str(ROOT)},
     )
     assert result.stdout.strip() == ""
+
+
+def test_only_the_store_knows_table_storage_formats():
+    """Partitions, row keys and the Table SDK belong to shared/store.py alone."""
+    offenders = []
+    for path in [*(ROOT / "shared").rglob("*.py"), *(ROOT / "functions").rglob("*.py")]:
+        if path == ROOT / "shared" / "store.py":
+            continue
+        text = path.read_text()
+        for needle in ("PartitionKey", "RowKey", "_PARTITION", "azure.data.tables"):
+            if needle in text:
+                offenders.append(f"{path.relative_to(ROOT)}: {needle}")
+    assert offenders == []
