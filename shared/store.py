@@ -648,6 +648,8 @@ class Store:
                 if self._is_table_missing(exc):
                     raise self._table_lost() from None
                 entity = None
+            except Exception as exc:
+                raise self._unavailable(exc) from None
             self.request_count += 1
             if entity is not None:
                 sealed = _sealed_from(entity, "seal")
@@ -672,6 +674,8 @@ class Store:
                 return key
             except ResourceExistsError:
                 continue  # another instance made it first: use theirs
+            except Exception as exc:
+                raise self._unavailable(exc) from None
         raise UpstreamUnavailable("the row integrity key could not be read or created")
 
     def _verified(self, entity: Any, partition: str | None = None) -> Any:
@@ -738,10 +742,20 @@ class Store:
         return self._verified(entity, partition)
 
     def _unavailable(self, exc: Exception) -> Exception:
-        from azure.core.exceptions import HttpResponseError
+        """The engine's error for an SDK failure: the table gone, or Table Storage out of
+        reach (503); anything else as it is."""
+        from azure.core.exceptions import (
+            HttpResponseError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
 
         if isinstance(exc, HttpResponseError) and self._is_table_missing(exc):
             return self._table_lost()
+        if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+            return UpstreamUnavailable(
+                f"Table Storage is unavailable ({type(exc).__name__}); retry later"
+            )
         return exc
 
     def _query(
@@ -756,7 +770,7 @@ class Store:
     ) -> Iterator[Any]:
         """Rows matching ``flt``, each checked against its MAC (``select`` must then name every
         column the rows have). ``on_tampered``: report a bad row and go on instead of raising."""
-        from azure.core.exceptions import HttpResponseError
+        from azure.core.exceptions import AzureError
 
         if select:
             select = list(dict.fromkeys([*select, "PartitionKey", "RowKey", MAC_COLUMN]))
@@ -780,10 +794,11 @@ class Store:
                             on_tampered(exc)
                             continue
                     yield entity
-        except HttpResponseError as exc:
-            if self._is_table_missing(exc):
-                raise self._table_lost() from None
-            raise
+        except AzureError as exc:
+            translated = self._unavailable(exc)
+            if translated is exc:
+                raise
+            raise translated from None
 
     def _range(
         self,
@@ -806,7 +821,7 @@ class Store:
         ConcurrentChange on a lost race."""
         from azure.core import MatchConditions
         from azure.core.exceptions import (
-            HttpResponseError,
+            AzureError,
             ResourceExistsError,
             ResourceModifiedError,
         )
@@ -845,10 +860,11 @@ class Store:
                     "a row changed by this transaction no longer exists"
                 ) from None
             raise
-        except HttpResponseError as exc:
-            if self._is_table_missing(exc):
-                raise self._table_lost() from None
-            raise
+        except AzureError as exc:
+            translated = self._unavailable(exc)
+            if translated is exc:
+                raise
+            raise translated from None
         return [result.get("etag") for result in results]
 
     def delete_rows(self, partition: str, rows: Sequence[tuple[str, str | None]]) -> None:

@@ -92,26 +92,6 @@ def handle(
         return handler(context)
     except EngineError as exc:
         return vaultapi.from_exception(exc)
-    except Exception as exc:
-        if _is_azure_connection_error(exc):
-            log.warning(
-                "dependency unavailable on %s %s: %s",
-                request.method,
-                spec.pattern,
-                type(exc).__name__,
-            )
-            return vaultapi.error(
-                503, "a dependency (Table Storage or Key Vault) is unavailable; retry later"
-            )
+    except Exception:
         log.exception("unexpected failure on %s %s", request.method, spec.pattern)
         return vaultapi.error(500, "internal error; the server log has the details")
-
-
-def _is_azure_connection_error(exc: Exception) -> bool:
-    """Connection-level failures of the Azure SDKs (imported only if already loaded)."""
-    import sys
-
-    exceptions = sys.modules.get("azure.core.exceptions")
-    if exceptions is None:
-        return False
-    return isinstance(exc, (exceptions.ServiceRequestError, exceptions.ServiceResponseError))
