@@ -31,6 +31,7 @@ run: $(VENV)/.installed node_modules/.installed
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 format: $(VENV)/.installed
 	$(PY) -m ruff format .
@@ -39,6 +40,7 @@ format: $(VENV)/.installed
 test: deps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	@if command -v terraform >/dev/null; then \
 		echo "terraform fmt -check -recursive infra"; \
 		TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive -diff infra; \
@@ -49,4 +51,4 @@ bench: $(VENV)/.installed node_modules/.installed
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .local .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .local .pytest_cache .ruff_cache .mypy_cache

@@ -7,7 +7,7 @@ import azure.functions as func
 from shared import events, service
 from shared.errors import EngineError
 
-bp = func.Blueprint()
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions is untyped
 log = logging.getLogger(__name__)
 
 
@@ -22,7 +22,7 @@ def keyvault_events(event: func.EventGridEvent) -> None:
     try:
         outcome = events.handle(
             service.get(),
-            event_type,
+            str(event_type or ""),
             data if isinstance(data, dict) else None,
             event_id=getattr(event, "id", "") or "",
         )

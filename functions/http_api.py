@@ -10,7 +10,7 @@ from functions._http import serve
 from shared.api import PathSpec
 from shared.api.routes import ALL
 
-bp = func.Blueprint()
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions is untyped
 
 
 def _register(spec: PathSpec) -> None:

@@ -5,7 +5,7 @@ import azure.functions as func
 from shared import schedules, service
 from shared.settings import schedule
 
-bp = func.Blueprint()
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions is untyped
 
 
 @bp.timer_trigger(

@@ -161,6 +161,8 @@ def build_credential(
         authority = choice.authority_host
         if "://" not in authority:
             authority = f"https://{authority}"
+        if not choice.tenant_id or not choice.client_id or not secret:
+            raise InvalidRequest("a client secret needs a client_id and a tenant_id")
         return ClientSecretCredential(
             choice.tenant_id,
             choice.client_id,

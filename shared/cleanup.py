@@ -9,6 +9,7 @@ point to nothing. Each item is isolated: one that fails is reported, the rest go
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -42,19 +43,18 @@ def cleanup(service: Any) -> dict[str, list[str]]:
         for name in store.deleting_keys(mount.name):
             attempt(
                 f"key {mount.name}/{name}",
-                lambda m=mount.name, n=name: _finish(keys, store, m, n, done),
+                functools.partial(_finish, keys, store, mount.name, name, done),
             )
     now = utcnow()
     for row, _, mount, provider, key, written in store.owner_rows():
         if written is not None and now - written < OWNER_ROW_GRACE:
             continue
         attempt(
-            f"owner row {row}",
-            lambda r=row, m=mount, p=provider, k=key: _owner(store, r, m, p, k, done),
+            f"owner row {row}", functools.partial(_owner, store, row, mount, provider, key, done)
         )
     for slot, mount, key in store.rotation_entries():
         attempt(
-            f"rotation entry {slot}", lambda s=slot, m=mount, k=key: _rotation(store, s, m, k, done)
+            f"rotation entry {slot}", functools.partial(_rotation, store, slot, mount, key, done)
         )
     return {"done": done, "errors": errors}
 

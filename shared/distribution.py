@@ -40,10 +40,12 @@ from shared.providers import (
     RemoteVersion,
 )
 from shared.seal import credentials_context
+from shared.settings import Settings
 from shared.store import (
     Distribution,
     KeyRecord,
     ProviderRecord,
+    Store,
     delete_op,
     dist_op,
     dist_rk,
@@ -99,8 +101,8 @@ class DistributionRemoved(NotFound):
 class Distributor:
     def __init__(self, service: Any, provider_factory: ProviderFactory | None = None) -> None:
         self.service = service
-        self.store = service.store
-        self.settings = service.settings
+        self.store: Store = service.store
+        self.settings: Settings = service.settings
         self._factory = provider_factory or self._azure_provider
         self._cache: dict[tuple[str, str], tuple[tuple[Any, ...], KmsProvider]] = {}
         self._lock = threading.Lock()
@@ -233,7 +235,8 @@ class Distributor:
         plaintext = self.service.sealer.open(
             record.credentials, credentials_context(record.mount, record.name)
         )
-        return json.loads(plaintext)
+        credentials: dict[str, str] = json.loads(plaintext)
+        return credentials
 
     # -- provider clients -------------------------------------------------------------------
 

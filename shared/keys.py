@@ -48,6 +48,11 @@ class Propagator(Protocol):
     def after_min_enabled_change(self, key: KeyRecord) -> list[str]: ...
 
 
+# The class has a method named ``list``: annotations inside it use these names.
+Warnings = list[str]
+Ops = list[Op]
+
+
 def rotation_slot(when: dt.datetime, mount: str, name: str) -> str:
     return f"{int(when.timestamp()):012d}:{mount}:{name}"
 
@@ -99,7 +104,7 @@ class KeyEngine:
                 data["next_rotation_time"] = rfc3339(key.next_rotation_time)
         return data
 
-    def list(self, mount: str) -> list[str]:
+    def list(self, mount: str) -> Warnings:
         return self.store.list_key_names(mount)
 
     # -- create and update -------------------------------------------------------------------
@@ -113,7 +118,7 @@ class KeyEngine:
         min_enabled_version: int | None,
         deletion_allowed: bool | None,
         auto_rotate_period: int | None,
-    ) -> list[str]:
+    ) -> Warnings:
         """POST key/:name: create the key if absent, else update it. Returns warnings.
 
         Everything is checked before anything is written. A create that loses its race to
@@ -169,8 +174,13 @@ class KeyEngine:
         ):
             self._undo_create(created)
             raise no_route(mount)
-        updated = outcome.get("key")
-        if outcome.get("min_changed") and self.propagator and updated.providers:
+        updated: KeyRecord | None = outcome.get("key")
+        if (
+            updated is not None
+            and outcome.get("min_changed")
+            and self.propagator
+            and updated.providers
+        ):
             return self.propagator.after_min_enabled_change(updated)
         return []
 
@@ -268,7 +278,7 @@ class KeyEngine:
         if deletion_allowed is not None:
             changes["deletion_allowed"] = deletion_allowed
         updated = replace(key, **changes)
-        index_ops: list[Op] = []
+        index_ops: Ops = []
         if period is not None and period != key.auto_rotate_period:
             base = self._last_rotation(key)
             updated, index_ops = self._reschedule(updated, period, base)
@@ -292,7 +302,7 @@ class KeyEngine:
         expected_slot: str | None = None,
         expected_latest: int | None = None,
         known: KeyRecord | None = None,
-    ) -> tuple[int, list[str]]:
+    ) -> tuple[int, Warnings]:
         """Add a version. With ``expected_slot``, only while the key is still due at that slot
         (the sweep's guard against double rotation); with ``expected_latest``, only while that
         is still the latest version (an expiry event's guard). Returns (0, []) when skipped.
@@ -401,9 +411,7 @@ class KeyEngine:
         versions = self.store.list_versions(key.mount, key.name, min_version=key.latest_version)
         return versions[-1].creation_time if versions else key.created
 
-    def _reschedule(
-        self, key: KeyRecord, period: int, base: dt.datetime
-    ) -> tuple[KeyRecord, list[Op]]:
+    def _reschedule(self, key: KeyRecord, period: int, base: dt.datetime) -> tuple[KeyRecord, Ops]:
         """The key with its next rotation time and index slot for ``period`` from ``base``."""
         if not period:
             return replace(key, auto_rotate_period=0, next_rotation_time=None, rotation_slot=""), []
@@ -414,7 +422,7 @@ class KeyEngine:
         )
         return updated, [rotation_entry_op(slot, key.mount, key.name)]
 
-    def _write_index(self, ops: list[Op]) -> None:
+    def _write_index(self, ops: Ops) -> None:
         # The index entry goes first: a crash before the key commit leaves only a stale entry,
         # which the sweep recognises (the key's rotation_slot differs) and removes.
         if ops:

@@ -34,7 +34,11 @@ KEY_TYPES: dict[str, KeyType] = {
     )
 }
 DEFAULT_TYPE = "rsa-2048"
-_CURVES = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
+_CURVES: dict[str, ec.EllipticCurve] = {
+    "P-256": ec.SECP256R1(),
+    "P-384": ec.SECP384R1(),
+    "P-521": ec.SECP521R1(),
+}
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,7 @@ def generate(type_name: str) -> KeyMaterial:
         )
     else:
         assert key_type.curve is not None
-        private_key = ec.generate_private_key(_CURVES[key_type.curve]())
+        private_key = ec.generate_private_key(_CURVES[key_type.curve])
     der = private_key.private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,

@@ -92,7 +92,7 @@ class KeyVaultSealKey:
             result = self._client(key_id).unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped)
         except AzureError as exc:
             raise SealError(f"seal key {key_id}: unwrapKey failed: {brief_error(exc)}") from None
-        return result.key
+        return bytes(result.key)
 
 
 @dataclass(frozen=True)

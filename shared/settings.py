@@ -24,6 +24,10 @@ class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it."""
 
 
+# RFC 1918: what "private" means for the health check unless KEYMGMT_PRIVATE_RANGES says.
+DEFAULT_PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+
+
 @dataclass(frozen=True)
 class StorageSettings:
     """Where the engine's tables live: a connection string, or an identity-based endpoint."""
@@ -60,7 +64,7 @@ class Settings:
     azure_client_secret: str | None = field(default=None, repr=False)
     azure_tenant_id: str | None = None
     azure_authority_host: str | None = None
-    private_ranges: tuple[str, ...] = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+    private_ranges: tuple[str, ...] = DEFAULT_PRIVATE_RANGES
     # Test-only knob: allow auto_rotate_period below one hour.
     allow_short_rotation: bool = False
     # Event Grid: disable Key Vault versions of our keys that the engine did not create.
@@ -206,7 +210,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         azure_client_secret=_get(env, "AZURE_CLIENT_SECRET"),
         azure_tenant_id=_get(env, "AZURE_TENANT_ID"),
         azure_authority_host=_get(env, "AZURE_AUTHORITY_HOST"),
-        private_ranges=ranges or Settings.__dataclass_fields__["private_ranges"].default,
+        private_ranges=ranges or DEFAULT_PRIVATE_RANGES,
         allow_short_rotation=_bool(env, "KEYMGMT_ALLOW_SHORT_ROTATION"),
         disable_foreign_versions=_bool(env, "KEYMGMT_DISABLE_FOREIGN_VERSIONS"),
         max_body_bytes=_int(env, "KEYMGMT_MAX_BODY_BYTES", 1024 * 1024),

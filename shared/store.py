@@ -577,6 +577,8 @@ class Store:
         else:
             from azure.identity import ManagedIdentityCredential
 
+            if not storage.table_service_uri:
+                raise UpstreamUnavailable("no Table Storage endpoint is configured")
             credential = ManagedIdentityCredential(client_id=storage.client_id)
             service = TableServiceClient(endpoint=storage.table_service_uri, credential=credential)
         self._service_client = service
@@ -1140,7 +1142,8 @@ class Store:
         entity = self._get(STATUS_PARTITION, name)
         if entity is None:
             return None
-        return json.loads(entity["json"])
+        status: dict[str, Any] = json.loads(entity["json"])
+        return status
 
     def add_event_drift(self, row: str, payload: dict[str, Any]) -> None:
         self.commit(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shared import vaultapi
 from shared.api import Context, PathSpec
+from shared.distribution import Distributor
 from shared.errors import InvalidRequest
 from shared.vaultapi import ApiResponse, Field
 
@@ -39,8 +40,9 @@ DISTRIBUTION_FIELDS = [
 ]
 
 
-def _distributor(ctx: Context):
-    return ctx.service.distribution
+def _distributor(ctx: Context) -> Distributor:
+    distributor: Distributor = ctx.service.distribution
+    return distributor
 
 
 def _list_providers(ctx: Context) -> ApiResponse:

@@ -153,11 +153,26 @@ def _reconcile_status(ctx: Context) -> ApiResponse:
 
 
 GET = ("GET",)
-_OPEN = {"authenticated": False, "mounted": False}
-HEALTH = PathSpec("sys/health", operations={"read": _health}, methods=("GET", "HEAD"), **_OPEN)
-SEAL_STATUS = PathSpec("sys/seal-status", operations={"read": _seal_status}, methods=GET, **_OPEN)
-LEADER = PathSpec("sys/leader", operations={"read": _leader}, methods=GET, **_OPEN)
-INIT = PathSpec("sys/init", operations={"read": _init}, methods=GET, **_OPEN)
+HEALTH = PathSpec(
+    "sys/health",
+    operations={"read": _health},
+    methods=("GET", "HEAD"),
+    authenticated=False,
+    mounted=False,
+)
+SEAL_STATUS = PathSpec(
+    "sys/seal-status",
+    operations={"read": _seal_status},
+    methods=GET,
+    authenticated=False,
+    mounted=False,
+)
+LEADER = PathSpec(
+    "sys/leader", operations={"read": _leader}, methods=GET, authenticated=False, mounted=False
+)
+INIT = PathSpec(
+    "sys/init", operations={"read": _init}, methods=GET, authenticated=False, mounted=False
+)
 LOOKUP_SELF = PathSpec(
     "auth/token/lookup-self", operations={"read": _lookup_self}, mounted=False, methods=GET
 )

@@ -492,14 +492,14 @@ def _software_jwk(material: bytes) -> dict[str, Any]:
             "qi": b(priv.iqmp),
         }
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        priv = key.private_numbers()
+        numbers = key.private_numbers()
         size = (key.curve.key_size + 7) // 8
         crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}[key.curve.name]
         return {
             "kty": "EC",
             "crv": crv,
-            "x": b(priv.public_numbers.x, size),
-            "y": b(priv.public_numbers.y, size),
-            "d": b(priv.private_value, size),
+            "x": b(numbers.public_numbers.x, size),
+            "y": b(numbers.public_numbers.y, size),
+            "d": b(numbers.private_value, size),
         }
     raise InvalidRequest("this key type cannot be imported as a software key")
