@@ -17,8 +17,7 @@ from collections.abc import Callable
 import requests
 
 from bench.common import report
-from tests.fixtures.azurite import Azurite
-from tests.fixtures.funchost import FuncHost, engine_settings, wait_healthy
+from tools.localstack import Azurite, FuncHost, engine_settings, wait_healthy
 
 
 def timed(fn: Callable[[], object], n: int) -> list[float]:

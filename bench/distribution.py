@@ -24,9 +24,8 @@ from functools import partial
 import requests
 
 from bench.common import report
-from tests.fixtures.azurite import Azurite
-from tests.fixtures.funchost import FuncHost, emulator_settings, engine_settings, wait_healthy
 from tools.kvemu import Emulator
+from tools.localstack import Azurite, FuncHost, emulator_settings, engine_settings, wait_healthy
 
 VAULT = "bench-vault"
 KEY_TYPE = "rsa-2048"

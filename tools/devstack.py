@@ -10,7 +10,6 @@ and the emulator's certificates; it and everything in it is readable by its owne
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import secrets
@@ -21,12 +20,21 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+from tools.localstack import (
+    EMULATOR_SETTINGS,
+    ROOT,
+    azurite_command,
+    connection_string,
+    engine_app_settings,
+    funchost_command,
+    new_seal_key,
+    wait_for_port,
+    wait_healthy,
+)
+
 # Signals that stop the stack: Ctrl-C, `kill`, and the terminal closing.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # How long the children get to exit on SIGTERM before their process groups are killed.
@@ -40,16 +48,12 @@ MASTER_KEY_VARIABLE = "FUNCHOST_MASTER_KEY"
 
 
 def _wait(port: int, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{what} exited with code {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"{what} did not open port {port} within {timeout} s")
+    try:
+        wait_for_port(port, proc, timeout)
+    except RuntimeError:
+        raise SystemExit(f"{what} exited with code {proc.returncode}") from None
+    except TimeoutError:
+        raise SystemExit(f"{what} did not open port {port} within {timeout} s") from None
 
 
 def _free(port: int) -> bool:
@@ -147,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     _private_dir(args.data_dir)
     seal_file = args.data_dir / "seal.key"
     if not seal_file.exists():
-        _write_private(seal_file, base64.b64encode(os.urandom(32)).decode())
+        _write_private(seal_file, new_seal_key())
     for path in (seal_file, args.data_dir / "kvemu", args.data_dir / "azurite"):
         _tighten(path)
 
@@ -167,23 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     for signum in STOP_SIGNALS:
         signal.signal(signum, interrupt)
     try:
-        azurite = ROOT / "node_modules" / ".bin" / "azurite-table"
         children.append(
             subprocess.Popen(
-                [
-                    str(azurite),
-                    *(
-                        ["--location", str(args.data_dir / "azurite")]
-                        if args.persist
-                        else ["--inMemoryPersistence"]
-                    ),
-                    "--disableTelemetry",
-                    "--silent",
-                    "--tableHost",
-                    "127.0.0.1",
-                    "--tablePort",
-                    str(args.table_port),
-                ],
+                azurite_command(
+                    args.table_port,
+                    location=args.data_dir / "azurite" if args.persist else None,
+                ),
                 cwd=args.data_dir,  # where Azurite would write anything it writes
                 env=env,
                 start_new_session=True,
@@ -192,17 +185,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         _wait(args.table_port, children[-1], "Azurite")
 
+        env["PYTHONPATH"] = str(ROOT)
         env.update(
-            {
-                "PYTHONPATH": str(ROOT),
-                "KEYMGMT_STORAGE": (
-                    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-                    f"AccountKey={DEV_KEY};TableEndpoint=http://127.0.0.1:{args.table_port}/"
-                    "devstoreaccount1;"
-                ),
-                "KEYMGMT_SEAL_KEY": seal_file.read_text().strip(),
-                "KEYMGMT_ROOT_TOKEN": args.token,
-            }
+            engine_app_settings(
+                connection_string(args.table_port),
+                seal_key=seal_file.read_text().strip(),
+                root_token=args.token,
+            )
         )
         # The Event Grid system key, new each run: the emulator's webhook URL carries it, as
         # an Event Grid subscription's would, and the host refuses events without it.
@@ -214,15 +203,7 @@ def main(argv: list[str] | None = None) -> int:
 
         children.append(
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tools.funchost",
-                    "--app-dir",
-                    str(ROOT),
-                    "--port",
-                    str(args.port),
-                ],
+                funchost_command(args.port),
                 cwd=ROOT,
                 env=host_env,
                 start_new_session=True,
@@ -230,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         _wait(args.port, children[-1], "local Functions host")
-        _wait_health(f"http://127.0.0.1:{args.port}/v1/sys/health")
+        _wait_health(f"http://127.0.0.1:{args.port}")
 
         print("", flush=True)
         for line in emulator_lines:
@@ -292,13 +273,6 @@ def _signal_group(child: subprocess.Popen, signum: int) -> None:
 SEED_CLIENT_ID = "a0454cd1-e28e-405e-bc50-7477fa8a00b7"
 SEED_CLIENT_SECRET = "eR%HizuCVEpAKgeaUEx"
 SEED_TENANT_ID = "cd4bf224-d114-4f96-9bbc-b8f45751c43f"
-ENGINE_SETTINGS = (
-    "KEYMGMT_KEYVAULT_URLS",
-    "KEYMGMT_KEYVAULT_CA_BUNDLE",
-    "IDENTITY_ENDPOINT",
-    "IDENTITY_HEADER",
-    "AZURE_AUTHORITY_HOST",
-)
 
 
 # The seed document: "an access policy on the Key Vault instance with the following minimum
@@ -358,7 +332,7 @@ def _start_emulator(
     for line in proc.stdout:  # the emulator prints its settings, then "control API: ..."
         lines.append(line.rstrip())
         name, sep, value = line.strip().partition("=")
-        if sep and name in ENGINE_SETTINGS:
+        if sep and name in EMULATOR_SETTINGS:
             env[name] = value
         if line.startswith("control API:"):
             break
@@ -381,15 +355,10 @@ def _drain(stream: Any) -> None:
 
 
 def _wait_health(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (loopback)
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer within {timeout} s")
+    try:
+        wait_healthy(url, timeout)
+    except TimeoutError:
+        raise SystemExit(f"{url}/v1/sys/health did not answer within {timeout} s") from None
 
 
 if __name__ == "__main__":
