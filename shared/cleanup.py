@@ -12,10 +12,15 @@ import datetime as dt
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import EngineError
 from shared.store import utcnow
+
+if TYPE_CHECKING:
+    from shared.keys import KeyEngine
+    from shared.service import Service
+    from shared.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +29,7 @@ log = logging.getLogger(__name__)
 OWNER_ROW_GRACE = dt.timedelta(minutes=10)
 
 
-def cleanup(service: Any) -> dict[str, list[str]]:
+def cleanup(service: Service) -> dict[str, list[str]]:
     done: list[str] = []
     errors: list[str] = []
 
@@ -46,27 +51,29 @@ def cleanup(service: Any) -> dict[str, list[str]]:
                 functools.partial(_finish, keys, store, mount.name, name, done),
             )
     now = utcnow()
-    for row, _, mount, provider, key, written in store.owner_rows():
+    for row, _, owner_mount, provider, key, written in store.owner_rows():
         if written is not None and now - written < OWNER_ROW_GRACE:
             continue
         attempt(
-            f"owner row {row}", functools.partial(_owner, store, row, mount, provider, key, done)
+            f"owner row {row}",
+            functools.partial(_owner, store, row, owner_mount, provider, key, done),
         )
-    for slot, mount, key in store.rotation_entries():
+    for slot, entry_mount, key in store.rotation_entries():
         attempt(
-            f"rotation entry {slot}", functools.partial(_rotation, store, slot, mount, key, done)
+            f"rotation entry {slot}",
+            functools.partial(_rotation, store, slot, entry_mount, key, done),
         )
     return {"done": done, "errors": errors}
 
 
-def _finish(keys: Any, store: Any, mount: str, name: str, done: list[str]) -> None:
+def _finish(keys: KeyEngine, store: Store, mount: str, name: str, done: list[str]) -> None:
     key = store.get_key(mount, name)
     if key is not None and key.state == "deleting":
         keys.finish_delete(key)
         done.append(f"key {mount}/{name}: a delete that did not finish was finished")
 
 
-def _owner(store: Any, row: str, mount: str, provider: str, key: str, done: list[str]) -> None:
+def _owner(store: Store, row: str, mount: str, provider: str, key: str, done: list[str]) -> None:
     dist = store.get_distribution(mount, provider, key)
     name = row.split(":", 1)[1]
     if dist is not None and dist.remote_name == name:
@@ -75,7 +82,7 @@ def _owner(store: Any, row: str, mount: str, provider: str, key: str, done: list
     done.append(f"owner row {row}: no distribution uses that name; removed")
 
 
-def _rotation(store: Any, slot: str, mount: str, name: str, done: list[str]) -> None:
+def _rotation(store: Store, slot: str, mount: str, name: str, done: list[str]) -> None:
     key = store.get_key(mount, name)
     if key is not None and key.state == "active" and key.rotation_slot == slot:
         return

@@ -29,7 +29,8 @@ from shared.errors import (
     RowTampered,
     SealError,
 )
-from shared.mounts import no_route
+from shared.keys import active_key, unseal_version
+from shared.mounts import Mounts, no_route
 from shared.names import MAX_DURATION, check_azure_key_name, check_name
 from shared.providers import (
     PROVIDERS,
@@ -39,7 +40,7 @@ from shared.providers import (
     RemoteNameTaken,
     RemoteVersion,
 )
-from shared.seal import credentials_context
+from shared.seal import Sealer, credentials_context
 from shared.settings import Settings
 from shared.store import (
     Distribution,
@@ -99,10 +100,24 @@ class DistributionRemoved(NotFound):
 
 
 class Distributor:
-    def __init__(self, service: Any, provider_factory: ProviderFactory | None = None) -> None:
-        self.service = service
-        self.store: Store = service.store
-        self.settings: Settings = service.settings
+    """KMS providers and distributions. Its collaborators are explicit: the store, the
+    settings, the sealer (credentials and key material) and the mounts (a create in a mount
+    being disabled is taken back); it reads keys through the store, so it needs no key engine,
+    and the key engine tells it about rotations through the ``Propagator`` it implements."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        sealer: Sealer,
+        mounts: Mounts,
+        *,
+        provider_factory: ProviderFactory | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.sealer = sealer
+        self.mounts = mounts
         self._factory = provider_factory or self._azure_provider
         self._cache: dict[tuple[str, str], tuple[tuple[Any, ...], KmsProvider]] = {}
         self._lock = threading.Lock()
@@ -188,7 +203,7 @@ class Distributor:
 
         created: list[ProviderRecord] = []
         optimistic(attempt, what=f"KMS provider {name!r}")
-        if created and not self.service.mounts.keeps(mount, provider_rk(name)):
+        if created and not self.mounts.keeps(mount, provider_rk(name)):
             # The mount was disabled meanwhile (see Mounts.disable): take the provider back.
             self.store.delete_rows(mount, [(provider_rk(name), created[0].etag)])
             raise no_route(mount)
@@ -227,12 +242,12 @@ class Distributor:
         if not credentials:
             return None
         plaintext = json.dumps(dict(credentials), sort_keys=True).encode()
-        return self.service.sealer.seal(plaintext, credentials_context(mount, name))
+        return self.sealer.seal(plaintext, credentials_context(mount, name))
 
     def _open_credentials(self, record: ProviderRecord) -> dict[str, str]:
         if record.credentials is None:
             return {}
-        plaintext = self.service.sealer.open(
+        plaintext = self.sealer.open(
             record.credentials, credentials_context(record.mount, record.name)
         )
         credentials: dict[str, str] = json.loads(plaintext)
@@ -313,7 +328,7 @@ class Distributor:
                     f"KMS provider {provider_name!r} does not exist in mount {mount}/"
                 )
             try:
-                key = self.service.keys.get(mount, key_name)
+                key = active_key(self.store, mount, key_name)
             except NotFound:
                 raise InvalidRequest(f"key {key_name!r} does not exist in mount {mount}/") from None
             provider = self._client(record)
@@ -597,7 +612,7 @@ class Distributor:
     def _import_one(
         self, dist: Distribution, key: KeyRecord, provider: KmsProvider, version: int
     ) -> str | None:
-        material = self.service.keys.unseal(dist.mount, dist.key, version)
+        material = unseal_version(self.store, self.sealer, dist.mount, dist.key, version)
         try:
             return provider.import_version(
                 dist.remote_name,
@@ -832,7 +847,7 @@ class Distributor:
         return self._each_distribution(
             key,
             lambda dist, provider: self._complete(
-                dist, self.service.keys.get(key.mount, key.name), provider, raise_errors=False
+                dist, active_key(self.store, key.mount, key.name), provider, raise_errors=False
             ),
         )
 

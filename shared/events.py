@@ -20,11 +20,15 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.distribution import is_ours
 from shared.errors import EngineError
 from shared.store import rfc3339, utcnow
+
+if TYPE_CHECKING:
+    from shared.service import Service
+    from shared.store import Distribution
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,7 @@ _VERSION = re.compile(r"[0-9A-Za-z]{1,64}")
 
 
 def handle(
-    service: Any, event_type: str, data: Mapping[str, Any] | None, event_id: str = ""
+    service: Service, event_type: str, data: Mapping[str, Any] | None, event_id: str = ""
 ) -> str:
     """Handle one event; returns what was done (for logs and tests)."""
     if event_type not in (NEW_VERSION, NEAR_EXPIRY, EXPIRED):
@@ -72,7 +76,12 @@ def handle(
 
 
 def _new_version(
-    service: Any, dist: Any, vault: str, name: str, version: str, engine_version: int | None
+    service: Service,
+    dist: Distribution,
+    vault: str,
+    name: str,
+    version: str,
+    engine_version: int | None,
 ) -> str:
     if engine_version is not None:
         log.debug(
@@ -127,7 +136,12 @@ def _new_version(
 
 
 def _expiring(
-    service: Any, dist: Any, event_type: str, name: str, version: str, engine_version: int | None
+    service: Service,
+    dist: Distribution,
+    event_type: str,
+    name: str,
+    version: str,
+    engine_version: int | None,
 ) -> str:
     if engine_version is None:
         log.warning(
@@ -168,7 +182,12 @@ def _expiring(
 
 
 def _expiry_unconfirmed(
-    service: Any, dist: Any, event_type: str, name: str, version: str, engine_version: int
+    service: Service,
+    dist: Distribution,
+    event_type: str,
+    name: str,
+    version: str,
+    engine_version: int,
 ) -> str:
     """Why Key Vault does not bear the event out ("" when it does)."""
     _, provider = service.distribution.provider(dist.mount, dist.provider)

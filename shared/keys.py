@@ -77,10 +77,7 @@ class KeyEngine:
     # -- reads ---------------------------------------------------------------------------------
 
     def get(self, mount: str, name: str) -> KeyRecord:
-        key = self.store.get_key(mount, name)
-        if key is None or key.state != "active":
-            raise NotFound()
-        return key
+        return active_key(self.store, mount, name)
 
     def read(self, mount: str, name: str) -> dict[str, Any]:
         key, versions = self.store.get_key_and_versions(mount, check_name(name, "key"))
@@ -435,10 +432,23 @@ class KeyEngine:
     # -- material (distribution only) --------------------------------------------------------
 
     def unseal(self, mount: str, name: str, version: int) -> bytes:
-        record = self.store.get_sealed_version(mount, name, version)
-        if record is None or record.sealed is None:
-            raise NotFound(f"key {name!r} has no version {version}")
-        return self.sealer.open(record.sealed, material_context(mount, name, version))
+        return unseal_version(self.store, self.sealer, mount, name, version)
+
+
+def active_key(store: Store, mount: str, name: str) -> KeyRecord:
+    """The key, if it exists and is not being deleted (NotFound otherwise)."""
+    key = store.get_key(mount, name)
+    if key is None or key.state != "active":
+        raise NotFound()
+    return key
+
+
+def unseal_version(store: Store, sealer: Sealer, mount: str, name: str, version: int) -> bytes:
+    """One version's key material (distribution only: never on a read path)."""
+    record = store.get_sealed_version(mount, name, version)
+    if record is None or record.sealed is None:
+        raise NotFound(f"key {name!r} has no version {version}")
+    return sealer.open(record.sealed, material_context(mount, name, version))
 
 
 def _version_view(v: VersionRecord) -> dict[str, Any]:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.cleanup import cleanup
 from shared.errors import EngineError
 from shared.store import rfc3339, utcnow
+
+if TYPE_CHECKING:
+    from shared.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +24,7 @@ RECONCILE_LOCK_SECONDS = 900
 
 
 def rotation_sweep(
-    service: Any, *, past_due: bool = False, now: dt.datetime | None = None
+    service: Service, *, past_due: bool = False, now: dt.datetime | None = None
 ) -> dict[str, Any]:
     with service.store.lock("run:rotation", ttl=SWEEP_LOCK_SECONDS, wait=0) as held:
         if not held:
@@ -31,7 +34,7 @@ def rotation_sweep(
 
 
 def _rotation_sweep(
-    service: Any, *, past_due: bool = False, now: dt.datetime | None = None
+    service: Service, *, past_due: bool = False, now: dt.datetime | None = None
 ) -> dict[str, Any]:
     """Rotate every key whose next rotation time has come, once, and redistribute it.
 
@@ -99,7 +102,7 @@ def _rotation_sweep(
     return summary
 
 
-def reconcile_all(service: Any) -> dict[str, Any]:
+def reconcile_all(service: Service) -> dict[str, Any]:
     """Finish pending distribution work everywhere, enforce enabled states, report drift,
     and clean up what a dead instance left (see ``cleanup``)."""
     with service.store.lock("run:reconcile", ttl=RECONCILE_LOCK_SECONDS, wait=0) as held:
@@ -109,7 +112,7 @@ def reconcile_all(service: Any) -> dict[str, Any]:
         return _reconcile_all(service)
 
 
-def _reconcile_all(service: Any) -> dict[str, Any]:
+def _reconcile_all(service: Service) -> dict[str, Any]:
     started = time.monotonic()
     now = utcnow()
     reports: list[dict[str, Any]] = []
@@ -216,7 +219,7 @@ def _missing_permissions(reports: list[dict[str, Any]]) -> dict[tuple[str, str],
     return missing
 
 
-def _save(service: Any, name: str, summary: dict[str, Any]) -> None:
+def _save(service: Service, name: str, summary: dict[str, Any]) -> None:
     try:
         service.store.put_status(name, summary)
     except Exception:  # the status is a report; losing it must not fail the run

@@ -21,15 +21,17 @@ from shared.store import Store
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Service:
+    """The engine's parts, each built with its collaborators (no part refers back to this)."""
+
     settings: Settings
     store: Store
     tokens: TokenChecker
     mounts: Mounts
     keys: KeyEngine
     sealer: Sealer
-    distribution: Distributor | None = None  # set right after construction (it needs the service)
+    distribution: Distributor
 
 
 def _seal_key(settings: Settings) -> SealKey:
@@ -48,18 +50,24 @@ def _seal_key(settings: Settings) -> SealKey:
 def build(settings: Settings, *, table_client: Any = None) -> Service:
     sealer = Sealer(_LazySealKey(settings))
     store = Store(settings, sealer, table_client=table_client)
-    keys = KeyEngine(store, sealer, allow_short_rotation=settings.allow_short_rotation)
+    mounts = Mounts(store)
+    distribution = Distributor(store, settings, sealer, mounts)
+    keys = KeyEngine(
+        store,
+        sealer,
+        allow_short_rotation=settings.allow_short_rotation,
+        propagator=distribution,
+        mount_keeps=mounts.keeps,
+    )
     service = Service(
         settings=settings,
         store=store,
         tokens=TokenChecker(settings.root_token_sha256),
-        mounts=Mounts(store),
+        mounts=mounts,
         keys=keys,
         sealer=sealer,
+        distribution=distribution,
     )
-    service.distribution = Distributor(service)
-    keys.propagator = service.distribution
-    keys.mount_keeps = service.mounts.keeps
 
     def ensure_default_mounts() -> None:
         for mount in settings.default_mounts:

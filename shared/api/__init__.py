@@ -11,13 +11,16 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from shared import vaultapi
 from shared.errors import EngineError, UnsupportedOperation
 from shared.mounts import no_route
 from shared.names import is_mount_name
 from shared.vaultapi import ApiRequest, ApiResponse, Field, FieldData
+
+if TYPE_CHECKING:
+    from shared.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +29,11 @@ log = logging.getLogger(__name__)
 class Context:
     request: ApiRequest
     params: Mapping[str, str]
-    service_factory: Callable[[], Any]  # → shared.service.Service, built on first use
+    service_factory: Callable[[], Service]  # built on first use
     data: FieldData = field(default_factory=lambda: FieldData({}, ()))
 
     @functools.cached_property
-    def service(self) -> Any:
+    def service(self) -> Service:
         # Built only when a path needs it: sys/health answers without storage.
         return self.service_factory()
 
@@ -69,7 +72,7 @@ def handle(
     spec: PathSpec,
     request: ApiRequest,
     params: Mapping[str, str],
-    service_factory: Callable[[], Any],
+    service_factory: Callable[[], Service],
 ) -> ApiResponse:
     try:
         context = Context(request, params, service_factory)

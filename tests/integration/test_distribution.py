@@ -559,7 +559,7 @@ def test_crash_after_the_second_of_three_imports_then_completion_without_duplica
     mount = "keymgmt"
     client_id, secret = str(uuid.uuid4()), uuid.uuid4().hex
     kv.grant(VAULT, kv.add_client(client_id, secret).object_id, OFFICER)
-    base = Distributor(service)
+    base = Distributor(service.store, service.settings, service.sealer, service.mounts)
     provider, key = uid("kms"), uid("k")
     base.write_provider(
         mount,
@@ -585,7 +585,13 @@ def test_crash_after_the_second_of_three_imports_then_completion_without_duplica
         wrappers.append(CrashOnThirdImport(base._azure_provider(record, credentials), when))
         return wrappers[-1]
 
-    crashing = Distributor(service, provider_factory=crashing_factory)
+    crashing = Distributor(
+        service.store,
+        service.settings,
+        service.sealer,
+        service.mounts,
+        provider_factory=crashing_factory,
+    )
     with pytest.raises(SimulatedCrash):
         crashing.distribute(mount, provider, key, purpose=["sign", "verify"], protection="hsm")
     assert wrappers[0].imports == 3
@@ -594,7 +600,9 @@ def test_crash_after_the_second_of_three_imports_then_completion_without_duplica
     landed = by_tag(remote(kv, half["name"]))
     assert sorted(landed) == (["1", "2"] if when == "before" else ["1", "2", "3"])
 
-    fresh = Distributor(service)  # the restarted process
+    fresh = Distributor(  # the restarted process
+        service.store, service.settings, service.sealer, service.mounts
+    )
     if finish == "redistribute":
         assert (
             fresh.distribute(mount, provider, key, purpose=["verify", "sign"], protection="hsm")
