@@ -12,7 +12,6 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from shared.errors import InvalidRequest
 from shared.settings import Settings
@@ -100,11 +99,6 @@ def vault_scope(key_collection: str, environment: Cloud) -> str:
     return f"https://{suffix}/.default"
 
 
-def is_loopback_url(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    return host in ("127.0.0.1", "localhost", "::1")
-
-
 @dataclass(frozen=True)
 class CredentialChoice:
     """Which credential wins for a provider, without any secret in its repr."""
@@ -190,7 +184,7 @@ def key_client(url: str, credential: Any, settings: Settings) -> Any:
     return KeyClient(
         url,
         credential,
-        verify_challenge_resource=not is_loopback_url(url),
+        verify_challenge_resource=settings.keyvault_verify_challenge_resource,
         # Bounded retries of 429/5xx/connection errors with backoff (azure-core honours
         # Retry-After); 401/403 are never retried.
         retry_total=4,
@@ -217,7 +211,7 @@ def crypto_client_factory(settings: Settings) -> Any:
         return CryptographyClient(
             key_id,
             state["credential"],
-            verify_challenge_resource=not is_loopback_url(key_id),
+            verify_challenge_resource=settings.keyvault_verify_challenge_resource,
             retry_total=4,
             retry_backoff_factor=0.4,
             retry_backoff_max=8,

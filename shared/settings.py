@@ -57,6 +57,9 @@ class Settings:
     # Key Vault addressing and identity.
     keyvault_url_overrides: Mapping[str, str] = field(default_factory=dict)
     keyvault_ca_bundle: str | None = None
+    # Key Vault's challenge names the resource to get a token for; the SDK checks it matches the
+    # vault's domain. Only a stand-in (the local emulator, on 127.0.0.1) turns this off.
+    keyvault_verify_challenge_resource: bool = True
     managed_identity_client_id: str | None = None
     azure_environment: str | None = None
     # The credential chain's documented variables (a service principal for the whole app).
@@ -204,6 +207,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         reconcile_schedule=_get(env, "KEYMGMT_RECONCILE_SCHEDULE") or DEFAULT_RECONCILE_SCHEDULE,
         keyvault_url_overrides=_url_overrides(_get(env, "KEYMGMT_KEYVAULT_URLS")),
         keyvault_ca_bundle=_get(env, "KEYMGMT_KEYVAULT_CA_BUNDLE"),
+        keyvault_verify_challenge_resource=_get(env, "KEYMGMT_KEYVAULT_VERIFY_CHALLENGE_RESOURCE")
+        not in ("false", "False", "0"),
         managed_identity_client_id=_get(env, "KEYMGMT_MANAGED_IDENTITY_CLIENT_ID"),
         azure_environment=_get(env, "AZURE_ENVIRONMENT"),
         azure_client_id=_get(env, "AZURE_CLIENT_ID"),

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.localstack import (
+    EMULATOR_FIXED_SETTINGS,
     EMULATOR_SETTINGS,
     ROOT,
     azurite_command,
@@ -329,6 +330,7 @@ def _start_emulator(
     children.append(proc)
     lines: list[str] = []
     assert proc.stdout is not None
+    env.update(EMULATOR_FIXED_SETTINGS)
     for line in proc.stdout:  # the emulator prints its settings, then "control API: ..."
         lines.append(line.rstrip())
         name, sep, value = line.strip().partition("=")

@@ -172,9 +172,17 @@ def engine_settings(azurite: Azurite, prefix: str, **extra: str) -> dict[str, st
     )
 
 
+# The emulator answers on 127.0.0.1, not in a Key Vault domain: the SDK's check of the
+# challenge's resource must be off for it (never for a real vault).
+EMULATOR_FIXED_SETTINGS = {"KEYMGMT_KEYVAULT_VERIFY_CHALLENGE_RESOURCE": "false"}
+
+
 def emulator_settings(kv: object) -> dict[str, str]:
     """Point the engine at a Key Vault emulator (tools.kvemu.Emulator) and its identity."""
-    return {name: getattr(kv, attribute) for name, attribute in EMULATOR_SETTINGS.items()}
+    return {
+        **{name: getattr(kv, attribute) for name, attribute in EMULATOR_SETTINGS.items()},
+        **EMULATOR_FIXED_SETTINGS,
+    }
 
 
 # -- the local Functions host -----------------------------------------------------------------

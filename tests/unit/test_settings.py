@@ -91,3 +91,19 @@ def test_bad_prefix_and_bool():
         settings.load({"KEYMGMT_STORAGE": CONN, "KEYMGMT_TABLE_PREFIX": "bad-prefix"})
     with pytest.raises(SettingsError, match="KEYMGMT_ALLOW_SHORT_ROTATION"):
         settings.load({"KEYMGMT_STORAGE": CONN, "KEYMGMT_ALLOW_SHORT_ROTATION": "perhaps"})
+
+
+def test_the_challenge_resource_check_is_on_unless_a_stand_in_turns_it_off():
+    """Explicit, not inferred from a loopback address: a real vault always gets the check."""
+    assert settings.load({"KEYMGMT_STORAGE": CONN}).keyvault_verify_challenge_resource is True
+    off = settings.load(
+        {"KEYMGMT_STORAGE": CONN, "KEYMGMT_KEYVAULT_VERIFY_CHALLENGE_RESOURCE": "false"}
+    )
+    assert off.keyvault_verify_challenge_resource is False
+    on = settings.load(
+        {
+            "KEYMGMT_STORAGE": CONN,
+            "KEYMGMT_KEYVAULT_URLS": "kv=https://127.0.0.1:8443",  # loopback alone: still on
+        }
+    )
+    assert on.keyvault_verify_challenge_resource is True
