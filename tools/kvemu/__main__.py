@@ -215,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{kind} {name} {emulator.vault_url(name)}")
     print(f"KEYMGMT_KEYVAULT_URLS={emulator.keyvault_urls_setting}")
     print(f"KEYMGMT_KEYVAULT_CA_BUNDLE={emulator.ca_path}")
+    print("KEYMGMT_KEYVAULT_VERIFY_CHALLENGE_RESOURCE=false")  # 127.0.0.1 is no vault domain
     print(f"IDENTITY_ENDPOINT={emulator.identity_endpoint}")
     print(f"IDENTITY_HEADER={emulator.identity_header}")
     print(f"AZURE_TENANT_ID={emulator.tenant_id}")
