@@ -51,7 +51,7 @@ def cleanup(service: Service) -> dict[str, list[str]]:
                 functools.partial(_finish, keys, store, mount.name, name, done),
             )
     now = utcnow()
-    for row, _, owner_mount, provider, key, written in store.owner_rows():
+    for row, owner_mount, provider, key, written in store.owner_rows():
         if written is not None and now - written < OWNER_ROW_GRACE:
             continue
         attempt(

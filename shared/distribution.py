@@ -826,12 +826,12 @@ class Distributor:
                 removed[0] = current is not None
 
         optimistic(attempt, what=f"the removal of {dist.key!r} from {dist.provider!r}")
-        if removed[0]:
+        record = self.store.get_provider(dist.mount, dist.provider) if removed[0] else None
+        if record is not None:
             # The Key Vault key is soft-deleted: it holds its name itself from now on.
-            record = self.store.get_provider(dist.mount, dist.provider)
-            owner = self.find_by_remote(record.key_collection, dist.remote_name) if record else None
-            if owner is None:
-                self._disown(record, dist.remote_name, self._owner_etag(record, dist.remote_name))
+            self.store.release_owner(
+                record.key_collection, dist.remote_name, dist.mount, dist.provider, dist.key
+            )
         log.info(
             "removed %s/%s from %s (Key Vault key %s soft-deleted)",
             dist.mount,
@@ -920,11 +920,6 @@ class Distributor:
         return warnings
 
     # -- reconciliation and events -----------------------------------------------------------
-
-    def _owner_etag(self, record: ProviderRecord | None, remote_name: str) -> str | None:
-        if record is None:
-            return None
-        return self.store.owner_etag(record.key_collection, remote_name)
 
     def find_by_remote(self, vault: str, remote_name: str) -> Distribution | None:
         """The distribution that owns ``remote_name`` in vault ``vault``, if this engine made it."""

@@ -707,7 +707,12 @@ class Store:
         """The entity as written: size-checked, with its sealed digests and MAC."""
         for name, value in entity.items():
             raw = getattr(value, "value", value)
-            if isinstance(raw, str) and len(raw.encode("utf-16-le")) > 2 * MAX_STRING_PROPERTY:
+            # At most 2 UTF-16 code units a character: only a long string needs encoding.
+            if (
+                isinstance(raw, str)
+                and len(raw) > MAX_STRING_PROPERTY // 2
+                and len(raw.encode("utf-16-le")) > 2 * MAX_STRING_PROPERTY
+            ):
                 raise InvalidRequest(
                     f"{name} is too long to store: {len(raw)} characters; Table Storage allows "
                     f"{MAX_STRING_PROPERTY} per value"
@@ -1076,9 +1081,18 @@ class Store:
     def drop_owner_row(self, row: str) -> None:
         self.delete_rows(REMOTE_PARTITION, [(row, None)])
 
-    def owner_etag(self, vault: str, remote_name: str) -> str | None:
+    def release_owner(
+        self, vault: str, remote_name: str, mount: str, provider: str, key: str
+    ) -> None:
+        """Remove the owner row of ``remote_name`` if it still names this distribution (one
+        read, then an ETag-conditioned delete: a row rewritten since stays)."""
         entity = self._get(REMOTE_PARTITION, _owner_rk(vault, remote_name))
-        return None if entity is None else entity.metadata.get("etag")
+        if entity is not None and (entity["mount"], entity["provider"], entity["key"]) == (
+            mount,
+            provider,
+            key,
+        ):
+            self.disown_remote(vault, remote_name, entity.metadata.get("etag"))
 
     def remote_owner(self, vault: str, remote_name: str) -> tuple[str, str, str] | None:
         entity = self._get(REMOTE_PARTITION, _owner_rk(vault, remote_name))
@@ -1094,17 +1108,10 @@ class Store:
             if e.get("state") == "deleting"
         ]
 
-    def owner_rows(self) -> list[tuple[str, str, str, str, str, dt.datetime | None]]:
-        """Every owner index row: (row key, vault:name, mount, provider, key, written)."""
+    def owner_rows(self) -> list[tuple[str, str, str, str, dt.datetime | None]]:
+        """Every owner index row: (``<vault>:<name>``, mount, provider, key, written)."""
         return [
-            (
-                e["RowKey"],
-                e["RowKey"],
-                e["mount"],
-                e["provider"],
-                e["key"],
-                e.metadata.get("timestamp"),
-            )
+            (e["RowKey"], e["mount"], e["provider"], e["key"], e.metadata.get("timestamp"))
             for e in self._query("PartitionKey eq @pk", {"pk": REMOTE_PARTITION})
         ]
 

@@ -98,3 +98,31 @@ def wait_until(check: Callable[[], object], timeout: float = 30, what: str = "")
         if time.monotonic() > deadline:
             pytest.fail(f"gave up waiting after {timeout} s: {what}")
         time.sleep(0.05)
+
+
+def create_emulated_key(
+    authority: str, tenant: str, client_id: str, secret: str, vault_url: str, name: str, ca: str
+) -> None:
+    """Create an RSA key in an emulated vault as a client of the emulator's authority."""
+    import requests
+
+    token = requests.post(
+        f"{authority}/{tenant}/oauth2/v2.0/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": secret,
+            "scope": "https://vault.azure.net/.default",
+        },
+        verify=ca,
+        timeout=60,
+    )
+    assert token.status_code == 200, token.text
+    created = requests.post(
+        f"{vault_url}/keys/{name}/create?api-version=7.4",
+        json={"kty": "RSA"},
+        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        verify=ca,
+        timeout=60,
+    )
+    assert created.status_code == 200, created.text

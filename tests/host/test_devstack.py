@@ -24,7 +24,8 @@ import pytest
 import requests
 
 from tests.fixtures.azurite import ROOT, free_port
-from tools.devstack import SEED_CLIENT_ID, SEED_CLIENT_SECRET, SEED_TENANT_ID
+from tests.host.conftest import create_emulated_key
+from tools.devstack import SEED_CLIENT_ID, SEED_CLIENT_SECRET, SEED_TENANT_ID, _free
 
 # What "stops within a few seconds" means here: devstack gives its children 3 s to exit.
 STOPPED_WITHIN = 5.0
@@ -51,14 +52,13 @@ class Ports:
 def free_ports() -> Ports:
     while True:
         identity = free_port()
-        if _bindable(identity + 1, reuse=True):
+        if _free(identity + 1):
             return Ports(free_port(), free_port(), free_port(), identity)
 
 
-def _bindable(port: int, *, reuse: bool) -> bool:
+def _plain_bind(port: int) -> bool:
+    """A bind without SO_REUSEADDR: what the port check did before, refused in TIME_WAIT."""
     with socket.socket() as s:
-        if reuse:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -186,7 +186,7 @@ def test_restart_is_not_refused_by_the_last_run_s_time_wait(
     for port in ports.all():
         leave_time_wait(port)
         # The state the check used to trip on: a plain bind is refused for a minute.
-        assert not _bindable(port, reuse=False)
+        assert not _plain_bind(port)
     stack = start_devstack(ports, tmp_path / "data")
     stack.wait_ready()  # the check lets it start, and every server binds its port
     assert requests.get(f"http://127.0.0.1:{ports.host}/v1/sys/health", timeout=60).ok
@@ -277,27 +277,15 @@ def test_secrets_stay_off_command_lines_and_the_data_folder_is_private(
 
 def create_key(ports: Ports, data_dir: Path, name: str) -> None:
     """Create a key in the emulated vault as the seed's client (its access policy allows it)."""
-    ca = str(data_dir / "kvemu" / "ca.pem")
-    token = requests.post(
-        f"https://127.0.0.1:{ports.identity + 1}/{SEED_TENANT_ID}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": SEED_CLIENT_ID,
-            "client_secret": SEED_CLIENT_SECRET,
-            "scope": "https://vault.azure.net/.default",
-        },
-        verify=ca,
-        timeout=60,
+    create_emulated_key(
+        f"https://127.0.0.1:{ports.identity + 1}",
+        SEED_TENANT_ID,
+        SEED_CLIENT_ID,
+        SEED_CLIENT_SECRET,
+        f"https://127.0.0.1:{ports.vault}",
+        name,
+        str(data_dir / "kvemu" / "ca.pem"),
     )
-    assert token.status_code == 200, token.text
-    created = requests.post(
-        f"https://127.0.0.1:{ports.vault}/keys/{name}/create?api-version=7.4",
-        json={"kty": "RSA"},
-        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
-        verify=ca,
-        timeout=60,
-    )
-    assert created.status_code == 200, created.text
 
 
 def test_the_emulator_s_events_carry_the_host_s_event_grid_key(

@@ -21,7 +21,7 @@ import requests
 
 from tests.fixtures.azurite import ROOT
 from tests.fixtures.funchost import FuncHost
-from tests.host.conftest import APP_DIR, app_settings
+from tests.host.conftest import APP_DIR, app_settings, create_emulated_key
 
 # Generous against a busy machine, far below what the in-flight work would hold a process:
 # the barrier event waits 30 s, the emulator's event post 10 s.
@@ -140,26 +140,15 @@ def test_emulator_takes_secrets_from_a_file_and_stops_promptly_mid_post(
     try:
         ca = printed["KEYMGMT_KEYVAULT_CA_BUNDLE"]
         # The client from the file gets a token, and with it creates a key...
-        token = requests.post(
-            f"{printed['AZURE_AUTHORITY_HOST']}/{printed['AZURE_TENANT_ID']}/oauth2/v2.0/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": CLIENT_ID,
-                "client_secret": CLIENT_SECRET,
-                "scope": "https://vault.azure.net/.default",
-            },
-            verify=ca,
-            timeout=60,
+        create_emulated_key(
+            printed["AZURE_AUTHORITY_HOST"],
+            printed["AZURE_TENANT_ID"],
+            CLIENT_ID,
+            CLIENT_SECRET,
+            printed["vault"],
+            "stuck",
+            ca,
         )
-        assert token.status_code == 200, token.text
-        created = requests.post(
-            f"{printed['vault']}/keys/stuck/create?api-version=7.4",
-            json={"kty": "RSA"},
-            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
-            verify=ca,
-            timeout=60,
-        )
-        assert created.status_code == 200, created.text
         # ...whose KeyNewVersionCreated goes to the webhook from the file, query string kept.
         silent_webhook.settimeout(30)
         connection, _ = silent_webhook.accept()
