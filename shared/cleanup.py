@@ -15,12 +15,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import EngineError
-from shared.store import utcnow
+from shared.records import utcnow
 
 if TYPE_CHECKING:
     from shared.keys import KeyEngine
     from shared.service import Service
-    from shared.store import Store
+    from shared.store import OwnerRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +51,10 @@ def cleanup(service: Service) -> dict[str, list[str]]:
                 functools.partial(_finish, keys, store, mount.name, name, done),
             )
     now = utcnow()
-    for row, owner_mount, provider, key, written in store.owner_rows():
-        if written is not None and now - written < OWNER_ROW_GRACE:
+    for row in store.owner_rows():
+        if row.written is not None and now - row.written < OWNER_ROW_GRACE:
             continue
-        attempt(
-            f"owner row {row}",
-            functools.partial(_owner, store, row, owner_mount, provider, key, done),
-        )
+        attempt(f"owner row {row}", functools.partial(_owner, store, row, done))
     for slot, entry_mount, key in store.rotation_entries():
         attempt(
             f"rotation entry {slot}",
@@ -73,10 +70,9 @@ def _finish(keys: KeyEngine, store: Store, mount: str, name: str, done: list[str
         done.append(f"key {mount}/{name}: a delete that did not finish was finished")
 
 
-def _owner(store: Store, row: str, mount: str, provider: str, key: str, done: list[str]) -> None:
-    dist = store.get_distribution(mount, provider, key)
-    name = row.split(":", 1)[1]
-    if dist is not None and dist.remote_name == name:
+def _owner(store: Store, row: OwnerRow, done: list[str]) -> None:
+    dist = store.get_distribution(row.mount, row.provider, row.key)
+    if dist is not None and dist.remote_name == row.remote_name:
         return
     store.drop_owner_row(row)
     done.append(f"owner row {row}: no distribution uses that name; removed")

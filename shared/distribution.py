@@ -40,22 +40,16 @@ from shared.providers import (
     RemoteNameTaken,
     RemoteVersion,
 )
+from shared.records import Distribution, KeyRecord, ProviderRecord, rfc3339, utcnow
 from shared.seal import Sealer, credentials_context
 from shared.settings import Settings
 from shared.store import (
-    Distribution,
-    KeyRecord,
-    ProviderRecord,
     Store,
-    delete_op,
+    delete_dist_op,
     dist_op,
-    dist_rk,
     key_op,
     optimistic,
     provider_op,
-    provider_rk,
-    rfc3339,
-    utcnow,
 )
 
 log = logging.getLogger(__name__)
@@ -203,9 +197,11 @@ class Distributor:
 
         created: list[ProviderRecord] = []
         optimistic(attempt, what=f"KMS provider {name!r}")
-        if created and not self.mounts.keeps(mount, provider_rk(name)):
+        if created and not self.mounts.keeps(
+            mount, lambda: self.store.provider_written(mount, name)
+        ):
             # The mount was disabled meanwhile (see Mounts.disable): take the provider back.
-            self.store.delete_rows(mount, [(provider_rk(name), created[0].etag)])
+            self.store.delete_provider(created[0])
             raise no_route(mount)
 
     def read_provider(self, mount: str, name: str) -> dict[str, Any]:
@@ -230,7 +226,7 @@ class Distributor:
                     f"KMS provider {name!r} cannot be deleted: keys {sorted(held)} are "
                     "distributed to it; remove them first"
                 )
-            self.store.delete_rows(mount, [(provider_rk(name), record.etag)])
+            self.store.delete_provider(record)
             if self.store.get_provider(mount, name) is not None:
                 raise ConcurrentChange("the provider changed while it was being deleted")
 
@@ -812,11 +808,7 @@ class Distributor:
                 current.state != "removing" or current.remote_name != dist.remote_name
             ):
                 return  # distributed again meanwhile: that one stays
-            ops = (
-                []
-                if current is None
-                else [delete_op(dist.mount, dist_rk(dist.provider, dist.key), current.etag)]
-            )
+            ops = [] if current is None else [delete_dist_op(current)]
             key = self.store.get_key(dist.mount, dist.key)
             if key is not None and dist.provider in key.providers:
                 providers = tuple(p for p in key.providers if p != dist.provider)

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 from shared.distribution import is_ours
 from shared.errors import EngineError
-from shared.store import rfc3339, utcnow
+from shared.records import rfc3339, utcnow
 
 if TYPE_CHECKING:
+    from shared.records import Distribution
     from shared.service import Service
-    from shared.store import Distribution
 
 log = logging.getLogger(__name__)
 

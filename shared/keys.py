@@ -17,21 +17,17 @@ from shared import keytypes
 from shared.errors import ConcurrentChange, InvalidRequest, NotFound
 from shared.mounts import no_route
 from shared.names import MAX_DURATION, check_name
+from shared.records import KeyRecord, VersionRecord, rfc3339, utcnow
 from shared.seal import Sealer, material_context
 from shared.store import (
-    KeyRecord,
     Op,
     Store,
-    VersionRecord,
-    delete_op,
+    delete_key_op,
+    delete_name_op,
     key_op,
-    key_rk,
     name_op,
-    name_rk,
     optimistic,
-    rfc3339,
     rotation_entry_op,
-    utcnow,
     version_op,
 )
 
@@ -65,7 +61,7 @@ class KeyEngine:
         *,
         allow_short_rotation: bool = False,
         propagator: Propagator | None = None,
-        mount_keeps: Callable[[str, str], bool] | None = None,
+        mount_keeps: Callable[[str, Callable[[], dt.datetime | None]], bool] | None = None,
     ) -> None:
         self.store = store
         self.sealer = sealer
@@ -167,7 +163,7 @@ class KeyEngine:
         if (
             created is not None
             and self.mount_keeps is not None
-            and not self.mount_keeps(mount, name_rk(name))
+            and not self.mount_keeps(mount, lambda: self.store.key_listed(mount, name))
         ):
             self._undo_create(created)
             raise no_route(mount)
@@ -389,8 +385,8 @@ class KeyEngine:
             try:
                 self.store.commit(
                     [
-                        delete_op(current.mount, key_rk(current.name), current.etag),
-                        delete_op(current.mount, name_rk(current.name)),
+                        delete_key_op(current),
+                        delete_name_op(current),
                     ]
                 )
             except ConcurrentChange:
@@ -398,7 +394,7 @@ class KeyEngine:
                 if again is None or again.etag != current.etag:
                     raise  # it changed: look again
                 # Unchanged, so the list row is what is missing: the key row goes alone.
-                self.store.commit([delete_op(current.mount, key_rk(current.name), current.etag)])
+                self.store.commit([delete_key_op(current)])
 
         optimistic(finish, what=f"the removal of key {key.name!r}")
 

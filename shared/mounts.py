@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from shared.errors import ConcurrentChange, InvalidRequest, NotFound
 from shared.names import check_mount
-from shared.store import Mount, Store, optimistic, utcnow
+from shared.records import Mount, utcnow
+from shared.store import Store, optimistic
 
 log = logging.getLogger(__name__)
 ENGINE_TYPE = "keymgmt"
@@ -89,8 +92,8 @@ class Mounts:
         deadline = time.monotonic() + UNDO_WAIT_SECONDS
         while True:
             late_only = True
-            for prefix, what in (("name:", "keys"), ("kms:", "KMS providers")):
-                stamps = self.store.first_written(mount.name, prefix)
+            for kind, what in (("keys", "keys"), ("providers", "KMS providers")):
+                stamps = self.store.first_written(mount.name, kind)
                 if not stamps:
                     continue
                 if mount.written is None or any(t is None or t < mount.written for t in stamps):
@@ -113,18 +116,19 @@ class Mounts:
 
         optimistic(attempt, what=f"mount {name}/")
 
-    def keeps(self, name: str, row: str) -> bool:
-        """After a create that may be the first in the mount: may its row ``row`` stay? Yes
-        while the mount is active. Once it is being disabled, only if the storage wrote the
-        row before the mark: then the disable sees it and refuses. A row written after the
-        mark (or a mount already gone) must go: the disable is waiting for that."""
+    def keeps(self, name: str, written: Callable[[], dt.datetime | None]) -> bool:
+        """After a create that may be the first in the mount: may the created row stay
+        (``written`` tells when the storage wrote it)? Yes while the mount is active. Once it
+        is being disabled, only if the storage wrote the row before the mark: then the disable
+        sees it and refuses. A row written after the mark (or a mount already gone) must go:
+        the disable is waiting for that."""
         mount = self.store.get_mount(name)
         if mount is not None and mount.state == "active":
             return True
         if mount is None or mount.written is None:
             return False
-        written = self.store.written(name, row)
-        return written is not None and written < mount.written
+        written_at = written()
+        return written_at is not None and written_at < mount.written
 
     def settle(self, older_than: float = 300) -> list[str]:
         """Finish what a disable that died left: a mount ``disabling`` for longer than
@@ -135,9 +139,7 @@ class Mounts:
                 continue
             if (utcnow() - mount.changed).total_seconds() < older_than:
                 continue
-            if self.store.partition_has(mount.name, "name:") or self.store.partition_has(
-                mount.name, "kms:"
-            ):
+            if self.store.holds(mount.name, "keys") or self.store.holds(mount.name, "providers"):
                 self._reactivate(mount.name)
                 done.append(f"mount {mount.name}/: a disable that did not finish was undone")
             else:

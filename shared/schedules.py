@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.cleanup import cleanup
 from shared.errors import EngineError
-from shared.store import rfc3339, utcnow
+from shared.records import rfc3339, utcnow
 
 if TYPE_CHECKING:
     from shared.service import Service

@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from shared.errors import (
@@ -39,6 +39,15 @@ from shared.errors import (
     SealError,
     StorageLost,
     UpstreamUnavailable,
+)
+from shared.records import (
+    Distribution,
+    KeyRecord,
+    Mount,
+    ProviderRecord,
+    VersionRecord,
+    rfc3339,
+    utcnow,
 )
 from shared.seal import Sealed, Sealer
 from shared.settings import Settings
@@ -61,99 +70,27 @@ MAC_COLUMN = "mac"
 SEALED_PREFIXES = ("seal", "cred")  # each sealed value is <prefix>_kid, _dek, _ct (+ _sha)
 _BLOB_COLUMNS = frozenset(f"{p}_{part}" for p in SEALED_PREFIXES for part in ("kid", "dek", "ct"))
 MAX_ATTEMPTS = 60
+_KIND_PREFIX = {"keys": "name:", "providers": "kms:"}  # what a mount holds, by row prefix
+
+
+@dataclass(frozen=True)
+class OwnerRow:
+    """One row of the owner index: the remote key ``remote_name`` in ``vault`` belongs to the
+    distribution (mount, provider, key)."""
+
+    vault: str
+    remote_name: str
+    mount: str
+    provider: str
+    key: str
+    written: dt.datetime | None
+
+    def __str__(self) -> str:
+        return f"{self.vault}:{self.remote_name}"
 
 
 def _first_line(exc: Exception) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def rfc3339(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-# -- records -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Mount:
-    name: str
-    type: str
-    description: str
-    uuid: str
-    created: dt.datetime
-    state: str = "active"  # "active" | "disabling" (writes refused; see Mounts.disable)
-    changed: dt.datetime | None = None  # when the state last changed
-    written: dt.datetime | None = field(default=None, compare=False)  # the storage's Timestamp
-    etag: str | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True)
-class KeyRecord:
-    mount: str
-    name: str
-    type: str
-    latest_version: int
-    min_enabled_version: int
-    deletion_allowed: bool
-    created: dt.datetime
-    state: str = "active"  # "active" | "deleting"
-    auto_rotate_period: int = 0  # seconds; 0 = no scheduled rotation
-    next_rotation_time: dt.datetime | None = None
-    rotation_slot: str = ""  # RowKey of the rotation index entry, "" when none
-    providers: tuple[str, ...] = ()
-    # This key's incarnation: its versions carry it, so a delete finishing late never
-    # touches the versions of a key created again under the same name.
-    uid: str = ""
-    etag: str | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True)
-class VersionRecord:
-    version: int
-    creation_time: dt.datetime
-    public_key: str | None
-    sealed: Sealed | None = None  # present only when read for unsealing
-
-
-@dataclass(frozen=True)
-class ProviderRecord:
-    mount: str
-    name: str
-    provider: str
-    key_collection: str
-    credentials: Sealed | None
-    generation: int
-    created: dt.datetime
-    etag: str | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True)
-class Distribution:
-    mount: str
-    provider: str
-    key: str
-    remote_name: str
-    purpose: tuple[str, ...]
-    protection: str
-    distribution_time: dt.datetime
-    versions: dict[int, str]  # engine version → Key Vault version id
-    state: str = "active"  # "distributing" | "active" | "removing"
-    expiration_period: int = 0  # seconds; 0 = no exp on imported versions
-    last_error: str = ""
-    # Import lease: one importer per distribution at a time, across instances.
-    lease_owner: str = ""
-    lease_until: dt.datetime | None = None
-    # Imports that got no answer: engine version → when. Not sent again until looked for.
-    uncertain: dict[int, dt.datetime] = field(default_factory=dict)
-    # Versions imported again after an unknown outcome: a late first try is a duplicate of ours.
-    retried: tuple[int, ...] = ()
-    # Key Vault versions this engine created twice, disabled and reported once.
-    duplicates: tuple[str, ...] = ()
-    etag: str | None = field(default=None, compare=False)
 
 
 _KEY_COLUMNS = [
@@ -423,6 +360,21 @@ def upsert_op(entity: dict[str, Any]) -> Op:
 
 def delete_op(partition: str, row: str, etag: str | None = None) -> Op:
     return Op("delete", {"PartitionKey": partition, "RowKey": row}, etag)
+
+
+def delete_key_op(k: KeyRecord) -> Op:
+    """The key row, conditioned on the ETag it was read with."""
+    return delete_op(k.mount, key_rk(k.name), k.etag)
+
+
+def delete_name_op(k: KeyRecord) -> Op:
+    """The key's list-index row (unconditioned: it carries nothing to lose)."""
+    return delete_op(k.mount, name_rk(k.name))
+
+
+def delete_dist_op(d: Distribution) -> Op:
+    """The distribution row, conditioned on the ETag it was read with."""
+    return delete_op(d.mount, dist_rk(d.provider, d.key), d.etag)
 
 
 def rotation_entry_op(slot: str, mount: str, key: str) -> Op:
@@ -946,13 +898,23 @@ class Store:
     def delete_mount(self, mount: Mount) -> None:
         self.delete_rows(SYS_PARTITION, [(f"mount:{mount.name}", mount.etag)])
 
-    def written(self, partition: str, row: str) -> dt.datetime | None:
+    def _written(self, partition: str, row: str) -> dt.datetime | None:
         """When the storage last wrote a row (its Timestamp), or None if there is none."""
         entity = self._get(partition, row)
         return None if entity is None else entity.metadata.get("timestamp")
 
-    def first_written(self, mount: str, prefix: str, limit: int = 50) -> list[dt.datetime]:
-        """When the first rows of a prefix range were last written (the storage's Timestamp)."""
+    def key_listed(self, mount: str, name: str) -> dt.datetime | None:
+        """When the key's list-index row was written, or None without one."""
+        return self._written(mount, name_rk(name))
+
+    def provider_written(self, mount: str, name: str) -> dt.datetime | None:
+        """When the provider's row was last written, or None without one."""
+        return self._written(mount, provider_rk(name))
+
+    def first_written(self, mount: str, kind: str, limit: int = 50) -> list[dt.datetime]:
+        """When the first keys or providers (``kind``) of a mount were last written (the
+        storage's Timestamp)."""
+        prefix = _KIND_PREFIX[kind]
         rows = self._query(
             "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
             {"pk": mount, "lo": prefix, "hi": prefix[:-1] + ";"},
@@ -966,6 +928,10 @@ class Store:
             if len(stamps) >= limit:
                 break
         return stamps
+
+    def holds(self, mount: str, kind: str) -> bool:
+        """Whether the mount holds any keys or providers (``kind``)."""
+        return self.partition_has(mount, _KIND_PREFIX[kind])
 
     def partition_has(self, mount: str, prefix: str) -> bool:
         rows = self._query(
@@ -1030,6 +996,10 @@ class Store:
 
     # -- providers and distributions -------------------------------------------------------------
 
+    def delete_provider(self, record: ProviderRecord) -> None:
+        """The provider's row, if it still has the ETag it was read with."""
+        self.delete_rows(record.mount, [(provider_rk(record.name), record.etag)])
+
     def get_provider(self, mount: str, name: str) -> ProviderRecord | None:
         entity = self._get(mount, provider_rk(name))
         return None if entity is None else _provider_from(entity)
@@ -1078,8 +1048,8 @@ class Store:
         """Remove an owner row as written (ETag), or whatever is there (None); gone is fine."""
         self.delete_rows(REMOTE_PARTITION, [(_owner_rk(vault, remote_name), etag)])
 
-    def drop_owner_row(self, row: str) -> None:
-        self.delete_rows(REMOTE_PARTITION, [(row, None)])
+    def drop_owner_row(self, row: OwnerRow) -> None:
+        self.delete_rows(REMOTE_PARTITION, [(_owner_rk(row.vault, row.remote_name), None)])
 
     def release_owner(
         self, vault: str, remote_name: str, mount: str, provider: str, key: str
@@ -1108,12 +1078,22 @@ class Store:
             if e.get("state") == "deleting"
         ]
 
-    def owner_rows(self) -> list[tuple[str, str, str, str, dt.datetime | None]]:
-        """Every owner index row: (``<vault>:<name>``, mount, provider, key, written)."""
-        return [
-            (e["RowKey"], e["mount"], e["provider"], e["key"], e.metadata.get("timestamp"))
-            for e in self._query("PartitionKey eq @pk", {"pk": REMOTE_PARTITION})
-        ]
+    def owner_rows(self) -> list[OwnerRow]:
+        """Every owner index row."""
+        rows = []
+        for e in self._query("PartitionKey eq @pk", {"pk": REMOTE_PARTITION}):
+            vault, _, remote_name = e["RowKey"].partition(":")
+            rows.append(
+                OwnerRow(
+                    vault,
+                    remote_name,
+                    e["mount"],
+                    e["provider"],
+                    e["key"],
+                    e.metadata.get("timestamp"),
+                )
+            )
+        return rows
 
     def rotation_entries(self) -> list[tuple[str, str, str]]:
         """Every rotation index entry (slot, mount, key), due or not."""

@@ -11,7 +11,8 @@ import pytest
 
 from shared import cleanup, schedules
 from shared.errors import InvalidRequest, NotFound
-from shared.store import REMOTE_PARTITION, ROTATION_PARTITION, key_op, name_op, upsert_op, utcnow
+from shared.records import utcnow
+from shared.store import REMOTE_PARTITION, ROTATION_PARTITION, key_op, name_op, upsert_op
 from tests.fixtures.funchost import build_service
 
 MOUNT = "keymgmt"
@@ -108,13 +109,13 @@ def test_orphan_owner_rows_and_stale_index_entries_are_removed(svc, monkeypatch)
         ]
     )
     # Within the grace period an owner row stays (its distribution may be being written).
-    assert "keyvault-name:sched-1" in [r[0] for r in svc.store.owner_rows()]
+    assert "keyvault-name:sched-1" in [str(r) for r in svc.store.owner_rows()]
     result = cleanup.cleanup(svc)
-    assert "keyvault-name:sched-1" in [r[0] for r in svc.store.owner_rows()]
+    assert "keyvault-name:sched-1" in [str(r) for r in svc.store.owner_rows()]
     assert any(stale in line for line in result["done"])
     monkeypatch.setattr(cleanup, "OWNER_ROW_GRACE", dt.timedelta(0))
     result = cleanup.cleanup(svc)
-    assert [r[0] for r in svc.store.owner_rows()] == []
+    assert [str(r) for r in svc.store.owner_rows()] == []
     live = svc.store.get_key(MOUNT, "sched").rotation_slot
     assert [e[0] for e in svc.store.rotation_entries()] == [live]  # the live one stays
 

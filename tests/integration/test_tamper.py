@@ -16,16 +16,15 @@ import pytest
 from azure.data.tables import EntityProperty, UpdateMode
 
 from shared.errors import RowTampered
+from shared.records import Distribution, utcnow
 from shared.store import (
     DRIFT_PARTITION,
     REMOTE_PARTITION,
     ROTATION_PARTITION,
     STATUS_PARTITION,
     SYS_PARTITION,
-    Distribution,
     Store,
     dist_op,
-    utcnow,
 )
 from tests.fixtures.funchost import build_service
 

@@ -1,6 +1,7 @@
 """The design card's layering rules, checked on the source and on a fresh interpreter."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,4 +54,7 @@ def test_only_the_store_knows_table_storage_formats():
         for needle in ("PartitionKey", "RowKey", "_PARTITION", "azure.data.tables"):
             if needle in text:
                 offenders.append(f"{path.relative_to(ROOT)}: {needle}")
+        # Row-key builders (key_rk, dist_rk, ...) and raw operations on a named row.
+        for match in re.finditer(r"\b\w+_rk\b|\bdelete_op\(|\b(?:create|update|upsert)_op\(", text):
+            offenders.append(f"{path.relative_to(ROOT)}: {match.group(0)}")
     assert offenders == []

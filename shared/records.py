@@ -1,0 +1,95 @@
+"""The engine's records and its clock: what the store reads and writes, independent of Table
+Storage's entity format (that mapping lives in ``shared/store.py``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from shared.seal import Sealed
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def rfc3339(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Mount:
+    name: str
+    type: str
+    description: str
+    uuid: str
+    created: dt.datetime
+    state: str = "active"  # "active" | "disabling" (writes refused; see Mounts.disable)
+    changed: dt.datetime | None = None  # when the state last changed
+    written: dt.datetime | None = field(default=None, compare=False)  # the storage's Timestamp
+    etag: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    mount: str
+    name: str
+    type: str
+    latest_version: int
+    min_enabled_version: int
+    deletion_allowed: bool
+    created: dt.datetime
+    state: str = "active"  # "active" | "deleting"
+    auto_rotate_period: int = 0  # seconds; 0 = no scheduled rotation
+    next_rotation_time: dt.datetime | None = None
+    rotation_slot: str = ""  # the rotation index entry (opaque to all but the store), "" when none
+    providers: tuple[str, ...] = ()
+    # This key's incarnation: its versions carry it, so a delete finishing late never
+    # touches the versions of a key created again under the same name.
+    uid: str = ""
+    etag: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    version: int
+    creation_time: dt.datetime
+    public_key: str | None
+    sealed: Sealed | None = None  # present only when read for unsealing
+
+
+@dataclass(frozen=True)
+class ProviderRecord:
+    mount: str
+    name: str
+    provider: str
+    key_collection: str
+    credentials: Sealed | None
+    generation: int
+    created: dt.datetime
+    etag: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    mount: str
+    provider: str
+    key: str
+    remote_name: str
+    purpose: tuple[str, ...]
+    protection: str
+    distribution_time: dt.datetime
+    versions: dict[int, str]  # engine version → Key Vault version id
+    state: str = "active"  # "distributing" | "active" | "removing"
+    expiration_period: int = 0  # seconds; 0 = no exp on imported versions
+    last_error: str = ""
+    # Import lease: one importer per distribution at a time, across instances.
+    lease_owner: str = ""
+    lease_until: dt.datetime | None = None
+    # Imports that got no answer: engine version → when. Not sent again until looked for.
+    uncertain: dict[int, dt.datetime] = field(default_factory=dict)
+    # Versions imported again after an unknown outcome: a late first try is a duplicate of ours.
+    retried: tuple[int, ...] = ()
+    # Key Vault versions this engine created twice, disabled and reported once.
+    duplicates: tuple[str, ...] = ()
+    etag: str | None = field(default=None, compare=False)
