@@ -34,7 +34,6 @@ class StorageSettings:
 
     connection_string: str | None = None
     table_service_uri: str | None = None
-    credential: str | None = None  # "managedidentity" when set
     client_id: str | None = None  # user-assigned identity for storage
 
     @property
@@ -52,8 +51,6 @@ class Settings:
     # Root token: its SHA-256 hex digest; the token itself is never kept.
     root_token_sha256: str | None = field(default=None, repr=False)
     default_mounts: tuple[str, ...] = ()
-    rotation_schedule: str = DEFAULT_ROTATION_SCHEDULE
-    reconcile_schedule: str = DEFAULT_RECONCILE_SCHEDULE
     # Key Vault addressing and identity.
     keyvault_url_overrides: Mapping[str, str] = field(default_factory=dict)
     keyvault_ca_bundle: str | None = None
@@ -140,9 +137,17 @@ def _storage(env: Mapping[str, str]) -> StorageSettings:
     if conn:
         return StorageSettings(connection_string=conn)
     if uri:
+        # The Functions convention for identity-based connections: __credential is
+        # "managedidentity", the only value it defines, and the only one the store uses
+        # (ManagedIdentityCredential, user-assigned when __clientId is set).
+        credential = _get(env, f"{STORAGE_PREFIX}__credential")
+        if credential is not None and credential.lower() != "managedidentity":
+            raise SettingsError(
+                f"{STORAGE_PREFIX}__credential: only managedidentity is supported (or leave it "
+                "unset)"
+            )
         return StorageSettings(
             table_service_uri=uri.rstrip("/"),
-            credential=_get(env, f"{STORAGE_PREFIX}__credential"),
             client_id=_get(env, f"{STORAGE_PREFIX}__clientId"),
         )
     raise SettingsError(
@@ -203,8 +208,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         seal_key_id=seal_key_id,
         root_token_sha256=_root_token_hash(env),
         default_mounts=_csv(_get(env, "KEYMGMT_DEFAULT_MOUNTS")),
-        rotation_schedule=_get(env, "KEYMGMT_ROTATION_SCHEDULE") or DEFAULT_ROTATION_SCHEDULE,
-        reconcile_schedule=_get(env, "KEYMGMT_RECONCILE_SCHEDULE") or DEFAULT_RECONCILE_SCHEDULE,
         keyvault_url_overrides=_url_overrides(_get(env, "KEYMGMT_KEYVAULT_URLS")),
         keyvault_ca_bundle=_get(env, "KEYMGMT_KEYVAULT_CA_BUNDLE"),
         keyvault_verify_challenge_resource=_get(env, "KEYMGMT_KEYVAULT_VERIFY_CHALLENGE_RESOURCE")
@@ -230,10 +233,11 @@ def get() -> Settings:
     return load()
 
 
-def schedule(name: str) -> str:
-    """A timer's NCRONTAB schedule from its app setting, or the default (read at indexing)."""
+def schedule(name: str, env: Mapping[str, str] | None = None) -> str:
+    """A timer's NCRONTAB schedule from its app setting, or the default. Read when the app is
+    indexed (the decorators in functions/schedules.py), so it is not part of ``Settings``."""
     defaults = {
         "KEYMGMT_ROTATION_SCHEDULE": DEFAULT_ROTATION_SCHEDULE,
         "KEYMGMT_RECONCILE_SCHEDULE": DEFAULT_RECONCILE_SCHEDULE,
     }
-    return _get(os.environ, name) or defaults[name]
+    return _get(os.environ if env is None else env, name) or defaults[name]

@@ -16,7 +16,9 @@ def test_connection_string_storage_and_defaults():
     s = settings.load({"KEYMGMT_STORAGE": CONN})
     assert s.storage.connection_string == CONN and not s.storage.uses_identity
     assert s.table_prefix == "keymgmt"
-    assert s.rotation_schedule == "0 */5 * * * *" and s.reconcile_schedule == "0 0 * * * *"
+    # The timers' schedules are read at indexing, from the environment (settings.schedule).
+    assert settings.schedule("KEYMGMT_ROTATION_SCHEDULE", {}) == "0 */5 * * * *"
+    assert settings.schedule("KEYMGMT_RECONCILE_SCHEDULE", {}) == "0 0 * * * *"
     assert s.root_token_sha256 is None
 
 
@@ -31,6 +33,19 @@ def test_identity_based_storage():
     assert s.storage.uses_identity
     assert s.storage.table_service_uri == "https://acct.table.core.windows.net"
     assert s.storage.client_id == "abc"
+
+
+def test_identity_based_storage_takes_only_managed_identity():
+    env = {"KEYMGMT_STORAGE__tableServiceUri": "https://acct.table.core.windows.net"}
+    assert settings.load({**env, "KEYMGMT_STORAGE__credential": "ManagedIdentity"}).storage
+    with pytest.raises(SettingsError, match="__credential: only managedidentity"):
+        settings.load({**env, "KEYMGMT_STORAGE__credential": "clientsecret"})
+
+
+def test_schedules_come_from_their_settings():
+    env = {"KEYMGMT_ROTATION_SCHEDULE": "0 */1 * * * *", "KEYMGMT_RECONCILE_SCHEDULE": " "}
+    assert settings.schedule("KEYMGMT_ROTATION_SCHEDULE", env) == "0 */1 * * * *"
+    assert settings.schedule("KEYMGMT_RECONCILE_SCHEDULE", env) == "0 0 * * * *"
 
 
 def test_storage_required_and_not_both():
