@@ -11,6 +11,7 @@ import requests
 
 from tests.fixtures.azurite import free_port
 from tests.fixtures.funchost import Api, emulator_settings, engine_settings, serving
+from tests.helpers import wait_until
 from tools.kvemu import Emulator
 from tools.kvemu.events import key_event
 
@@ -50,16 +51,6 @@ def stack(azurite, tmp_path_factory):
             yield api, emulator, provider
 
 
-def poll(check, timeout=60, interval=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
 def distributed_key(api, provider, purpose="sign,verify", **options):
     name = f"k{uuid.uuid4().hex[:8]}"
     assert api.post(f"keymgmt/key/{name}", json={"type": "rsa-2048"}).status_code == 204
@@ -80,9 +71,9 @@ def test_scheduled_rotation_reaches_key_vault_on_its_own(stack):
     api, emulator, provider = stack
     name = distributed_key(api, provider)
     assert api.post(f"keymgmt/key/{name}", json={"auto_rotate_period": "3s"}).status_code == 204
-    poll(lambda: api.get(f"keymgmt/key/{name}").json()["data"]["latest_version"] >= 2)
+    wait_until(lambda: api.get(f"keymgmt/key/{name}").json()["data"]["latest_version"] >= 2)
     api.post(f"keymgmt/key/{name}", json={"auto_rotate_period": 0})
-    dist = poll(
+    dist = wait_until(
         lambda: (
             (d := api.get(f"keymgmt/kms/{provider}/key/{name}").json()["data"])
             and "2" in d["versions"]
@@ -116,7 +107,7 @@ def test_out_of_band_version_is_drift_by_event_and_by_reconciler(stack, monkeypa
         drift = api.get("sys/keymgmt/reconcile").json()["data"]["reported_by_events"]
         return [d for d in drift if d["version"] == foreign.properties.version]
 
-    [event_drift] = poll(reported)
+    [event_drift] = wait_until(reported)
     assert event_drift["key"] == name and event_drift["disabled"] is False
 
     response = requests.post(f"{api.url}/admin/functions/reconciler", json={}, timeout=120)
@@ -172,7 +163,7 @@ def test_near_expiry_delivered_three_times_rotates_once(stack, schema):
     assert deliver(api, event) == 202  # and once more, late
     key = api.get(f"keymgmt/key/{name}").json()["data"]
     assert key["latest_version"] == 2
-    dist = poll(
+    dist = wait_until(
         lambda: (
             (d := api.get(f"keymgmt/kms/{provider}/key/{name}").json()["data"])
             and "2" in d["versions"]

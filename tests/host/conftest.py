@@ -7,9 +7,8 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,21 +82,6 @@ def run_host_expecting_failure(
         )
     except subprocess.TimeoutExpired:
         pytest.fail("the host started (and kept serving) where it had to refuse")
-
-
-def wait_until(check: Callable[[], object], timeout: float = 30, what: str = "") -> object:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds.
-
-    The bound only keeps a broken host from hanging the suite; nothing is asserted about time.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting after {timeout} s: {what}")
-        time.sleep(0.05)
 
 
 def create_emulated_key(

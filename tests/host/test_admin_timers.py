@@ -13,12 +13,12 @@ import pytest
 from azure.data.tables import TableClient
 
 from tests.fixtures.funchost import FuncHost
+from tests.helpers import wait_until
 from tests.host.conftest import (
     APP_DIR,
     AppHost,
     app_settings,
     run_host_expecting_failure,
-    wait_until,
 )
 from tools.funchost.host import PAST_DUE_AFTER, is_past_due, next_due
 

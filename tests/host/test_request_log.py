@@ -10,7 +10,8 @@ import uuid
 import requests
 
 from tests.fixtures.funchost import FuncHost
-from tests.host.conftest import AppHost, wait_until
+from tests.helpers import wait_until
+from tests.host.conftest import AppHost
 
 ROOT_TOKEN = {"X-Vault-Token": "root"}
 

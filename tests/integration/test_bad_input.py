@@ -9,16 +9,13 @@ import uuid
 import pytest
 
 from tests.fixtures.funchost import Api
+from tests.helpers import errors
 
 SECRET = "eR%HizuCVEpAKgeaUEx-an-unguessable-7f3a9c1e"  # fixed: test ids must match across workers
 
 
 def name(prefix="k"):
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def errors(response):
-    return response.json()["errors"]
 
 
 def raw(api: Api, method: str, path: str, text: str):

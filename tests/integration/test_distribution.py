@@ -27,6 +27,7 @@ from tests.fixtures.funchost import (
     serving,
 )
 from tests.fixtures.kvemu import keep_granted
+from tests.helpers import error_text as errors
 from tools.kvemu import Emulator
 
 VAULT = "keyvault-name"
@@ -39,10 +40,6 @@ OFFICER = "Key Vault Crypto Officer"
 
 def uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def errors(response: Any) -> str:
-    return " ".join(response.json().get("errors", []))
 
 
 def new_key(api: Api, key_type: str = "rsa-2048", versions: int = 1) -> str:

@@ -11,15 +11,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.fixtures.funchost import Api
+from tests.helpers import errors
 
 
 def name(prefix="k"):
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def errors(response):
-    assert response.headers["Content-Type"] == "application/json"
-    return response.json()["errors"]
 
 
 @pytest.mark.parametrize(

@@ -6,14 +6,11 @@ import uuid
 import pytest
 
 from tests.fixtures.funchost import Api
+from tests.helpers import errors
 
 
 def pname():
     return f"kms-{uuid.uuid4().hex[:10]}"
-
-
-def errors(response):
-    return response.json()["errors"]
 
 
 @pytest.mark.parametrize(

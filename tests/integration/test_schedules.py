@@ -27,7 +27,7 @@ def create(svc, name, period, type_name="aes256-gcm96"):
     )
 
 
-def wait_until(moment):
+def sleep_until(moment):
     delay = (moment - dt.datetime.now(dt.UTC)).total_seconds()
     if delay > 0:
         time.sleep(delay)
@@ -45,7 +45,7 @@ def due_time(svc, name):
 def test_a_due_key_rotates_once_and_is_rescheduled(svc):
     create(svc, "a", 1)
     create(svc, "b", 86400)
-    wait_until(due_time(svc, "a") + dt.timedelta(seconds=1))
+    sleep_until(due_time(svc, "a") + dt.timedelta(seconds=1))
     summary = schedules.rotation_sweep(svc)
     assert (summary["due"], summary["rotated"], summary["failed"]) == (1, 1, 0)
     a = svc.store.get_key("keymgmt", "a")
@@ -88,7 +88,7 @@ def test_two_sweeps_at_once_rotate_each_due_key_once(svc):
 
 def test_a_rotation_by_hand_at_the_same_moment_wins_without_a_double(svc):
     create(svc, "h", 1)
-    wait_until(due_time(svc, "h") + dt.timedelta(seconds=1))
+    sleep_until(due_time(svc, "h") + dt.timedelta(seconds=1))
     # The sweep has read the due entry when the rotation by hand lands...
     read_at = dt.datetime.now(dt.UTC)
     [(slot, _, _)] = svc.store.due_rotations(read_at)
@@ -104,7 +104,7 @@ def test_a_rotation_by_hand_at_the_same_moment_wins_without_a_double(svc):
 def test_a_failing_key_does_not_stop_the_sweep_and_is_retried(svc, monkeypatch):
     for name in ("f1", "f2", "f3"):
         create(svc, name, 1)
-    wait_until(max(due_time(svc, n) for n in ("f1", "f2", "f3")) + dt.timedelta(seconds=1))
+    sleep_until(max(due_time(svc, n) for n in ("f1", "f2", "f3")) + dt.timedelta(seconds=1))
     real_rotate = svc.keys.rotate
 
     def flaky(mount, name, **kwargs):
@@ -164,7 +164,7 @@ def test_sweep_cost_grows_with_due_keys_not_with_keys_held(svc):
         list(pool.map(make, range(2000)))
     due = [f"bulk{i:04d}" for i in range(0, 2000, 200)]
     assert len(due) == 10
-    wait_until(max(due_time(svc, n) for n in due) + dt.timedelta(seconds=1))
+    sleep_until(max(due_time(svc, n) for n in due) + dt.timedelta(seconds=1))
 
     store = svc.store
     before_requests, before_entities = store.request_count, store.entities_read

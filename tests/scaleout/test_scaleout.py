@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.helpers import poll
 from tests.scaleout.conftest import (
     FRESH_VAULTS,
     HOSTS,
@@ -204,16 +205,6 @@ def orphans(so: Cluster, rows: list[Any]) -> list[str]:
                 f"(distribution {'gone' if dist is None else 'uses ' + dist['remote_name']})"
             )
     return out
-
-
-def poll(check: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
-    """``check()`` until it is truthy or ``timeout`` seconds passed; its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def enabled_flags(so: Cluster, dist: dict[str, Any]) -> dict[int, bool]:
