@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from shared.errors import SealError, UpstreamUnavailable
 
 _NONCE = 12
+_MIN_SEALED = _NONCE + 16  # nonce and AES-GCM tag: anything shorter was cut
 _DEK_AAD = b"azure-keymgmt/dek/v1"
 
 
@@ -48,6 +49,8 @@ class LocalSealKey:
             raise SealError(
                 f"sealed with another seal key ({key_id}); this service has {self.key_id}"
             )
+        if len(wrapped) < _MIN_SEALED:
+            raise SealError("the wrapped data key is truncated")
         try:
             return self._aead.decrypt(wrapped[:_NONCE], wrapped[_NONCE:], _DEK_AAD)
         except InvalidTag:
@@ -121,6 +124,8 @@ class Sealer:
     def open(self, sealed: Sealed, context: str) -> bytes:
         dek = self.seal_key.unwrap(sealed.wrapped_dek, sealed.seal_key_id)
         ct = sealed.ciphertext
+        if len(ct) < _MIN_SEALED:
+            raise SealError(f"sealed data for {context} is truncated: the row was tampered with")
         try:
             return AESGCM(dek).decrypt(ct[:_NONCE], ct[_NONCE:], context.encode())
         except InvalidTag:

@@ -241,6 +241,21 @@ def test_a_replaced_row_integrity_key_refuses_everything(engine, azurite, table_
     assert Store(engine.settings, engine.sealer).get_key(MOUNT, "k").latest_version == 2
 
 
+@pytest.mark.parametrize("column", ["seal_ct", "seal_dek"])
+def test_a_truncated_row_integrity_key_is_refused_by_name(engine, column):
+    """A sealed value cut shorter than a nonce is tampering too, not a crypto library error."""
+    table = engine.store.table
+    original = dict(table.get_entity(SYS_PARTITION, "row-mac-key"))
+    cut = {**original, "PartitionKey": SYS_PARTITION, column: original[column][:5]}
+    table.upsert_entity(cut, mode=UpdateMode.REPLACE)
+    try:
+        with pytest.raises(RowTampered, match="row-mac-key"):
+            Store(engine.settings, engine.sealer).get_key(MOUNT, "k")
+    finally:
+        table.upsert_entity(original, mode=UpdateMode.REPLACE)
+    assert Store(engine.settings, engine.sealer).get_key(MOUNT, "k").latest_version == 2
+
+
 def test_a_deleted_row_integrity_key_refuses_every_old_row(engine):
     engine.store.table.delete_entity(SYS_PARTITION, "row-mac-key")
     fresh = Store(engine.settings, engine.sealer)  # makes a new key: old rows do not match
