@@ -1,7 +1,8 @@
 """Key lifecycle: create, read, update, rotate, delete, versions and rotation policy.
 
-Knows nothing of HTTP. Every change that must be atomic is one transaction in the key's
-mount partition, conditioned on the key row's ETag; a lost race is retried with fresh state.
+Knows nothing of HTTP: field values arrive checked (``shared/api`` declares them). Every
+change that must be atomic is one transaction in the key's mount partition, conditioned on the
+key row's ETag; a lost race is retried with fresh state.
 """
 
 from __future__ import annotations
@@ -116,16 +117,13 @@ class KeyEngine:
 
         Everything is checked before anything is written. A create that loses its race to
         another create of the name is answered as a later request would be: an update of the
-        key that won (refused if the types differ)."""
+        key that won (refused if the types differ). ``type_name`` is one of
+        keytypes.KEY_TYPES and min_enabled_version is not negative: the API's field
+        declarations check that; the rules that depend on settings or on the key, and the
+        range of dates a period yields, are checked here."""
         check_name(name, "key")
-        if type_name is not None and type_name not in keytypes.KEY_TYPES:
-            raise InvalidRequest(f"invalid type: allowed are {', '.join(keytypes.KEY_TYPES)}")
         if auto_rotate_period is not None:
             self._check_period(auto_rotate_period)
-        if min_enabled_version is not None and min_enabled_version < 0:
-            raise InvalidRequest(
-                "min_enabled_version must be 0 (all versions) or a version number, at least 1"
-            )
         material: list[keytypes.KeyMaterial] = []  # generated once, on the first create attempt
         outcome: dict[str, Any] = {}
 
@@ -178,17 +176,17 @@ class KeyEngine:
         return []
 
     def _check_period(self, period: int) -> None:
-        if period < 0:
-            raise InvalidRequest("auto_rotate_period must be 0 (off) or a positive duration")
+        # The API's declaration refuses these first, with its message; this guards the dates
+        # the engine computes from a period, whoever the caller.
+        if not 0 <= period <= MAX_DURATION:
+            raise InvalidRequest(
+                f"auto_rotate_period must be 0 (off) or a positive duration of at most "
+                f"{MAX_DURATION // 86400}d ({MAX_DURATION} seconds)"
+            )
         if 0 < period < MIN_ROTATE_PERIOD and not self.allow_short_rotation:
             raise InvalidRequest(
                 f"auto_rotate_period must be at least 1h ({MIN_ROTATE_PERIOD} seconds), or 0 to "
                 f"turn scheduled rotation off; got {period} seconds"
-            )
-        if period > MAX_DURATION:
-            raise InvalidRequest(
-                f"auto_rotate_period must be at most {MAX_DURATION // 86400}d "
-                f"({MAX_DURATION} seconds)"
             )
 
     def _create(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from shared import vaultapi
+from shared import keytypes, vaultapi
 from shared.api import Context, PathSpec
-from shared.errors import InvalidRequest, NotFound
+from shared.errors import NotFound
 from shared.names import check_name
 from shared.vaultapi import ApiResponse, Field
 
@@ -13,25 +13,33 @@ def _type(value: object, name: str) -> str:
     return vaultapi.weak_str(value, name).strip()
 
 
+# The create-only default of ``type`` (rsa-2048) is the engine's: whether a write creates is
+# decided inside its transaction, and an update without ``type`` must leave the type alone.
 KEY_FIELDS = [
     Field(
         "type",
         _type,
         "key type, on create only: aes256-gcm96, rsa-2048 (default), rsa-3072, "
         "rsa-4096, ecdsa-p256, ecdsa-p384, ecdsa-p521",
+        allowed=tuple(keytypes.KEY_TYPES),
     ),
     Field(
         "min_enabled_version",
         vaultapi.weak_int,
         "lowest version enabled for use; lower versions are disabled in every KMS",
+        minimum=0,
+        takes="0 (all versions) or a version number, at least 1",
     ),
     Field("deletion_allowed", vaultapi.weak_bool, "whether the key may be deleted"),
     Field(
         "auto_rotate_period",
         vaultapi.duration_seconds,
         "ext: rotate on this period (e.g. 24h, 30d); 0 turns it off; at least 1h",
+        minimum=0,
+        takes="0 (off) or a positive duration",
     ),
-    Field("replica_regions", vaultapi.comma_list, "AWS only; ignored for Azure"),
+    # Never read: only named in a warning. Any value is accepted, as it always was.
+    Field("replica_regions", vaultapi.accepted, "AWS only; ignored for Azure"),
 ]
 
 
@@ -45,13 +53,10 @@ def _read(ctx: Context) -> ApiResponse:
 
 def _write(ctx: Context) -> ApiResponse:
     data = ctx.data
-    type_name = data.get("type")
-    if type_name == "":
-        raise InvalidRequest("type must not be empty")
     warnings = ctx.service.keys.write(
         ctx.mount,
         ctx.params["name"],
-        type_name=type_name,
+        type_name=data.get("type"),
         min_enabled_version=data.get("min_enabled_version"),
         deletion_allowed=data.get("deletion_allowed"),
         auto_rotate_period=data.get("auto_rotate_period"),
