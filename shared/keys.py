@@ -1,8 +1,9 @@
 """Key lifecycle: create, read, update, rotate, delete, versions and rotation policy.
 
-Knows nothing of HTTP: field values arrive checked (``shared/api`` declares them). Every
-change that must be atomic is one transaction in the key's mount partition, conditioned on the
-key row's ETag; a lost race is retried with fresh state.
+Knows nothing of HTTP: field values arrive checked (``shared/api`` declares them), and reads
+return records, which the API renders. Every change that must be atomic is one
+transaction in the key's mount partition, conditioned on the key row's ETag; a lost race is
+retried with fresh state.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from shared import keytypes
 from shared.errors import ConcurrentChange, InvalidRequest, NotFound
 from shared.mounts import no_route
 from shared.names import MAX_DURATION, check_name
-from shared.records import KeyRecord, VersionRecord, rfc3339, utcnow
+from shared.records import KeyRecord, KeyVersions, VersionRecord, utcnow
 from shared.seal import Sealer, material_context
 from shared.store import (
     Op,
@@ -76,27 +77,15 @@ class KeyEngine:
     def get(self, mount: str, name: str) -> KeyRecord:
         return active_key(self.store, mount, name)
 
-    def read(self, mount: str, name: str) -> dict[str, Any]:
+    def read(self, mount: str, name: str) -> KeyVersions:
+        """The key and its enabled versions, in one range query (NotFound if none)."""
         key, versions = self.store.get_key_and_versions(mount, check_name(name, "key"))
         if key is None or key.state != "active":
             raise NotFound()
-        data: dict[str, Any] = {
-            "name": key.name,
-            "type": key.type,
-            "deletion_allowed": key.deletion_allowed,
-            "latest_version": key.latest_version,
-            "min_enabled_version": key.min_enabled_version,
-            "versions": {
-                str(v.version): _version_view(v)
-                for v in versions
-                if key.min_enabled_version <= v.version <= key.latest_version
-            },
-        }
-        if key.auto_rotate_period:
-            data["auto_rotate_period"] = key.auto_rotate_period
-            if key.next_rotation_time is not None:
-                data["next_rotation_time"] = rfc3339(key.next_rotation_time)
-        return data
+        enabled = tuple(
+            v for v in versions if key.min_enabled_version <= v.version <= key.latest_version
+        )
+        return KeyVersions(key, enabled)
 
     def list(self, mount: str) -> Warnings:
         return self.store.list_key_names(mount)
@@ -443,10 +432,3 @@ def unseal_version(store: Store, sealer: Sealer, mount: str, name: str, version:
     if record is None or record.sealed is None:
         raise NotFound(f"key {name!r} has no version {version}")
     return sealer.open(record.sealed, material_context(mount, name, version))
-
-
-def _version_view(v: VersionRecord) -> dict[str, Any]:
-    view: dict[str, Any] = {"creation_time": rfc3339(v.creation_time)}
-    if v.public_key is not None:
-        view["public_key"] = v.public_key
-    return view

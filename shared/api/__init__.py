@@ -17,6 +17,7 @@ from shared import vaultapi
 from shared.errors import EngineError, UnsupportedOperation
 from shared.mounts import no_route
 from shared.names import is_mount_name
+from shared.records import TokenInfo
 from shared.vaultapi import ApiRequest, ApiResponse, Field, FieldData
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class Context:
     params: Mapping[str, str]
     service_factory: Callable[[], Service]  # built on first use
     data: FieldData = field(default_factory=lambda: FieldData({}, ()))
+    token: TokenInfo | None = None  # the caller's token, on an authenticated path
 
     @functools.cached_property
     def service(self) -> Service:
@@ -77,7 +79,7 @@ def handle(
     try:
         context = Context(request, params, service_factory)
         if spec.authenticated:  # first: nothing of the request is looked at before the token
-            context.service.tokens.check(request.token)
+            context.token = context.service.tokens.check(request.token)
         op = vaultapi.operation(request)
         handler = spec.operations.get(op)
         if handler is None:

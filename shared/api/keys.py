@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from shared import keytypes, vaultapi
 from shared.api import Context, PathSpec
 from shared.errors import NotFound
 from shared.names import check_name
+from shared.records import KeyVersions, VersionRecord, rfc3339
 from shared.vaultapi import ApiResponse, Field
 
 
@@ -43,12 +46,44 @@ KEY_FIELDS = [
 ]
 
 
+# -- rendering: the engine's records in Vault's wire format -------------------------------------
+
+
+def render_version(version: VersionRecord) -> dict[str, Any]:
+    view: dict[str, Any] = {"creation_time": rfc3339(version.creation_time)}
+    if version.public_key is not None:
+        view["public_key"] = version.public_key
+    return view
+
+
+def render_key(read: KeyVersions) -> dict[str, Any]:
+    """``key/:name``'s ``data``, named as real Vault sends it (``versions``; its docs say
+    ``keys``)."""
+    key = read.key
+    data: dict[str, Any] = {
+        "name": key.name,
+        "type": key.type,
+        "deletion_allowed": key.deletion_allowed,
+        "latest_version": key.latest_version,
+        "min_enabled_version": key.min_enabled_version,
+        "versions": {str(v.version): render_version(v) for v in read.versions},
+    }
+    if key.auto_rotate_period:
+        data["auto_rotate_period"] = key.auto_rotate_period
+        if key.next_rotation_time is not None:
+            data["next_rotation_time"] = rfc3339(key.next_rotation_time)
+    return data
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+
 def _list(ctx: Context) -> ApiResponse:
     return vaultapi.listing(ctx.service.keys.list(ctx.mount))
 
 
 def _read(ctx: Context) -> ApiResponse:
-    return vaultapi.ok(ctx.service.keys.read(ctx.mount, ctx.params["name"]))
+    return vaultapi.ok(render_key(ctx.service.keys.read(ctx.mount, ctx.params["name"])))
 
 
 def _write(ctx: Context) -> ApiResponse:

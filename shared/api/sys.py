@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from shared import vaultapi
 from shared.api import Context, PathSpec
-from shared.errors import InvalidRequest, NotFound
+from shared.errors import InvalidRequest, NotFound, PermissionDenied
+from shared.records import Mount, TokenInfo, rfc3339
 from shared.vaultapi import ApiResponse, Field
 
 VERSION = "1.19.0+azure-keymgmt.0.1.0"
@@ -81,12 +83,65 @@ def _init(_: Context) -> ApiResponse:
     return vaultapi.raw_json(200, {"initialized": True})
 
 
+# -- rendering: the engine's records in Vault's wire format -------------------------------------
+
+
+def render_token(token: TokenInfo) -> dict[str, Any]:
+    """``auth/token/lookup-self``'s ``data``: Vault's names, in Vault's order."""
+    return {
+        "accessor": token.accessor,
+        "creation_ttl": token.creation_ttl,
+        "display_name": token.display_name,
+        "entity_id": token.entity_id,
+        "expire_time": None if token.expire_time is None else rfc3339(token.expire_time),
+        "explicit_max_ttl": token.explicit_max_ttl,
+        "id": "",  # never echo the token
+        "meta": None if token.meta is None else dict(token.meta),
+        "num_uses": token.num_uses,
+        "orphan": token.orphan,
+        "path": token.path,
+        "policies": list(token.policies),
+        "renewable": token.renewable,
+        "ttl": token.ttl,
+        "type": token.type,
+    }
+
+
+def render_mount(mount: Mount) -> dict[str, Any]:
+    """One entry of ``sys/mounts``, as Vault shows a secrets engine."""
+    return {
+        "type": mount.type,
+        "description": mount.description,
+        "accessor": f"{mount.type}_{mount.uuid[:8]}",
+        "uuid": mount.uuid,
+        "config": {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": False},
+        "options": None,
+        "local": False,
+        "seal_wrap": False,
+        "external_entropy_access": False,
+        "plugin_version": "",
+        "running_plugin_version": "",
+        "running_sha256": "",
+        "deprecation_status": "supported",
+    }
+
+
+def render_mounts(mounts: list[Mount]) -> dict[str, Any]:
+    """``sys/mounts``: each mount under its path with a trailing slash."""
+    return {f"{mount.name}/": render_mount(mount) for mount in mounts}
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+
 def _lookup_self(ctx: Context) -> ApiResponse:
-    return vaultapi.ok(ctx.service.tokens.check(ctx.request.token))
+    if ctx.token is None:  # handle() sets it on every authenticated path
+        raise PermissionDenied()
+    return vaultapi.ok(render_token(ctx.token))
 
 
 def _list_mounts(ctx: Context) -> ApiResponse:
-    mounts = ctx.service.mounts.list()
+    mounts = render_mounts(ctx.service.mounts.list())
     payload = vaultapi.envelope(mounts)
     payload.update(mounts)  # real Vault repeats the map at top level
     return vaultapi.raw_json(200, payload)
@@ -94,11 +149,10 @@ def _list_mounts(ctx: Context) -> ApiResponse:
 
 def _read_mount(ctx: Context) -> ApiResponse:
     name = ctx.params["path"].strip("/")
-    mounts = ctx.service.mounts.list()
-    entry = mounts.get(f"{name}/")
-    if entry is None:
-        raise InvalidRequest(f"no mount at {name}/")
-    return vaultapi.ok(entry)
+    for mount in ctx.service.mounts.list():
+        if mount.name == name:
+            return vaultapi.ok(render_mount(mount))
+    raise InvalidRequest(f"no mount at {name}/")
 
 
 def _enable(ctx: Context) -> ApiResponse:
