@@ -1,7 +1,7 @@
 """Key lifecycle: create, read, update, rotate, delete, versions and rotation policy.
 
-Knows nothing of HTTP: field values arrive checked (``shared/api`` declares them), and reads
-return records, which the API renders. Every change that must be atomic is one
+Knows nothing of HTTP: names and field values arrive checked (``shared/api`` declares them),
+and reads return records, which the API renders. Every change that must be atomic is one
 transaction in the key's mount partition, conditioned on the key row's ETag; a lost race is
 retried with fresh state.
 """
@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from shared import keytypes
 from shared.errors import ConcurrentChange, InvalidRequest, NotFound
 from shared.mounts import no_route
-from shared.names import MAX_DURATION, check_name
+from shared.names import MAX_DURATION
 from shared.records import KeyRecord, KeyVersions, VersionRecord, utcnow
 from shared.seal import Sealer, material_context
 from shared.store import (
@@ -79,7 +79,7 @@ class KeyEngine:
 
     def read(self, mount: str, name: str) -> KeyVersions:
         """The key and its enabled versions, in one range query (NotFound if none)."""
-        key, versions = self.store.get_key_and_versions(mount, check_name(name, "key"))
+        key, versions = self.store.get_key_and_versions(mount, name)
         if key is None or key.state != "active":
             raise NotFound()
         enabled = tuple(
@@ -110,7 +110,6 @@ class KeyEngine:
         keytypes.KEY_TYPES and min_enabled_version is not negative: the API's field
         declarations check that; the rules that depend on settings or on the key, and the
         range of dates a period yields, are checked here."""
-        check_name(name, "key")
         if auto_rotate_period is not None:
             self._check_period(auto_rotate_period)
         material: list[keytypes.KeyMaterial] = []  # generated once, on the first create attempt
@@ -288,7 +287,6 @@ class KeyEngine:
         is still the latest version (an expiry event's guard). Returns (0, []) when skipped.
         ``known`` is a record the caller just read (saves a read; the key is read again after
         the slow key generation, right before the conditioned write)."""
-        check_name(name, "key")
         key = known if known is not None and known.name == name else self.get(mount, name)
         material = keytypes.generate(key.type)  # slow part first, outside the race window
         result: dict[str, Any] = {}
@@ -332,7 +330,6 @@ class KeyEngine:
     def delete(self, mount: str, name: str) -> None:
         """Delete a key: mark it ``deleting`` (it disappears from reads and lists at once),
         then remove its rows. Idempotent: a key already gone, or gone half-way, is done."""
-        check_name(name, "key")
 
         def mark() -> KeyRecord | None:
             key = self.store.get_key(mount, name)

@@ -1,4 +1,8 @@
-"""Secrets engine mounts (``sys/mounts``): only the ``keymgmt`` type exists here."""
+"""Secrets engine mounts (``sys/mounts``): only the ``keymgmt`` type exists here.
+
+The mount path is checked here, not by the route (``sys/mounts/:path`` declares no parameter
+rule): Vault's route takes any path, a read of one that cannot be a mount answers that there is
+no mount there, and an enable checks the engine type before the path."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The Vault-compatible API: one module per group of paths, each path declared as data.
 
-A ``PathSpec`` names a path's fields and the handler for each Vault operation; ``handle``
-applies the transport rules every path shares (token, mount, operation, body, errors).
+A ``PathSpec`` names a path's route parameters, fields and the handler for each Vault
+operation; ``handle`` applies the transport rules every path shares (token, mount, operation,
+body, parameter names, errors), so handlers get checked input.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 from shared import vaultapi
 from shared.errors import EngineError, UnsupportedOperation
 from shared.mounts import no_route
-from shared.names import is_mount_name
+from shared.names import PARAM_RULES, is_mount_name
 from shared.records import TokenInfo
 from shared.vaultapi import ApiRequest, ApiResponse, Field, FieldData
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Context:
     request: ApiRequest
-    params: Mapping[str, str]
+    params: Mapping[str, str]  # checked against the path's declared names once handle() runs
     service_factory: Callable[[], Service]  # built on first use
     data: FieldData = field(default_factory=lambda: FieldData({}, ()))
     token: TokenInfo | None = None  # the caller's token, on an authenticated path
@@ -49,15 +50,31 @@ Handler = Callable[[Context], ApiResponse]
 
 @dataclass(frozen=True)
 class PathSpec:
+    """One path of the API, as Vault's sdk/framework ``Path`` declares one.
+
+    ``params`` says what each ``:param`` of the pattern names (a kind of
+    ``shared.names.PARAM_RULES``); ``handle`` checks each against its rule before any handler
+    runs.
+    """
+
     pattern: str
     fields: Sequence[Field] = ()
     operations: Mapping[str, Handler] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
     authenticated: bool = True
     mounted: bool = True  # lives under an enabled keymgmt mount
     description: str = ""
     # Methods the HTTP trigger declares. None: every standard verb reaches the handler, which
     # answers 405 for an unsupported operation, as Vault does (the Functions host would 404).
     methods: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        in_pattern = set(re.findall(r":(\w+)", self.pattern))
+        for param, kind in self.params.items():
+            if param not in in_pattern:
+                raise ValueError(f"{self.pattern}: no parameter :{param} to declare")
+            if kind not in PARAM_RULES:
+                raise ValueError(f"{self.pattern}: :{param} names an unknown kind {kind!r}")
 
     @property
     def route(self) -> str:
@@ -68,6 +85,13 @@ class PathSpec:
     @property
     def function_name(self) -> str:
         return re.sub(r"[^A-Za-z0-9]+", "_", self.pattern.replace(":", "")).strip("_")
+
+    def checked_params(self, params: Mapping[str, str]) -> dict[str, str]:
+        """The route parameters, each declared one checked (and normalised) by its rule."""
+        checked = dict(params)
+        for param, kind in self.params.items():
+            checked[param] = PARAM_RULES[kind](params.get(param, ""))
+        return checked
 
 
 def handle(
@@ -94,6 +118,7 @@ def handle(
         if op in ("update", "delete"):
             raw = vaultapi.parse_body(request, context.service.settings.max_body_bytes)
             context.data = FieldData(raw, spec.fields)
+        context.params = spec.checked_params(params)
         return handler(context)
     except EngineError as exc:
         return vaultapi.from_exception(exc)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import keytypes, vaultapi
+from shared import keytypes, names, vaultapi
 from shared.api import Context, PathSpec
 from shared.errors import NotFound
-from shared.names import check_name
 from shared.records import KeyVersions, VersionRecord, rfc3339
 from shared.vaultapi import ApiResponse, Field
 
@@ -112,15 +111,20 @@ def _rotate(ctx: Context) -> ApiResponse:
 
 
 def _providers(ctx: Context) -> ApiResponse:
-    key = ctx.service.keys.get(ctx.mount, check_name(ctx.params["name"], "key"))
+    key = ctx.service.keys.get(ctx.mount, ctx.params["name"])
     if not key.providers:
         raise NotFound()
     return vaultapi.listing(list(key.providers))
 
 
+KEY_PARAM = {"name": names.KEY}
+
 KEYS = PathSpec("key", operations={"list": _list})
 KEY = PathSpec(
-    "key/:name", fields=KEY_FIELDS, operations={"read": _read, "update": _write, "delete": _delete}
+    "key/:name",
+    fields=KEY_FIELDS,
+    params=KEY_PARAM,
+    operations={"read": _read, "update": _write, "delete": _delete},
 )
-ROTATE = PathSpec("key/:name/rotate", operations={"update": _rotate})
-KEY_KMS = PathSpec("key/:name/kms", operations={"list": _providers})
+ROTATE = PathSpec("key/:name/rotate", params=KEY_PARAM, operations={"update": _rotate})
+KEY_KMS = PathSpec("key/:name/kms", params=KEY_PARAM, operations={"list": _providers})
