@@ -77,6 +77,12 @@ class KeyEngine:
     def get(self, mount: str, name: str) -> KeyRecord:
         return active_key(self.store, mount, name)
 
+    def exists(self, mount: str, name: str) -> bool:
+        """Whether the key exists (one point read): the API's existence check, which makes a
+        write to ``key/:name`` Vault's create or update operation."""
+        key = self.store.get_key(mount, name)
+        return key is not None and key.state == "active"
+
     def read(self, mount: str, name: str) -> KeyVersions:
         """The key and its enabled versions, in one range query (NotFound if none)."""
         key, versions = self.store.get_key_and_versions(mount, name)

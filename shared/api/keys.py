@@ -85,7 +85,13 @@ def _read(ctx: Context) -> ApiResponse:
     return vaultapi.ok(render_key(ctx.service.keys.read(ctx.mount, ctx.params["name"])))
 
 
+def _exists(ctx: Context) -> bool:
+    return ctx.service.keys.exists(ctx.mount, ctx.params["name"])
+
+
 def _write(ctx: Context) -> ApiResponse:
+    """Create and update alike: the engine decides again inside its transaction, so a create
+    that loses a race to another is answered as the update it then is."""
     data = ctx.data
     warnings = ctx.service.keys.write(
         ctx.mount,
@@ -119,12 +125,40 @@ def _providers(ctx: Context) -> ApiResponse:
 
 KEY_PARAM = {"name": names.KEY}
 
-KEYS = PathSpec("key", operations={"list": _list})
+KEYS = PathSpec(
+    "key",
+    operations={"list": _list},
+    synopsis="List the names of the keys in this mount.",
+    help="Lists the keys of this Key Management mount, sorted by name. An empty mount "
+    "answers 404, as Vault does.",
+)
 KEY = PathSpec(
     "key/:name",
     fields=KEY_FIELDS,
     params=KEY_PARAM,
+    existence=_exists,
     operations={"read": _read, "update": _write, "delete": _delete},
+    synopsis="Create, read, update or delete a key.",
+    help="A write creates the key when it does not exist (Vault's create operation; type "
+    "chooses the algorithm, rsa-2048 by default) and updates it when it does (update: "
+    "min_enabled_version, deletion_allowed, auto_rotate_period; type cannot change). A "
+    "read returns the key's enabled versions and their public keys. A delete needs "
+    "deletion_allowed=true and no KMS provider still holding the key.",
 )
-ROTATE = PathSpec("key/:name/rotate", params=KEY_PARAM, operations={"update": _rotate})
-KEY_KMS = PathSpec("key/:name/kms", params=KEY_PARAM, operations={"list": _providers})
+ROTATE = PathSpec(
+    "key/:name/rotate",
+    params=KEY_PARAM,
+    operations={"update": _rotate},
+    synopsis="Rotate a key: add a version with new key material.",
+    help="Adds a version with new material and makes it the latest. A distributed key's new "
+    "version is imported into every KMS provider holding it; a provider that cannot be "
+    "reached is named in warnings, and the reconciler finishes the import later.",
+)
+KEY_KMS = PathSpec(
+    "key/:name/kms",
+    params=KEY_PARAM,
+    operations={"list": _providers},
+    synopsis="List the KMS providers a key is distributed to.",
+    help="Lists the names of the KMS providers that hold this key. A key distributed to "
+    "none answers 404.",
+)

@@ -213,6 +213,10 @@ HEALTH = PathSpec(
     methods=("GET", "HEAD"),
     authenticated=False,
     mounted=False,
+    synopsis="Check the health of the server.",
+    help="Answers without a token (GET or HEAD): initialized, sealed, standby, the server "
+    "time and version. The status code follows activecode (200 by default), as Vault's "
+    "does.",
 )
 SEAL_STATUS = PathSpec(
     "sys/seal-status",
@@ -220,34 +224,73 @@ SEAL_STATUS = PathSpec(
     methods=GET,
     authenticated=False,
     mounted=False,
+    synopsis="Check the seal status of the server.",
+    help="Answers without a token, in Vault's shape. This server is never sealed: its key "
+    "material is sealed by a Key Vault key instead (KEYMGMT_SEAL_KEY_ID).",
 )
 LEADER = PathSpec(
-    "sys/leader", operations={"read": _leader}, methods=GET, authenticated=False, mounted=False
+    "sys/leader",
+    operations={"read": _leader},
+    methods=GET,
+    authenticated=False,
+    mounted=False,
+    synopsis="Check the high availability status of the server.",
+    help="Answers without a token, in Vault's shape: there is no leader election here, every "
+    "instance serves (ha_enabled is false).",
 )
 INIT = PathSpec(
-    "sys/init", operations={"read": _init}, methods=GET, authenticated=False, mounted=False
+    "sys/init",
+    operations={"read": _init},
+    methods=GET,
+    authenticated=False,
+    mounted=False,
+    synopsis="Check whether the server is initialized.",
+    help="Answers without a token: always initialized, as there is nothing to initialize.",
 )
 LOOKUP_SELF = PathSpec(
-    "auth/token/lookup-self", operations={"read": _lookup_self}, mounted=False, methods=GET
+    "auth/token/lookup-self",
+    operations={"read": _lookup_self},
+    mounted=False,
+    methods=GET,
+    synopsis="Look up the calling token's properties.",
+    help="Returns the policies, type, TTL and creation path of the token that sent the "
+    "request; the token itself is never repeated (id is empty).",
 )
-MOUNTS = PathSpec("sys/mounts", operations={"read": _list_mounts}, mounted=False, methods=GET)
+MOUNTS = PathSpec(
+    "sys/mounts",
+    operations={"read": _list_mounts},
+    mounted=False,
+    methods=GET,
+    synopsis="List the mounted secrets engines.",
+    help="Every keymgmt mount under its path with a trailing slash, in data and, as real "
+    "Vault sends it, at the top level of the answer too.",
+)
 MOUNT = PathSpec(
     "sys/mounts/:path",
     fields=MOUNT_FIELDS,
     mounted=False,
     operations={"read": _read_mount, "update": _enable, "delete": _disable},
+    synopsis="Enable, read or disable a secrets engine mount.",
+    help="A write enables a keymgmt mount at the path (type keymgmt is required; the path is "
+    "one segment, and the Functions host's own routes are refused). A delete disables it "
+    "and removes its keys, as Vault does, but is refused while any key of the mount is "
+    "distributed to a KMS provider.",
 )
 ROTATION_STATUS = PathSpec(
     "sys/keymgmt/rotation",
     operations={"read": _rotation_status},
     mounted=False,
     methods=GET,
-    description="ext: the last rotation sweep's summary",
+    synopsis="ext: the last rotation sweep's summary",
+    help="What the last scheduled rotation sweep did: keys rotated, skipped and failed, and "
+    "when it ran. 404 until a sweep has run.",
 )
 RECONCILE_STATUS = PathSpec(
     "sys/keymgmt/reconcile",
     operations={"read": _reconcile_status},
     mounted=False,
     methods=GET,
-    description="ext: the last reconciler result and drift reported by Key Vault events",
+    synopsis="ext: the last reconciler result and drift reported by Key Vault events",
+    help="What the last reconciler run found and repaired in the KMS providers, and the "
+    "drift Key Vault's events reported since (reported_by_events).",
 )

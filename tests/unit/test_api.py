@@ -1,5 +1,5 @@
 """What ``handle`` does for every path from its ``PathSpec``: route parameters checked by what
-they name; and how the API renders the engine's records."""
+they name, and a write resolved to Vault's create or update by the path's existence check."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from shared import names
 from shared.api import Context, PathSpec, handle, keys, routes, sys
 from shared.records import KeyRecord, KeyVersions, Mount, TokenInfo, VersionRecord
-from shared.vaultapi import ApiRequest, ApiResponse
+from shared.vaultapi import ApiRequest, ApiResponse, Field, weak_str
 
 # Unauthenticated, unmounted paths: handle() needs no storage, only the body limit.
 SERVICE = SimpleNamespace(settings=SimpleNamespace(max_body_bytes=4096))
@@ -28,25 +28,34 @@ def errors(response: ApiResponse) -> list[str]:
 
 
 class Recorder:
-    """Handlers that note what they saw."""
+    """Handlers that note what they saw, and an existence check that answers as told."""
 
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, dict[str, str]]] = []
+    def __init__(self, exists: bool = False) -> None:
+        self.exists = exists
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
+        self.checked: list[dict[str, str]] = []
 
     def handler(self, label: str):
         def run(ctx: Context) -> ApiResponse:
-            self.seen.append((label, dict(ctx.params)))
+            self.seen.append((label, ctx.operation, dict(ctx.params)))
             return ApiResponse(204)
 
         return run
 
-    def spec(self, pattern: str = "thing/:name", **options) -> PathSpec:
+    def existence(self, ctx: Context) -> bool:
+        self.checked.append(dict(ctx.params))
+        return self.exists
+
+    def spec(self, pattern: str = "thing/:name", *, create: bool = False, **options) -> PathSpec:
         operations = {
             "read": self.handler("read"),
             "list": self.handler("list"),
             "update": self.handler("update"),
             "delete": self.handler("delete"),
         }
+        if create:
+            operations["create"] = self.handler("create")
+        options.setdefault("existence", self.existence)
         return PathSpec(
             pattern,
             operations=options.pop("operations", operations),
@@ -74,7 +83,7 @@ def test_a_bad_name_is_refused_before_any_handler_with_the_engines_words(method,
     recorder = Recorder()
     response = call(recorder.spec(), method, {"name": value})
     assert response.status == 400 and says in errors(response)[0]
-    assert recorder.seen == []
+    assert recorder.seen == [] and recorder.checked == []
 
 
 def test_each_parameter_is_checked_by_what_it_names():
@@ -87,7 +96,7 @@ def test_each_parameter_is_checked_by_what_it_names():
     response = call(spec, "GET", {"name": "p", "key_name": "k?"})
     assert "invalid key name 'k?'" in errors(response)[0]
     assert call(spec, "GET", {"name": "p", "key_name": "k.1"}).status == 204
-    assert recorder.seen == [("read", {"name": "p", "key_name": "k.1"})]
+    assert recorder.seen == [("read", "read", {"name": "p", "key_name": "k.1"})]
 
 
 def test_the_body_is_parsed_before_the_names_are_checked_as_before():
@@ -121,6 +130,71 @@ def test_every_parameter_of_the_key_paths_is_declared():
     ]
     assert undeclared == []
     assert "path" not in sys.MOUNT.params
+
+
+# -- create or update --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+@pytest.mark.parametrize(("exists", "operation"), [(False, "create"), (True, "update")])
+def test_a_write_is_create_or_update_by_the_existence_check(method, exists, operation):
+    recorder = Recorder(exists=exists)
+    assert call(recorder.spec(create=True), method, {"name": "k"}, b"{}").status == 204
+    assert recorder.seen == [(operation, operation, {"name": "k"})]
+    assert recorder.checked == [{"name": "k"}]  # asked once, with the checked name
+
+
+def test_without_a_create_handler_the_update_handler_runs_for_a_create():
+    recorder = Recorder(exists=False)
+    assert call(recorder.spec(), "POST", {"name": "k"}).status == 204
+    assert recorder.seen == [("update", "create", {"name": "k"})]  # the context still says create
+
+
+def test_a_path_without_an_existence_check_always_updates():
+    recorder = Recorder()
+    assert call(recorder.spec(existence=None), "POST", {"name": "k"}).status == 204
+    assert recorder.seen == [("update", "update", {"name": "k"})]
+
+
+@pytest.mark.parametrize(
+    ("method", "operation"), [("GET", "read"), ("LIST", "list"), ("DELETE", "delete")]
+)
+def test_reads_lists_and_deletes_never_run_the_existence_check(method, operation):
+    recorder = Recorder()
+    assert call(recorder.spec(), method, {"name": "k"}).status == 204
+    assert recorder.checked == [] and recorder.seen == [(operation, operation, {"name": "k"})]
+
+
+def test_the_fields_are_checked_before_the_existence_check_runs():
+    recorder = Recorder()
+    spec = recorder.spec(fields=[Field("mode", weak_str, allowed=("a", "b"))])
+    response = call(spec, "POST", {"name": "k"}, b'{"mode": "c"}')
+    assert errors(response) == ["invalid mode: allowed are a, b"]
+    assert recorder.checked == [] and recorder.seen == []
+
+
+def test_a_create_only_path_answers_405_for_an_item_that_exists():
+    recorder = Recorder(exists=True)
+    spec = recorder.spec(operations={"create": recorder.handler("create")})
+    response = call(spec, "POST", {"name": "k"})
+    assert response.status == 405 and errors(response) == ["unsupported operation"]
+    recorder.exists = False
+    assert call(spec, "POST", {"name": "k"}).status == 204
+    assert call(spec, "GET", {"name": "k"}).status == 405
+
+
+def test_a_create_handler_needs_an_existence_check():
+    with pytest.raises(ValueError, match="existence check"):
+        PathSpec("thing/:name", operations={"create": lambda ctx: ApiResponse(204)})
+
+
+def test_every_key_and_sys_path_has_help():
+    paths = [
+        *(getattr(keys, n) for n in ("KEYS", "KEY", "ROTATE", "KEY_KMS")),
+        *(s for s in routes.ALL if s.pattern.startswith(("sys/", "auth/"))),
+    ]
+    assert [p.pattern for p in paths if not (p.synopsis and p.help)] == []
+    assert keys.KEY.existence is not None
 
 
 # -- rendering: records in Vault's wire format -----------------------------------------------------
