@@ -1,7 +1,9 @@
 """Key lifecycle: create, read, update, rotate, delete, versions and rotation policy.
 
-Knows nothing of HTTP. Every change that must be atomic is one transaction in the key's
-mount partition, conditioned on the key row's ETag; a lost race is retried with fresh state.
+Knows nothing of HTTP: names and field values arrive checked (``shared/api`` declares them),
+and reads return records, which the API renders. Every change that must be atomic is one
+transaction in the key's mount partition, conditioned on the key row's ETag; a lost race is
+retried with fresh state.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from typing import Any, Protocol
 from shared import keytypes
 from shared.errors import ConcurrentChange, InvalidRequest, NotFound
 from shared.mounts import no_route
-from shared.names import MAX_DURATION, check_name
-from shared.records import KeyRecord, VersionRecord, rfc3339, utcnow
+from shared.names import MAX_DURATION
+from shared.records import KeyRecord, KeyVersions, VersionRecord, utcnow
 from shared.seal import Sealer, material_context
 from shared.store import (
     Op,
@@ -75,27 +77,21 @@ class KeyEngine:
     def get(self, mount: str, name: str) -> KeyRecord:
         return active_key(self.store, mount, name)
 
-    def read(self, mount: str, name: str) -> dict[str, Any]:
-        key, versions = self.store.get_key_and_versions(mount, check_name(name, "key"))
+    def exists(self, mount: str, name: str) -> bool:
+        """Whether the key exists (one point read): the API's existence check, which makes a
+        write to ``key/:name`` Vault's create or update operation."""
+        key = self.store.get_key(mount, name)
+        return key is not None and key.state == "active"
+
+    def read(self, mount: str, name: str) -> KeyVersions:
+        """The key and its enabled versions, in one range query (NotFound if none)."""
+        key, versions = self.store.get_key_and_versions(mount, name)
         if key is None or key.state != "active":
             raise NotFound()
-        data: dict[str, Any] = {
-            "name": key.name,
-            "type": key.type,
-            "deletion_allowed": key.deletion_allowed,
-            "latest_version": key.latest_version,
-            "min_enabled_version": key.min_enabled_version,
-            "versions": {
-                str(v.version): _version_view(v)
-                for v in versions
-                if key.min_enabled_version <= v.version <= key.latest_version
-            },
-        }
-        if key.auto_rotate_period:
-            data["auto_rotate_period"] = key.auto_rotate_period
-            if key.next_rotation_time is not None:
-                data["next_rotation_time"] = rfc3339(key.next_rotation_time)
-        return data
+        enabled = tuple(
+            v for v in versions if key.min_enabled_version <= v.version <= key.latest_version
+        )
+        return KeyVersions(key, enabled)
 
     def list(self, mount: str) -> Warnings:
         return self.store.list_key_names(mount)
@@ -116,16 +112,12 @@ class KeyEngine:
 
         Everything is checked before anything is written. A create that loses its race to
         another create of the name is answered as a later request would be: an update of the
-        key that won (refused if the types differ)."""
-        check_name(name, "key")
-        if type_name is not None and type_name not in keytypes.KEY_TYPES:
-            raise InvalidRequest(f"invalid type: allowed are {', '.join(keytypes.KEY_TYPES)}")
+        key that won (refused if the types differ). ``type_name`` is one of
+        keytypes.KEY_TYPES and min_enabled_version is not negative: the API's field
+        declarations check that; the rules that depend on settings or on the key, and the
+        range of dates a period yields, are checked here."""
         if auto_rotate_period is not None:
             self._check_period(auto_rotate_period)
-        if min_enabled_version is not None and min_enabled_version < 0:
-            raise InvalidRequest(
-                "min_enabled_version must be 0 (all versions) or a version number, at least 1"
-            )
         material: list[keytypes.KeyMaterial] = []  # generated once, on the first create attempt
         outcome: dict[str, Any] = {}
 
@@ -178,17 +170,17 @@ class KeyEngine:
         return []
 
     def _check_period(self, period: int) -> None:
-        if period < 0:
-            raise InvalidRequest("auto_rotate_period must be 0 (off) or a positive duration")
+        # The API's declaration refuses these first, with its message; this guards the dates
+        # the engine computes from a period, whoever the caller.
+        if not 0 <= period <= MAX_DURATION:
+            raise InvalidRequest(
+                f"auto_rotate_period must be 0 (off) or a positive duration of at most "
+                f"{MAX_DURATION // 86400}d ({MAX_DURATION} seconds)"
+            )
         if 0 < period < MIN_ROTATE_PERIOD and not self.allow_short_rotation:
             raise InvalidRequest(
                 f"auto_rotate_period must be at least 1h ({MIN_ROTATE_PERIOD} seconds), or 0 to "
                 f"turn scheduled rotation off; got {period} seconds"
-            )
-        if period > MAX_DURATION:
-            raise InvalidRequest(
-                f"auto_rotate_period must be at most {MAX_DURATION // 86400}d "
-                f"({MAX_DURATION} seconds)"
             )
 
     def _create(
@@ -301,7 +293,6 @@ class KeyEngine:
         is still the latest version (an expiry event's guard). Returns (0, []) when skipped.
         ``known`` is a record the caller just read (saves a read; the key is read again after
         the slow key generation, right before the conditioned write)."""
-        check_name(name, "key")
         key = known if known is not None and known.name == name else self.get(mount, name)
         material = keytypes.generate(key.type)  # slow part first, outside the race window
         result: dict[str, Any] = {}
@@ -345,7 +336,6 @@ class KeyEngine:
     def delete(self, mount: str, name: str) -> None:
         """Delete a key: mark it ``deleting`` (it disappears from reads and lists at once),
         then remove its rows. Idempotent: a key already gone, or gone half-way, is done."""
-        check_name(name, "key")
 
         def mark() -> KeyRecord | None:
             key = self.store.get_key(mount, name)
@@ -445,10 +435,3 @@ def unseal_version(store: Store, sealer: Sealer, mount: str, name: str, version:
     if record is None or record.sealed is None:
         raise NotFound(f"key {name!r} has no version {version}")
     return sealer.open(record.sealed, material_context(mount, name, version))
-
-
-def _version_view(v: VersionRecord) -> dict[str, Any]:
-    view: dict[str, Any] = {"creation_time": rfc3339(v.creation_time)}
-    if v.public_key is not None:
-        view["public_key"] = v.public_key
-    return view

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 
 from shared.errors import InvalidRequest
 
@@ -60,3 +61,14 @@ def check_azure_key_name(key: str) -> None:
             f"key name {key!r} cannot be distributed to Azure Key Vault, which allows only "
             "letters, digits and '-' in key names"
         )
+
+
+# What a route parameter names (``PathSpec.params``), and the rule its value follows: the API
+# checks every parameter once, before a handler runs, so the engine gets only valid names.
+# (A mount path is not one: see shared/mounts.py.)
+KEY = "key"
+KMS_PROVIDER = "KMS provider"
+PARAM_RULES: Mapping[str, Callable[[str], str]] = {
+    KEY: lambda value: check_name(value, KEY),
+    KMS_PROVIDER: lambda value: check_name(value, KMS_PROVIDER),
+}

@@ -1,9 +1,11 @@
 """The engine's records and its clock: what the store reads and writes, independent of Table
-Storage's entity format (that mapping lives in ``shared/store.py``)."""
+Storage's entity format (that mapping lives in ``shared/store.py``), and what the engine
+answers with. The API renders them in Vault's wire format (``shared/api/``)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.seal import Sealed
@@ -93,3 +95,32 @@ class Distribution:
     # Key Vault versions this engine created twice, disabled and reported once.
     duplicates: tuple[str, ...] = ()
     etag: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class KeyVersions:
+    """A key as a read shows it: its record and its enabled versions (public parts only,
+    ``min_enabled_version`` to ``latest_version``, ascending)."""
+
+    key: KeyRecord
+    versions: tuple[VersionRecord, ...]
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What the token check knows of a token (Vault's token entry, less its secret id)."""
+
+    display_name: str
+    policies: tuple[str, ...]
+    path: str  # the path that created it
+    type: str = "service"  # "service" | "batch"
+    orphan: bool = False
+    renewable: bool = False
+    ttl: int = 0  # seconds left; 0 = never expires
+    creation_ttl: int = 0
+    explicit_max_ttl: int = 0
+    num_uses: int = 0  # 0 = unlimited
+    expire_time: dt.datetime | None = None
+    accessor: str = ""
+    entity_id: str = ""
+    meta: Mapping[str, str] | None = None

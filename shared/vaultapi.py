@@ -11,8 +11,8 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -424,13 +424,59 @@ def duration_seconds(value: Any, name: str) -> int:
     return int(seconds)
 
 
+def accepted(value: Any, name: str) -> Any:
+    """The decoder of a field accepted for compatibility and otherwise ignored: any value."""
+    return value
+
+
+_ABSENT: Any = object()  # FieldData.get without a caller's default
+
+
 @dataclass(frozen=True)
 class Field:
-    """One declared body field of a path, as Vault's framework declares them."""
+    """One declared body field of a path, as Vault's framework declares them (FieldSchema).
+
+    ``FieldData`` enforces the keyword options, so handlers get values they can use as they
+    are: ``default`` when the field is absent (or null); ``allowed``, the values the decoded
+    value (each item, for a list) must be one of; ``minimum``, the least a decoded number may
+    be; ``required``, that the field must be sent. ``takes`` says in a few words what the
+    field takes, for the messages of ``required`` and ``minimum`` (derived when empty).
+    Messages name the field and what it takes, never the value sent.
+    """
 
     name: str
     decode: Callable[[Any, str], Any]
     description: str = ""
+    _: KW_ONLY
+    default: Any = None
+    allowed: Collection[str] = ()
+    minimum: int | None = None
+    required: bool = False
+    takes: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allowed", tuple(self.allowed))
+        if self.required and self.default is not None:
+            raise ValueError(f"field {self.name}: a required field has no default")
+
+    def check(self, value: Any) -> Any:
+        """``value`` (decoded) if it is one this field takes, else InvalidRequest."""
+        if self.allowed:
+            items = value if isinstance(value, list) else [value]
+            if any(item not in self.allowed for item in items):
+                raise InvalidRequest(f"invalid {self.name}: allowed are {', '.join(self.allowed)}")
+        if self.minimum is not None and value < self.minimum:
+            raise InvalidRequest(f"{self.name} must be {self.takes or f'at least {self.minimum}'}")
+        return value
+
+    def missing(self) -> InvalidRequest:
+        """The error for a required field that was not sent."""
+        what = self.takes or (
+            f"allowed are {', '.join(self.allowed)}" if self.allowed else self.description
+        )
+        return InvalidRequest(
+            f"{self.name} is required: {what}" if what else f"{self.name} is required"
+        )
 
 
 class FieldData:
@@ -450,10 +496,23 @@ class FieldData:
         )
 
     def has(self, name: str) -> bool:
+        """Whether the field was sent (a JSON null counts as not sent)."""
         return name in self._raw and self._raw[name] is not None
 
-    def get(self, name: str, default: Any = None) -> Any:
-        if not self.has(name):
-            return default
+    def get(self, name: str, default: Any = _ABSENT) -> Any:
+        """The field's decoded and checked value; when it was not sent, ``default`` if given,
+        else the declared default (InvalidRequest if the field is required). ``required`` is
+        checked here, when a handler asks: a delete on the same path never demands it."""
         spec = self._fields[name]
-        return spec.decode(self._raw[name], name)
+        if not self.has(name):
+            if spec.required:
+                raise spec.missing()
+            return spec.default if default is _ABSENT else default
+        return spec.check(spec.decode(self._raw[name], name))
+
+    def validate(self) -> None:
+        """Decode and check every declared field that was sent (Vault's FieldData.Validate),
+        in declaration order; ``required`` is left to the handler's ``get``."""
+        for name in self._fields:
+            if self.has(name):
+                self.get(name)

@@ -1,7 +1,8 @@
 """The Vault-compatible API: one module per group of paths, each path declared as data.
 
-A ``PathSpec`` names a path's fields and the handler for each Vault operation; ``handle``
-applies the transport rules every path shares (token, mount, operation, body, errors).
+A ``PathSpec`` names a path's route parameters, fields, existence check and the handler for
+each Vault operation; ``handle`` applies the transport rules every path shares (token, mount,
+operation, body, parameter names, create or update, errors), so handlers get checked input.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING
 from shared import vaultapi
 from shared.errors import EngineError, UnsupportedOperation
 from shared.mounts import no_route
-from shared.names import is_mount_name
+from shared.names import PARAM_RULES, is_mount_name
+from shared.records import TokenInfo
 from shared.vaultapi import ApiRequest, ApiResponse, Field, FieldData
 
 if TYPE_CHECKING:
@@ -28,9 +30,13 @@ log = logging.getLogger(__name__)
 @dataclass
 class Context:
     request: ApiRequest
-    params: Mapping[str, str]
+    params: Mapping[str, str]  # checked against the path's declared names once handle() runs
     service_factory: Callable[[], Service]  # built on first use
     data: FieldData = field(default_factory=lambda: FieldData({}, ()))
+    # Vault's logical operation, resolved: read, list, create, update or delete. A write is
+    # create or update by the path's existence check (update when it has none).
+    operation: str = ""
+    token: TokenInfo | None = None  # the caller's token, on an authenticated path
 
     @functools.cached_property
     def service(self) -> Service:
@@ -43,19 +49,46 @@ class Context:
 
 
 Handler = Callable[[Context], ApiResponse]
+ExistenceCheck = Callable[[Context], bool]
 
 
 @dataclass(frozen=True)
 class PathSpec:
+    """One path of the API, as Vault's sdk/framework ``Path`` declares one.
+
+    ``params`` says what each ``:param`` of the pattern names (a kind of
+    ``shared.names.PARAM_RULES``); ``handle`` checks each against its rule before any handler
+    runs. ``existence``, when set, makes a write (POST/PUT) Vault's ``create`` operation while
+    the item does not exist and ``update`` once it does (HandleExistenceCheck); ``operations``
+    may then map ``create``, and a path that maps only ``update`` runs its update handler for
+    both (the operation on the context still says which it was). Without an existence check a
+    write is always ``update``, as in Vault. ``synopsis`` and ``help`` are Vault's HelpSynopsis
+    and HelpDescription.
+    """
+
     pattern: str
     fields: Sequence[Field] = ()
     operations: Mapping[str, Handler] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+    existence: ExistenceCheck | None = None
     authenticated: bool = True
     mounted: bool = True  # lives under an enabled keymgmt mount
-    description: str = ""
+    synopsis: str = ""
+    help: str = ""
+    description: str = ""  # the former name of synopsis, still used by shared/api/kms.py
     # Methods the HTTP trigger declares. None: every standard verb reaches the handler, which
     # answers 405 for an unsupported operation, as Vault does (the Functions host would 404).
     methods: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        in_pattern = set(re.findall(r":(\w+)", self.pattern))
+        for param, kind in self.params.items():
+            if param not in in_pattern:
+                raise ValueError(f"{self.pattern}: no parameter :{param} to declare")
+            if kind not in PARAM_RULES:
+                raise ValueError(f"{self.pattern}: :{param} names an unknown kind {kind!r}")
+        if "create" in self.operations and self.existence is None:
+            raise ValueError(f"{self.pattern}: a create handler needs an existence check")
 
     @property
     def route(self) -> str:
@@ -67,6 +100,27 @@ class PathSpec:
     def function_name(self) -> str:
         return re.sub(r"[^A-Za-z0-9]+", "_", self.pattern.replace(":", "")).strip("_")
 
+    def handler(self, operation: str) -> Handler | None:
+        """The handler for a resolved operation: ``create`` falls back to ``update``."""
+        handler = self.operations.get(operation)
+        if handler is None and operation == "create":
+            handler = self.operations.get("update")
+        return handler
+
+    def supports(self, operation: str) -> bool:
+        """Whether a request for ``operation`` (before create/update resolution) may reach a
+        handler; a path that maps only ``create`` still answers 405 once the item exists."""
+        if operation == "update" and self.existence is not None:
+            return self.handler("create") is not None
+        return self.handler(operation) is not None
+
+    def checked_params(self, params: Mapping[str, str]) -> dict[str, str]:
+        """The route parameters, each declared one checked (and normalised) by its rule."""
+        checked = dict(params)
+        for param, kind in self.params.items():
+            checked[param] = PARAM_RULES[kind](params.get(param, ""))
+        return checked
+
 
 def handle(
     spec: PathSpec,
@@ -77,10 +131,9 @@ def handle(
     try:
         context = Context(request, params, service_factory)
         if spec.authenticated:  # first: nothing of the request is looked at before the token
-            context.service.tokens.check(request.token)
+            context.token = context.service.tokens.check(request.token)
         op = vaultapi.operation(request)
-        handler = spec.operations.get(op)
-        if handler is None:
+        if not spec.supports(op):
             raise UnsupportedOperation("unsupported operation")
         if spec.mounted and (
             not is_mount_name(params["mount"])
@@ -92,6 +145,16 @@ def handle(
         if op in ("update", "delete"):
             raw = vaultapi.parse_body(request, context.service.settings.max_body_bytes)
             context.data = FieldData(raw, spec.fields)
+        context.params = spec.checked_params(params)
+        context.operation = op
+        if op == "update" and spec.existence is not None:
+            # As Vault: the fields are checked before the existence check runs (so bad input
+            # costs no lookup), and the check decides between create and update.
+            context.data.validate()
+            context.operation = "update" if spec.existence(context) else "create"
+        handler = spec.handler(context.operation)
+        if handler is None:  # a path that maps create but not update, on an existing item
+            raise UnsupportedOperation("unsupported operation")
         return handler(context)
     except EngineError as exc:
         return vaultapi.from_exception(exc)

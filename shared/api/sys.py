@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from shared import vaultapi
 from shared.api import Context, PathSpec
-from shared.errors import InvalidRequest, NotFound
+from shared.errors import InvalidRequest, NotFound, PermissionDenied
+from shared.records import Mount, TokenInfo, rfc3339
 from shared.vaultapi import ApiResponse, Field
 
 VERSION = "1.19.0+azure-keymgmt.0.1.0"
@@ -81,12 +83,65 @@ def _init(_: Context) -> ApiResponse:
     return vaultapi.raw_json(200, {"initialized": True})
 
 
+# -- rendering: the engine's records in Vault's wire format -------------------------------------
+
+
+def render_token(token: TokenInfo) -> dict[str, Any]:
+    """``auth/token/lookup-self``'s ``data``: Vault's names, in Vault's order."""
+    return {
+        "accessor": token.accessor,
+        "creation_ttl": token.creation_ttl,
+        "display_name": token.display_name,
+        "entity_id": token.entity_id,
+        "expire_time": None if token.expire_time is None else rfc3339(token.expire_time),
+        "explicit_max_ttl": token.explicit_max_ttl,
+        "id": "",  # never echo the token
+        "meta": None if token.meta is None else dict(token.meta),
+        "num_uses": token.num_uses,
+        "orphan": token.orphan,
+        "path": token.path,
+        "policies": list(token.policies),
+        "renewable": token.renewable,
+        "ttl": token.ttl,
+        "type": token.type,
+    }
+
+
+def render_mount(mount: Mount) -> dict[str, Any]:
+    """One entry of ``sys/mounts``, as Vault shows a secrets engine."""
+    return {
+        "type": mount.type,
+        "description": mount.description,
+        "accessor": f"{mount.type}_{mount.uuid[:8]}",
+        "uuid": mount.uuid,
+        "config": {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": False},
+        "options": None,
+        "local": False,
+        "seal_wrap": False,
+        "external_entropy_access": False,
+        "plugin_version": "",
+        "running_plugin_version": "",
+        "running_sha256": "",
+        "deprecation_status": "supported",
+    }
+
+
+def render_mounts(mounts: list[Mount]) -> dict[str, Any]:
+    """``sys/mounts``: each mount under its path with a trailing slash."""
+    return {f"{mount.name}/": render_mount(mount) for mount in mounts}
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+
 def _lookup_self(ctx: Context) -> ApiResponse:
-    return vaultapi.ok(ctx.service.tokens.check(ctx.request.token))
+    if ctx.token is None:  # handle() sets it on every authenticated path
+        raise PermissionDenied()
+    return vaultapi.ok(render_token(ctx.token))
 
 
 def _list_mounts(ctx: Context) -> ApiResponse:
-    mounts = ctx.service.mounts.list()
+    mounts = render_mounts(ctx.service.mounts.list())
     payload = vaultapi.envelope(mounts)
     payload.update(mounts)  # real Vault repeats the map at top level
     return vaultapi.raw_json(200, payload)
@@ -94,19 +149,14 @@ def _list_mounts(ctx: Context) -> ApiResponse:
 
 def _read_mount(ctx: Context) -> ApiResponse:
     name = ctx.params["path"].strip("/")
-    mounts = ctx.service.mounts.list()
-    entry = mounts.get(f"{name}/")
-    if entry is None:
-        raise InvalidRequest(f"no mount at {name}/")
-    return vaultapi.ok(entry)
+    for mount in ctx.service.mounts.list():
+        if mount.name == name:
+            return vaultapi.ok(render_mount(mount))
+    raise InvalidRequest(f"no mount at {name}/")
 
 
 def _enable(ctx: Context) -> ApiResponse:
-    engine_type = ctx.data.get("type")
-    if not engine_type:
-        raise InvalidRequest("type: the secrets engine type is required (keymgmt)")
-    description = ctx.data.get("description") or ""
-    ctx.service.mounts.enable(ctx.params["path"], engine_type, description)
+    ctx.service.mounts.enable(ctx.params["path"], ctx.data.get("type"), ctx.data.get("description"))
     return vaultapi.written()
 
 
@@ -115,16 +165,20 @@ def _disable(ctx: Context) -> ApiResponse:
     return vaultapi.written()
 
 
-def _ignored(value: object, name: str) -> object:
-    return value
-
-
+# No ``allowed`` on type: Mounts.enable refuses another type naming the one sent (a type is no
+# secret, and operators are told which they asked for).
 MOUNT_FIELDS = [
-    Field("type", vaultapi.weak_str, "secrets engine type: keymgmt"),
-    Field("description", vaultapi.weak_str, "human-friendly description"),
+    Field(
+        "type",
+        vaultapi.weak_str,
+        "secrets engine type: keymgmt",
+        required=True,
+        takes="the secrets engine type (keymgmt)",
+    ),
+    Field("description", vaultapi.weak_str, "human-friendly description", default=""),
     # Accepted for compatibility with the CLI and hvac; they do not change anything here.
     *(
-        Field(name, _ignored)
+        Field(name, vaultapi.accepted)
         for name in (
             "config",
             "options",
@@ -159,6 +213,10 @@ HEALTH = PathSpec(
     methods=("GET", "HEAD"),
     authenticated=False,
     mounted=False,
+    synopsis="Check the health of the server.",
+    help="Answers without a token (GET or HEAD): initialized, sealed, standby, the server "
+    "time and version. The status code follows activecode (200 by default), as Vault's "
+    "does.",
 )
 SEAL_STATUS = PathSpec(
     "sys/seal-status",
@@ -166,34 +224,73 @@ SEAL_STATUS = PathSpec(
     methods=GET,
     authenticated=False,
     mounted=False,
+    synopsis="Check the seal status of the server.",
+    help="Answers without a token, in Vault's shape. This server is never sealed: its key "
+    "material is sealed by a Key Vault key instead (KEYMGMT_SEAL_KEY_ID).",
 )
 LEADER = PathSpec(
-    "sys/leader", operations={"read": _leader}, methods=GET, authenticated=False, mounted=False
+    "sys/leader",
+    operations={"read": _leader},
+    methods=GET,
+    authenticated=False,
+    mounted=False,
+    synopsis="Check the high availability status of the server.",
+    help="Answers without a token, in Vault's shape: there is no leader election here, every "
+    "instance serves (ha_enabled is false).",
 )
 INIT = PathSpec(
-    "sys/init", operations={"read": _init}, methods=GET, authenticated=False, mounted=False
+    "sys/init",
+    operations={"read": _init},
+    methods=GET,
+    authenticated=False,
+    mounted=False,
+    synopsis="Check whether the server is initialized.",
+    help="Answers without a token: always initialized, as there is nothing to initialize.",
 )
 LOOKUP_SELF = PathSpec(
-    "auth/token/lookup-self", operations={"read": _lookup_self}, mounted=False, methods=GET
+    "auth/token/lookup-self",
+    operations={"read": _lookup_self},
+    mounted=False,
+    methods=GET,
+    synopsis="Look up the calling token's properties.",
+    help="Returns the policies, type, TTL and creation path of the token that sent the "
+    "request; the token itself is never repeated (id is empty).",
 )
-MOUNTS = PathSpec("sys/mounts", operations={"read": _list_mounts}, mounted=False, methods=GET)
+MOUNTS = PathSpec(
+    "sys/mounts",
+    operations={"read": _list_mounts},
+    mounted=False,
+    methods=GET,
+    synopsis="List the mounted secrets engines.",
+    help="Every keymgmt mount under its path with a trailing slash, in data and, as real "
+    "Vault sends it, at the top level of the answer too.",
+)
 MOUNT = PathSpec(
     "sys/mounts/:path",
     fields=MOUNT_FIELDS,
     mounted=False,
     operations={"read": _read_mount, "update": _enable, "delete": _disable},
+    synopsis="Enable, read or disable a secrets engine mount.",
+    help="A write enables a keymgmt mount at the path (type keymgmt is required; the path is "
+    "one segment, and the Functions host's own routes are refused). A delete disables it "
+    "and removes its keys, as Vault does, but is refused while any key of the mount is "
+    "distributed to a KMS provider.",
 )
 ROTATION_STATUS = PathSpec(
     "sys/keymgmt/rotation",
     operations={"read": _rotation_status},
     mounted=False,
     methods=GET,
-    description="ext: the last rotation sweep's summary",
+    synopsis="ext: the last rotation sweep's summary",
+    help="What the last scheduled rotation sweep did: keys rotated, skipped and failed, and "
+    "when it ran. 404 until a sweep has run.",
 )
 RECONCILE_STATUS = PathSpec(
     "sys/keymgmt/reconcile",
     operations={"read": _reconcile_status},
     mounted=False,
     methods=GET,
-    description="ext: the last reconciler result and drift reported by Key Vault events",
+    synopsis="ext: the last reconciler result and drift reported by Key Vault events",
+    help="What the last reconciler run found and repaired in the KMS providers, and the "
+    "drift Key Vault's events reported since (reported_by_events).",
 )

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from shared.api.keys import render_key
 from shared.errors import EngineError, InvalidRequest, NotFound
 from shared.store import ROTATION_PARTITION
 from tests.fixtures.funchost import build_service
@@ -89,7 +90,7 @@ def test_delete_racing_create_of_one_name(svc):
         results = [f.result() for f in futures]
     assert set(results) == {"ok"}, results  # every create and every delete succeeds
     try:
-        key = svc.keys.read(MOUNT, name)
+        key = render_key(svc.keys.read(MOUNT, name))
     except NotFound:
         assert rows_of(svc, name) == []
     else:
@@ -107,10 +108,10 @@ def test_the_loser_of_a_create_race_gets_the_answer_a_later_request_would(svc):
     types = ["rsa-2048"] * 8 + ["aes256-gcm96"] * 8
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(create, types))
-    final = svc.keys.read(MOUNT, name)["type"]
+    final = svc.keys.read(MOUNT, name).key.type
     for type_name, result in results:
         assert result == ("ok" if type_name == final else 400), (type_name, result, final)
-    assert svc.keys.read(MOUNT, name)["latest_version"] == 1
+    assert svc.keys.read(MOUNT, name).key.latest_version == 1
 
 
 def test_a_scheduled_key_whose_index_row_is_gone_can_still_be_deleted(svc):
@@ -136,7 +137,7 @@ def test_concurrent_rotations_and_updates_keep_versions_consecutive(svc):
     with ThreadPoolExecutor(12) as pool:
         results = list(pool.map(work, range(24)))
     assert set(results) == {"ok"}
-    key = svc.keys.read(MOUNT, name)
+    key = render_key(svc.keys.read(MOUNT, name))
     assert key["latest_version"] == 1 + sum(1 for i in range(24) if i % 3)
     assert list(key["versions"]) == [str(v) for v in range(1, key["latest_version"] + 1)]
 

@@ -99,7 +99,7 @@ def test_reads_and_lists_never_unseal(engine):
             raise AssertionError("read path unsealed")
 
     engine.sealer.seal_key = Refuses()
-    assert engine.keys.read("keymgmt", "r")["latest_version"] == 1
+    assert engine.keys.read("keymgmt", "r").key.latest_version == 1
     assert "r" in engine.keys.list("keymgmt")
 
 
@@ -134,7 +134,7 @@ def test_a_crash_in_the_middle_of_delete_never_leaves_a_valid_looking_key(engine
     assert version_rows(store, "big") == 31  # half done, hidden
     # Creating the name again finishes the old delete first: the new key starts clean.
     write(engine, "big", "aes256-gcm96")
-    assert engine.keys.read("keymgmt", "big")["latest_version"] == 1
+    assert engine.keys.read("keymgmt", "big").key.latest_version == 1
     assert version_rows(store, "big") == 1
 
 

@@ -224,7 +224,7 @@ def test_a_changed_type_is_never_acted_on(engine):
     with pytest.raises(RowTampered):
         engine.keys.rotate(MOUNT, "k")
     restore(engine, original)
-    assert engine.keys.read(MOUNT, "k")["latest_version"] == 2  # nothing was added
+    assert engine.keys.read(MOUNT, "k").key.latest_version == 2  # nothing was added
 
 
 def test_a_replaced_row_integrity_key_refuses_everything(engine, azurite, table_prefix):

@@ -241,3 +241,142 @@ def test_a_bare_secret_in_kv_pairs_is_never_shown():
     with pytest.raises(vaultapi.InvalidRequest) as info:
         vaultapi.kv_pairs({"client_secret": ["c2VjcmV0"]}, "credentials")
     assert "c2VjcmV0" not in str(info.value) and "credentials.client_secret" in str(info.value)
+
+
+# -- declared field options: default, allowed, minimum, required ------------------------------
+
+PURPOSES = ("encrypt", "decrypt", "sign", "verify", "wrap", "unwrap")
+# kms/:name/key/:key_name's fields, declared with the options (as shared/api/kms.py can).
+PURPOSE = vaultapi.Field(
+    "purpose",
+    vaultapi.comma_list,
+    "comma list of encrypt, decrypt, sign, verify, wrap, unwrap",
+    required=True,
+    allowed=PURPOSES,
+    takes="a comma list of encrypt, decrypt, sign, verify, wrap, unwrap",
+)
+PROTECTION = vaultapi.Field(
+    "protection", vaultapi.weak_str, "hsm or software", default="hsm", allowed=("hsm", "software")
+)
+EXPIRATION = vaultapi.Field(
+    "expiration_period",
+    vaultapi.duration_seconds,
+    default=0,
+    minimum=0,
+    takes="a positive duration, or 0 for none",
+)
+DISTRIBUTION = [PURPOSE, PROTECTION, EXPIRATION]
+
+
+def fields(raw, declared=DISTRIBUTION):
+    return vaultapi.FieldData(raw, declared)
+
+
+@pytest.mark.parametrize("raw", [{}, {"protection": None, "expiration_period": None}])
+def test_an_absent_or_null_field_gets_its_declared_default(raw):
+    data = fields(raw)
+    assert data.get("protection") == "hsm" and data.get("expiration_period") == 0
+    assert not data.has("protection")
+
+
+def test_a_field_without_a_declared_default_is_none_and_a_callers_default_wins():
+    data = fields({}, [vaultapi.Field("n", vaultapi.weak_int), PROTECTION])
+    assert data.get("n") is None
+    assert data.get("protection", "software") == "software"
+
+
+def test_a_sent_value_is_decoded_and_wins_over_the_default():
+    data = fields({"protection": "software", "expiration_period": "90d"})
+    assert data.get("protection") == "software" and data.get("expiration_period") == 90 * 86400
+
+
+@pytest.mark.parametrize("value", ["fast-and-secret", "HSM", ""])
+def test_a_value_not_allowed_names_the_field_and_the_allowed_values_not_the_value(value):
+    with pytest.raises(InvalidRequest) as info:
+        fields({"protection": value}).get("protection")
+    assert str(info.value) == "invalid protection: allowed are hsm, software"  # nothing sent
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["sign,s3cr3t-purpose", ["sign", "s3cr3t-purpose"], ["encrypt,decrypt", "s3cr3t-purpose"]],
+)
+def test_allowed_is_checked_on_each_item_of_a_list(raw):
+    with pytest.raises(InvalidRequest) as info:
+        fields({"purpose": raw}).get("purpose")
+    assert str(info.value) == f"invalid purpose: allowed are {', '.join(PURPOSES)}"
+    assert "s3cr3t" not in str(info.value)
+    assert fields({"purpose": ["sign", "verify"]}).get("purpose") == ["sign", "verify"]
+
+
+@pytest.mark.parametrize("raw", [{}, {"purpose": None}])
+def test_a_required_field_not_sent_names_the_field_and_what_it_takes(raw):
+    with pytest.raises(InvalidRequest) as info:
+        fields(raw).get("purpose")
+    assert str(info.value) == (
+        "purpose is required: a comma list of encrypt, decrypt, sign, verify, wrap, unwrap"
+    )
+
+
+def test_required_says_the_allowed_values_or_the_description_when_it_has_no_takes():
+    allowed = vaultapi.Field("mode", vaultapi.weak_str, required=True, allowed=("a", "b"))
+    described = vaultapi.Field("type", vaultapi.weak_str, "secrets engine type", required=True)
+    bare = vaultapi.Field("x", vaultapi.weak_str, required=True)
+    data = fields({}, [allowed, described, bare])
+    with pytest.raises(InvalidRequest, match=r"^mode is required: allowed are a, b$"):
+        data.get("mode")
+    with pytest.raises(InvalidRequest, match=r"^type is required: secrets engine type$"):
+        data.get("type")
+    with pytest.raises(InvalidRequest, match=r"^x is required$"):
+        data.get("x")
+
+
+def test_required_is_only_about_being_sent_an_empty_value_is_the_checks_business():
+    # "" is sent: the decoder and the checks decide (an empty comma list is an empty list).
+    assert fields({"purpose": ""}).get("purpose") == []
+
+
+def test_a_required_field_is_demanded_only_when_asked_for():
+    data = fields({"protection": "hsm"})  # e.g. a delete, whose handler reads no field
+    assert data.warnings == [] and data.get("protection") == "hsm"
+    data.validate()  # validate checks what was sent, not what is missing
+
+
+@pytest.mark.parametrize(("value", "seconds"), [(0, 0), ("0", 0), ("", 0), (3600, 3600)])
+def test_minimum_takes_the_least_value(value, seconds):
+    assert fields({"expiration_period": value}).get("expiration_period") == seconds
+
+
+def test_below_the_minimum_says_what_the_field_takes_not_the_value():
+    with pytest.raises(InvalidRequest) as info:
+        fields({"expiration_period": -987654}).get("expiration_period")
+    assert str(info.value) == "expiration_period must be a positive duration, or 0 for none"
+    assert "987654" not in str(info.value)
+    plain = vaultapi.Field("n", vaultapi.weak_int, minimum=1)
+    with pytest.raises(InvalidRequest, match=r"^n must be at least 1$"):
+        fields({"n": "0"}, [plain]).get("n")
+
+
+def test_validate_checks_every_sent_field_in_declaration_order():
+    data = fields({"expiration_period": -1, "protection": "x", "colour": "red"})
+    with pytest.raises(InvalidRequest, match="invalid protection"):
+        data.validate()  # protection is declared before expiration_period
+    fields({"protection": "software", "colour": "red"}).validate()  # unknown fields only warn
+
+
+def test_a_required_field_cannot_declare_a_default():
+    with pytest.raises(ValueError, match="required"):
+        vaultapi.Field("purpose", vaultapi.comma_list, required=True, default=["sign"])
+
+
+def test_options_are_keyword_only():
+    with pytest.raises(TypeError):
+        vaultapi.Field("protection", vaultapi.weak_str, "desc", "hsm")  # type: ignore[misc]
+
+
+def test_an_accepted_field_takes_any_value_and_is_never_decoded():
+    data = fields({"replica_regions": {"a": [1]}}, [vaultapi.Field("r", vaultapi.accepted)])
+    assert data.warnings  # replica_regions is not declared here
+    data = fields({"r": {"a": [1]}}, [vaultapi.Field("r", vaultapi.accepted)])
+    data.validate()
+    assert data.get("r") == {"a": [1]}
