@@ -339,22 +339,27 @@ class Distributor:
             claimed = self.claim(dist)
         except DistributionRemoved:
             return  # another removal finished it
+        removed = False
         try:
-            self.finish_remove(claimed or dist, client, record)
+            removed = self.finish_remove(claimed or dist, client, record)
         finally:
-            if claimed is not None:
+            if claimed is not None and not removed:  # a removed row holds no lease
                 self.release(claimed)
 
     def finish_remove(self, dist: Distribution, client: KmsClient, record: KmsRecord) -> bool:
         """Soft-delete the remote key, then drop the row and take the provider off the key,
         in one transaction. Idempotent: what is already gone is done. True if this call
-        removed the row (so overlapping runs count a removal once)."""
+        removed the row (so overlapping runs count a removal once). ``dist`` is the row as the
+        caller last read or wrote it: it is tried first, and read again if it changed."""
         client.delete_key(dist.remote_name)
         removed = [False]
+        known = [dist]
 
         def attempt() -> None:
             removed[0] = False
-            current = self.store.get_distribution(dist.mount, dist.kms, dist.key)
+            current = known.pop() if known else None
+            if current is None:
+                current = self.store.get_distribution(dist.mount, dist.kms, dist.key)
             if current is not None and (
                 current.state != "removing" or current.remote_name != dist.remote_name
             ):
@@ -386,16 +391,12 @@ class Distributor:
     # -- propagation (called by the key engine) -----------------------------------------------
 
     def after_rotate(self, key: KeyRecord, version: int) -> list[str]:
+        """Import the new version everywhere the key is distributed. ``key`` is the record the
+        rotation just wrote; each import reads it again before it lets go of its lease."""
         return self._each_distribution(
             key,
             lambda dist, client, record: (
-                self.complete(
-                    dist,
-                    active_key(self.store, key.mount, key.name),
-                    client,
-                    record,
-                    raise_errors=False,
-                ).warnings
+                self.complete(dist, key, client, record, raise_errors=False).warnings
             ),
         )
 

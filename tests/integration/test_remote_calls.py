@@ -134,3 +134,33 @@ def test_a_reconcile_that_imports_lists_once_and_looks_for_nothing_else(counted,
     assert calls(kv, since) == {"GetKeyVersions": 1, f"GetKey {KEK_NAME}": 1, "ImportKey": 1}
     assert table.reads == {"kms": 1, "key": 2, "version": 1}
     assert sorted(svc.store.get_distribution(MOUNT, provider, key).versions) == [1, 2]
+
+
+def test_a_removal_reads_the_distribution_once(counted, kv: Emulator):
+    svc, table = counted
+    provider, key = distributed(svc, kv, versions=1)
+    svc.distribution.distribute(MOUNT, provider, key, purpose=["sign"], protection="hsm")
+    table.reset()
+    since = len(kv.recorded())
+    svc.distribution.remove(MOUNT, provider, key)
+    assert calls(kv, since) == {"DeleteKey": 1}
+    # The distribution once (marked, leased, deleted as it was written), the provider once, the
+    # key to take the provider off it, the owner index entry to release it.
+    assert table.reads == {"dist": 1, "kms": 1, "key": 1, "owner": 1}
+    assert svc.store.get_distribution(MOUNT, provider, key) is None
+    assert svc.store.get_key(MOUNT, key).providers == ()
+
+
+def test_a_rotation_imports_into_key_vault_with_one_look(counted, kv: Emulator):
+    svc, table = counted
+    provider, key = distributed(svc, kv, versions=1)
+    svc.distribution.distribute(MOUNT, provider, key, purpose=["sign"], protection="hsm")
+    table.reset()
+    since = len(kv.recorded())
+    assert svc.keys.rotate(MOUNT, key) == (2, [])
+    # The latest version (an import a crash left unrecorded would be it), then the import.
+    assert calls(kv, since) == {"GetKey": 1, "ImportKey": 1}
+    # Besides what the rotation itself reads (the key is the key engine's): the distribution and
+    # the provider once each, the new version's material once; the lease is let go unread.
+    assert (table.reads["dist"], table.reads["kms"], table.reads["version"]) == (1, 1, 1)
+    assert sorted(svc.store.get_distribution(MOUNT, provider, key).versions) == [1, 2]
