@@ -132,7 +132,7 @@ class Completed:
 
     warnings: list[str]
     dist: Distribution  # the row as this call last wrote or read it
-    key: KeyRecord  # the key as this call last read it
+    key: KeyRecord  # the key as last read (by this call, else the caller's)
     imported: tuple[int, ...]  # engine versions this call recorded
     landed: Mapping[str, bool]  # remote version id → enabled, for each of those
 
