@@ -71,7 +71,7 @@ def _finish(keys: KeyEngine, store: Store, mount: str, name: str, done: list[str
 
 
 def _owner(store: Store, row: OwnerRow, done: list[str]) -> None:
-    dist = store.get_distribution(row.mount, row.provider, row.key)
+    dist = store.get_distribution(row.mount, row.kms, row.key)
     if dist is not None and dist.remote_name == row.remote_name:
         return
     store.drop_owner_row(row)

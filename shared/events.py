@@ -64,8 +64,7 @@ def handle(
     ):
         log.info("ignored event %s: no valid key, vault and version in it", event_type)
         return "ignored"
-    distributor = service.distribution
-    dist = distributor.find_by_remote(vault, name)
+    dist = service.distribution.find_by_remote(vault, name)
     if dist is None:
         log.debug("event %s for %s/%s: not a key this engine distributed", event_type, vault, name)
         return "not ours"
@@ -88,8 +87,8 @@ def _new_version(
             "confirmed %s/%s version %s (engine version %d)", vault, name, version, engine_version
         )
         return "confirmed"
-    _, provider = service.distribution.provider(dist.mount, dist.provider)
-    found = provider.version(name, version)  # one read (``get``), not a listing
+    _, client = service.kms.client(dist.mount, dist.kms)
+    found = client.version(name, version)  # one read (``get``), not a listing
     if found is None:
         log.info(
             "event for %s/%s version %s, which Key Vault does not have: ignored",
@@ -104,7 +103,7 @@ def _new_version(
     disabled = False
     if service.settings.disable_foreign_versions:
         try:
-            provider.set_enabled(name, version, False)
+            client.set_enabled(name, version, False)
             disabled = True
         except EngineError as exc:
             log.warning("could not disable foreign version %s of %s: %s", version, name, exc)
@@ -116,7 +115,7 @@ def _new_version(
             "name": name,
             "version": version,
             "mount": dist.mount,
-            "provider": dist.provider,
+            "provider": dist.kms,
             "key": dist.key,
             "drift": "a Key Vault version of an engine key that the engine did not create",
             "disabled": disabled,
@@ -190,8 +189,8 @@ def _expiry_unconfirmed(
     engine_version: int,
 ) -> str:
     """Why Key Vault does not bear the event out ("" when it does)."""
-    _, provider = service.distribution.provider(dist.mount, dist.provider)
-    found = provider.version(name, version)
+    _, client = service.kms.client(dist.mount, dist.kms)
+    found = client.version(name, version)
     if found is None:
         return "Key Vault does not have that version"
     if not is_ours(dist, found, engine_version):

@@ -1,4 +1,5 @@
-"""Name rules for mounts, keys and providers: what Table Storage row keys and Key Vault accept."""
+"""Name rules for mounts, keys and KMS providers: what Table Storage row keys accept (a provider
+type adds its own rules for remote names: shared/providers/)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ MAX_MOUNT = 64
 MAX_DURATION = 100 * 365 * 86400  # the longest period or expiry any field takes: 100 years
 # Functions host routes (admin, runtime) and our own top-level API paths.
 RESERVED_MOUNTS = frozenset({"sys", "auth", "admin", "runtime", "identity", "cubbyhole"})
-_AZURE_KEY_NAME = re.compile(r"[0-9A-Za-z-]+")
 
 
 def check_name(value: str, what: str) -> str:
@@ -52,15 +52,6 @@ def check_mount(value: str) -> str:
 def is_mount_name(value: str) -> bool:
     """Whether ``value`` could name a mount (no storage lookup for anything else)."""
     return len(value) <= MAX_MOUNT and bool(_MOUNT.fullmatch(value))
-
-
-def check_azure_key_name(key: str) -> None:
-    """Key Vault key names allow only letters, digits and '-'."""
-    if not _AZURE_KEY_NAME.fullmatch(key):
-        raise InvalidRequest(
-            f"key name {key!r} cannot be distributed to Azure Key Vault, which allows only "
-            "letters, digits and '-' in key names"
-        )
 
 
 # What a route parameter names (``PathSpec.params``), and the rule its value follows: the API

@@ -61,10 +61,12 @@ class VersionRecord:
 
 
 @dataclass(frozen=True)
-class ProviderRecord:
+class KmsRecord:
+    """A configured KMS provider: its name in the mount, and its provider type."""
+
     mount: str
     name: str
-    provider: str
+    provider: str  # the provider type: a key of shared.providers.PROVIDERS
     key_collection: str
     credentials: Sealed | None
     generation: int
@@ -75,7 +77,7 @@ class ProviderRecord:
 @dataclass(frozen=True)
 class Distribution:
     mount: str
-    provider: str
+    kms: str  # the KMS provider's name
     key: str
     remote_name: str
     purpose: tuple[str, ...]

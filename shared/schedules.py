@@ -12,6 +12,7 @@ from shared.errors import EngineError
 from shared.records import rfc3339, utcnow
 
 if TYPE_CHECKING:
+    from shared.records import Distribution
     from shared.service import Service
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,6 @@ def _reconcile_all(service: Service) -> dict[str, Any]:
     started = time.monotonic()
     now = utcnow()
     reports: list[dict[str, Any]] = []
-    distributor = service.distribution
 
     def tampered(exc: Exception) -> None:
         reports.append(_failed_report(str(exc)))
@@ -124,9 +124,9 @@ def _reconcile_all(service: Service) -> dict[str, Any]:
     # Each distribution alone: one that fails (even unexpectedly) is reported, the rest run.
     for dist in service.store.all_distributions(on_tampered=tampered):
         try:
-            reports.append(distributor.reconcile(dist))
+            reports.append(service.reconciler.reconcile(dist))
         except Exception as exc:
-            log.exception("reconcile of %s/%s in %s failed", dist.mount, dist.key, dist.provider)
+            log.exception("reconcile of %s/%s in %s failed", dist.mount, dist.key, dist.kms)
             reports.append(
                 _failed_report(
                     f"internal error ({type(exc).__name__}); the server log has the details",
@@ -198,12 +198,12 @@ def _reconcile_all(service: Service) -> dict[str, Any]:
     return summary
 
 
-def _failed_report(message: str, dist: Any = None) -> dict[str, Any]:
+def _failed_report(message: str, dist: Distribution | None = None) -> dict[str, Any]:
     return {
-        "mount": getattr(dist, "mount", ""),
-        "provider": getattr(dist, "provider", ""),
-        "key": getattr(dist, "key", ""),
-        "name": getattr(dist, "remote_name", ""),
+        "mount": dist.mount if dist else "",
+        "provider": dist.kms if dist else "",
+        "key": dist.key if dist else "",
+        "name": dist.remote_name if dist else "",
         "imported": [],
         "enabled_changed": [],
         "drift": [],

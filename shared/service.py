@@ -13,7 +13,9 @@ from shared.auth import TokenChecker
 from shared.distribution import Distributor
 from shared.errors import UpstreamUnavailable
 from shared.keys import KeyEngine
+from shared.kms import Kms
 from shared.mounts import Mounts
+from shared.reconcile import Reconciler
 from shared.seal import KeyVaultSealKey, LocalSealKey, Sealer, SealKey
 from shared.settings import Settings
 from shared.store import Store
@@ -31,7 +33,9 @@ class Service:
     mounts: Mounts
     keys: KeyEngine
     sealer: Sealer
+    kms: Kms
     distribution: Distributor
+    reconciler: Reconciler
 
 
 def _seal_key(settings: Settings) -> SealKey:
@@ -51,7 +55,8 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
     sealer = Sealer(_LazySealKey(settings))
     store = Store(settings, sealer, table_client=table_client)
     mounts = Mounts(store)
-    distribution = Distributor(store, settings, sealer, mounts)
+    kms = Kms(store, settings, sealer, mounts)
+    distribution = Distributor(store, settings, sealer, kms)
     keys = KeyEngine(
         store,
         sealer,
@@ -66,7 +71,9 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
         mounts=mounts,
         keys=keys,
         sealer=sealer,
+        kms=kms,
         distribution=distribution,
+        reconciler=Reconciler(store, kms, distribution),
     )
 
     def ensure_default_mounts() -> None:
@@ -76,7 +83,7 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
     # A table found missing is recreated empty: caches go, and the default mounts come back.
     store.on_table_lost += [
         service.mounts.forget,
-        service.distribution.forget,
+        service.kms.forget,
         ensure_default_mounts,
     ]
     ensure_default_mounts()

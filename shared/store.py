@@ -2,13 +2,13 @@
 
 One table, ``<prefix>state``. Everything of one mount lives in the partition named after the
 mount, so whatever must change together (a key row and its new version, a distribution and
-the key's provider list) is one entity-group transaction with ETag conditions. Row keys:
+the key's list of KMS providers) is one entity-group transaction with ETag conditions. Row keys:
 
     key:<name>:                       the key (type, latest and min enabled version, policy)
     key:<name>:<version, 10 digits>   one version: public key, sealed material
     name:<name>                       the list index: one small row per key
-    kms:<provider>                    a KMS provider: provider, key_collection, sealed credentials
-    dist:<provider>:<key>             a key distributed to a provider: names, versions, pending work
+    kms:<kms>                         a KMS provider: its type, key_collection, sealed credentials
+    dist:<kms>:<key>                  a key in that KMS provider: names, versions, pending work
 
 The partition ``_sys`` holds ``mount:<name>`` rows; ``_rotation`` holds the rotation index
 (see docs/storage.md). Names never contain ``:``, so ``<prefix>:`` ranges are exact.
@@ -43,8 +43,8 @@ from shared.errors import (
 from shared.records import (
     Distribution,
     KeyRecord,
+    KmsRecord,
     Mount,
-    ProviderRecord,
     VersionRecord,
     rfc3339,
     utcnow,
@@ -76,12 +76,12 @@ _KIND_PREFIX = {"keys": "name:", "providers": "kms:"}  # what a mount holds, by 
 @dataclass(frozen=True)
 class OwnerRow:
     """One row of the owner index: the remote key ``remote_name`` in ``vault`` belongs to the
-    distribution (mount, provider, key)."""
+    distribution (mount, kms, key)."""
 
     vault: str
     remote_name: str
     mount: str
-    provider: str
+    kms: str
     key: str
     written: dt.datetime | None
 
@@ -127,12 +127,12 @@ def name_rk(name: str) -> str:
     return f"name:{name}"
 
 
-def provider_rk(name: str) -> str:
+def kms_rk(name: str) -> str:
     return f"kms:{name}"
 
 
-def dist_rk(provider: str, key: str) -> str:
-    return f"dist:{provider}:{key}"
+def dist_rk(kms: str, key: str) -> str:
+    return f"dist:{kms}:{key}"
 
 
 def _owner_rk(vault: str, remote_name: str) -> str:
@@ -259,10 +259,10 @@ def _version_from(entity: Any) -> VersionRecord:
     )
 
 
-def _provider_entity(p: ProviderRecord) -> dict[str, Any]:
+def _kms_entity(p: KmsRecord) -> dict[str, Any]:
     entity: dict[str, Any] = {
         "PartitionKey": p.mount,
-        "RowKey": provider_rk(p.name),
+        "RowKey": kms_rk(p.name),
         "name": p.name,
         "provider": p.provider,
         "key_collection": p.key_collection,
@@ -274,8 +274,8 @@ def _provider_entity(p: ProviderRecord) -> dict[str, Any]:
     return entity
 
 
-def _provider_from(entity: Any) -> ProviderRecord:
-    return ProviderRecord(
+def _kms_from(entity: Any) -> KmsRecord:
+    return KmsRecord(
         mount=entity["PartitionKey"],
         name=entity["name"],
         provider=entity["provider"],
@@ -290,8 +290,8 @@ def _provider_from(entity: Any) -> ProviderRecord:
 def _dist_entity(d: Distribution) -> dict[str, Any]:
     return {
         "PartitionKey": d.mount,
-        "RowKey": dist_rk(d.provider, d.key),
-        "provider": d.provider,
+        "RowKey": dist_rk(d.kms, d.key),
+        "provider": d.kms,  # the column is named "provider"; it holds the KMS provider's name
         "key": d.key,
         "remote_name": d.remote_name,
         "purpose": ",".join(d.purpose),
@@ -312,7 +312,7 @@ def _dist_entity(d: Distribution) -> dict[str, Any]:
 def _dist_from(entity: Any) -> Distribution:
     return Distribution(
         mount=entity["PartitionKey"],
-        provider=entity["provider"],
+        kms=entity["provider"],
         key=entity["key"],
         remote_name=entity["remote_name"],
         purpose=tuple(p for p in entity["purpose"].split(",") if p),
@@ -374,7 +374,7 @@ def delete_name_op(k: KeyRecord) -> Op:
 
 def delete_dist_op(d: Distribution) -> Op:
     """The distribution row, conditioned on the ETag it was read with."""
-    return delete_op(d.mount, dist_rk(d.provider, d.key), d.etag)
+    return delete_op(d.mount, dist_rk(d.kms, d.key), d.etag)
 
 
 def rotation_entry_op(slot: str, mount: str, key: str) -> Op:
@@ -398,8 +398,8 @@ def version_op(key: KeyRecord, v: VersionRecord) -> Op:
     return create_op(_version_entity(key.mount, key.name, v, key.uid))
 
 
-def provider_op(p: ProviderRecord, *, create: bool = False) -> Op:
-    return create_op(_provider_entity(p)) if create else update_op(_provider_entity(p), p.etag)
+def kms_op(p: KmsRecord, *, create: bool = False) -> Op:
+    return create_op(_kms_entity(p)) if create else update_op(_kms_entity(p), p.etag)
 
 
 def dist_op(d: Distribution, *, create: bool = False) -> Op:
@@ -907,9 +907,9 @@ class Store:
         """When the key's list-index row was written, or None without one."""
         return self._written(mount, name_rk(name))
 
-    def provider_written(self, mount: str, name: str) -> dt.datetime | None:
-        """When the provider's row was last written, or None without one."""
-        return self._written(mount, provider_rk(name))
+    def kms_written(self, mount: str, name: str) -> dt.datetime | None:
+        """When the KMS provider's row was last written, or None without one."""
+        return self._written(mount, kms_rk(name))
 
     def first_written(self, mount: str, kind: str, limit: int = 50) -> list[dt.datetime]:
         """When the first keys or providers (``kind``) of a mount were last written (the
@@ -996,29 +996,29 @@ class Store:
 
     # -- providers and distributions -------------------------------------------------------------
 
-    def delete_provider(self, record: ProviderRecord) -> None:
-        """The provider's row, if it still has the ETag it was read with."""
-        self.delete_rows(record.mount, [(provider_rk(record.name), record.etag)])
+    def delete_kms(self, record: KmsRecord) -> None:
+        """The KMS provider's row, if it still has the ETag it was read with."""
+        self.delete_rows(record.mount, [(kms_rk(record.name), record.etag)])
 
-    def get_provider(self, mount: str, name: str) -> ProviderRecord | None:
-        entity = self._get(mount, provider_rk(name))
-        return None if entity is None else _provider_from(entity)
+    def get_kms(self, mount: str, name: str) -> KmsRecord | None:
+        entity = self._get(mount, kms_rk(name))
+        return None if entity is None else _kms_from(entity)
 
-    def list_providers(self, mount: str) -> list[ProviderRecord]:
-        return [_provider_from(e) for e in self._range(mount, "kms:")]
+    def list_kms(self, mount: str) -> list[KmsRecord]:
+        return [_kms_from(e) for e in self._range(mount, "kms:")]
 
-    def get_distribution(self, mount: str, provider: str, key: str) -> Distribution | None:
-        entity = self._get(mount, dist_rk(provider, key))
+    def get_distribution(self, mount: str, kms: str, key: str) -> Distribution | None:
+        entity = self._get(mount, dist_rk(kms, key))
         return None if entity is None else _dist_from(entity)
 
     def list_distributions(
         self,
         mount: str,
-        provider: str | None = None,
+        kms: str | None = None,
         *,
         on_tampered: Callable[[RowTampered], None] | None = None,
     ) -> list[Distribution]:
-        prefix = f"dist:{provider}:" if provider else "dist:"
+        prefix = f"dist:{kms}:" if kms else "dist:"
         return [_dist_from(e) for e in self._range(mount, prefix, on_tampered=on_tampered)]
 
     def drop_rotation_entry(self, slot: str) -> None:
@@ -1026,7 +1026,7 @@ class Store:
         self.delete_rows(ROTATION_PARTITION, [(slot, None)])
 
     def own_remote(
-        self, vault: str, remote_name: str, mount: str, provider: str, key: str
+        self, vault: str, remote_name: str, mount: str, kms: str, key: str
     ) -> str | None:
         """Record which distribution uses ``remote_name`` in ``vault``; returns the row's ETag."""
         [etag] = self.commit(
@@ -1036,7 +1036,7 @@ class Store:
                         "PartitionKey": REMOTE_PARTITION,
                         "RowKey": _owner_rk(vault, remote_name),
                         "mount": mount,
-                        "provider": provider,
+                        "provider": kms,  # the KMS provider's name
                         "key": key,
                     }
                 )
@@ -1051,15 +1051,13 @@ class Store:
     def drop_owner_row(self, row: OwnerRow) -> None:
         self.delete_rows(REMOTE_PARTITION, [(_owner_rk(row.vault, row.remote_name), None)])
 
-    def release_owner(
-        self, vault: str, remote_name: str, mount: str, provider: str, key: str
-    ) -> None:
+    def release_owner(self, vault: str, remote_name: str, mount: str, kms: str, key: str) -> None:
         """Remove the owner row of ``remote_name`` if it still names this distribution (one
         read, then an ETag-conditioned delete: a row rewritten since stays)."""
         entity = self._get(REMOTE_PARTITION, _owner_rk(vault, remote_name))
         if entity is not None and (entity["mount"], entity["provider"], entity["key"]) == (
             mount,
-            provider,
+            kms,
             key,
         ):
             self.disown_remote(vault, remote_name, entity.metadata.get("etag"))

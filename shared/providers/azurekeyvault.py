@@ -1,4 +1,5 @@
-"""The ``azurekeyvault`` provider: BYOK (``protection=hsm``) or JWK (``software``) imports.
+"""The ``azurekeyvault`` provider type: its rules (``AzureKeyVault``) and its client
+(``AzureKeyVaultClient``), BYOK (``protection=hsm``) or JWK (``software``) imports.
 
 BYOK follows Microsoft's specification (see shared/byok.py): a key exchange key (RSA-HSM,
 ``key_ops == ["import"]``) is created once per vault and its public key cached; each version's
@@ -11,11 +12,11 @@ import contextlib
 import datetime as dt
 import ipaddress
 import logging
+import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,15 +29,20 @@ from shared.errors import (
     UpstreamUnavailable,
 )
 from shared.keytypes import KEY_TYPES
-from shared.providers import (
+from shared.providers.base import (
     PROTECTIONS,
     PURPOSES,
+    Address,
+    CreationLock,
+    Health,
     ImportOutcomeUnknown,
     PermissionMissing,
+    Permissions,
     RemoteNameTaken,
     RemoteVersion,
     UpstreamRefused,
 )
+from shared.records import KmsRecord
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,10 +75,112 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
 }
 _REFUSED_CODES = ("ForbiddenByPolicy", "AccessDenied", "ForbiddenByRbac")
 _NAME_TAKEN_CODES = ("ObjectIsBeingDeleted", "ObjectIsDeletedButRecoverable", "Conflict")
-# After an import got no answer, give it this long to become visible before looking for it by
-# its tags (the request itself already waited the client's read timeout).
-UNKNOWN_OUTCOME_SETTLE_SECONDS = 2.0
 IMPORT_ATTEMPTS = 4
+_VAULT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]")
+_KEY_NAME = re.compile(r"[0-9A-Za-z-]+")
+
+
+class AzureKeyVault:
+    """The provider type ``azurekeyvault``: a Key Vault (or, ``<name>.managedhsm``, a Managed
+    HSM) in the cloud that ``environment`` names.
+
+    Credentials, first match wins: the app's own service principal, then the stored
+    ``client_id`` + ``client_secret``, then the managed identity (shared/azure.py); ``tenant_id``
+    is required in every case, stored or from ``AZURE_TENANT_ID``, so it is checked when a
+    client is built, not when the provider is written.
+    """
+
+    name: str = "azurekeyvault"
+    credential_keys: tuple[str, ...] = ("client_id", "client_secret", "tenant_id", "environment")
+    key_collection_is: str = "the name of the Azure Key Vault"
+
+    def check_credentials(self, credentials: Mapping[str, str]) -> None:
+        if credentials.get("environment"):
+            from shared.azure import cloud
+
+            try:
+                cloud(credentials["environment"])  # validates
+            except InvalidRequest as exc:
+                raise InvalidRequest(f"credentials.{exc}") from None
+
+    def check_key_collection(self, key_collection: str) -> None:
+        base = key_collection.removesuffix(".managedhsm")
+        if not _VAULT_NAME.fullmatch(base) or "--" in base:
+            raise InvalidRequest(
+                f"key_collection: {key_collection!r} is not a Key Vault name (3-24 letters, "
+                "digits and single dashes, starting with a letter; '<name>.managedhsm' for a "
+                "Managed HSM)"
+            )
+
+    def check_key_name(self, key_name: str) -> None:
+        """Key Vault key names allow only letters, digits and '-'."""
+        if not _KEY_NAME.fullmatch(key_name):
+            raise InvalidRequest(
+                f"key name {key_name!r} cannot be distributed to Azure Key Vault, which allows "
+                "only letters, digits and '-' in key names"
+            )
+
+    def check_compatible(self, key_type: str, purpose: Sequence[str], protection: str) -> None:
+        if protection not in PROTECTIONS:
+            raise InvalidRequest(
+                f"protection: invalid value {protection!r}; allowed: hsm, software"
+            )
+        if not purpose:
+            raise InvalidRequest(
+                f"purpose: at least one is required; allowed: {', '.join(PURPOSES)}"
+            )
+        unknown = [p for p in purpose if p not in PURPOSES]
+        if unknown:
+            raise InvalidRequest(
+                f"purpose: invalid {', '.join(map(repr, unknown))}; allowed: {', '.join(PURPOSES)}"
+            )
+        if key_type in RSA_TYPES:
+            return
+        if key_type in EC_TYPES:
+            extra = sorted(set(purpose) - {"sign", "verify"})
+            if extra:
+                raise InvalidRequest(
+                    f"purpose: Azure Key Vault holds {key_type} keys for sign and verify only, "
+                    f"not {', '.join(extra)}"
+                )
+            return
+        raise InvalidRequest(
+            f"key type {key_type} cannot be distributed to Azure Key Vault; allowed: "
+            f"{', '.join(RSA_TYPES)} (any purpose), and {', '.join(EC_TYPES)} (sign, verify)"
+        )
+
+    def client(
+        self,
+        record: KmsRecord,
+        credentials: Mapping[str, str],
+        settings: Settings,
+        *,
+        creation_lock: CreationLock,
+    ) -> AzureKeyVaultClient:
+        from shared.azure import build_credential, choose_credential, cloud, vault_scope, vault_url
+
+        environment = cloud(credentials.get("environment") or settings.azure_environment)
+        url = vault_url(record.key_collection, environment, settings.keyvault_url_overrides)
+        choice = choose_credential(settings, credentials)
+        credential = build_credential(choice, settings, credentials)
+        log.info(
+            "KMS provider %s/%s: vault %s, credential from %s",
+            record.mount,
+            record.name,
+            url,
+            choice.source,
+        )
+        return AzureKeyVaultClient(
+            url,
+            credential,
+            settings,
+            choice.label,
+            scope=vault_scope(record.key_collection, environment),
+            creation_lock=creation_lock,
+        )
+
+
+TYPE = AzureKeyVault()
 
 
 def permission_hint(operation: str) -> str:
@@ -122,8 +230,8 @@ _KEK_CACHE: dict[str, tuple[str, Any]] = {}  # vault URL → (KEK versioned kid,
 _KEK_LOCK = threading.Lock()
 
 
-class AzureKeyVaultProvider:
-    name = "azurekeyvault"
+class AzureKeyVaultClient:
+    """One vault, through the real ``azure-keyvault-keys`` client."""
 
     def __init__(
         self,
@@ -133,48 +241,17 @@ class AzureKeyVaultProvider:
         credential_label: str = "",
         *,
         scope: str,
-        creation_lock: Callable[[str], AbstractContextManager[bool]] | None = None,
+        creation_lock: CreationLock | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         # Serializes creating a key every instance may need at once (the key exchange key)
-        # across instances; the distributor passes a lease in Table Storage.
+        # across instances; shared/kms.py passes a lease in Table Storage.
         self._creation_lock = creation_lock or (lambda _name: contextlib.nullcontext(True))
         self.scope = scope  # shared.azure.vault_scope: decided by the vault's name
         self.credential = credential
         self.credential_label = credential_label
         self.settings = settings
         self.client = key_client(self.url, credential, settings)
-
-    # -- compatibility (no remote call) -------------------------------------------------------
-
-    def check_compatible(self, key_type: str, purpose: Sequence[str], protection: str) -> None:
-        if protection not in PROTECTIONS:
-            raise InvalidRequest(
-                f"protection: invalid value {protection!r}; allowed: hsm, software"
-            )
-        if not purpose:
-            raise InvalidRequest(
-                f"purpose: at least one is required; allowed: {', '.join(PURPOSES)}"
-            )
-        unknown = [p for p in purpose if p not in PURPOSES]
-        if unknown:
-            raise InvalidRequest(
-                f"purpose: invalid {', '.join(map(repr, unknown))}; allowed: {', '.join(PURPOSES)}"
-            )
-        if key_type in RSA_TYPES:
-            return
-        if key_type in EC_TYPES:
-            extra = sorted(set(purpose) - {"sign", "verify"})
-            if extra:
-                raise InvalidRequest(
-                    f"purpose: Azure Key Vault holds {key_type} keys for sign and verify only, "
-                    f"not {', '.join(extra)}"
-                )
-            return
-        raise InvalidRequest(
-            f"key type {key_type} cannot be distributed to Azure Key Vault; allowed: "
-            f"{', '.join(RSA_TYPES)} (any purpose), and {', '.join(EC_TYPES)} (sign, verify)"
-        )
 
     # -- remote operations --------------------------------------------------------------------
 
@@ -336,16 +413,8 @@ class AzureKeyVaultProvider:
                     raise self._error(f"importing into {remote_name}", exc, "import") from None
                 if status is not None and status < 500:
                     raise self._error(f"importing into {remote_name}", exc, "import") from None
-                # No answer, or a server error: the import may have landed (or may still).
-                time.sleep(UNKNOWN_OUTCOME_SETTLE_SECONDS)
-                landed = self.latest_version(remote_name)
-                if landed is not None and all(landed.tags.get(k) == v for k, v in tags.items()):
-                    log.warning(
-                        "import into %s got no answer but landed as %s",
-                        remote_name,
-                        landed.version_id,
-                    )
-                    return landed.version_id
+                # No answer, or a server error: the import may have landed (or may still); the
+                # caller looks for it by its tags (shared/distribution.py).
                 raise ImportOutcomeUnknown(
                     f"Key Vault {self.url}: importing into {remote_name} got no answer "
                     f"({describe_error(exc)[2]}); the import may still land, so it is not "
@@ -378,58 +447,42 @@ class AzureKeyVaultProvider:
 
     # -- diagnostics --------------------------------------------------------------------------
 
-    def permissions(self) -> dict[str, Any]:
+    def permissions(self) -> Permissions:
         """What the optional permission (``list``) allows, probed with a harmless call."""
         try:
             self.remote_versions(KEK_NAME)
         except PermissionMissing:
-            return {
-                "missing": ["list"],
-                "effect": "the reconciler cannot list versions: it checks only the latest "
+            return Permissions(
+                missing=("list",),
+                effect="the reconciler cannot list versions: it checks only the latest "
                 "version of each key for drift and does not enforce enabled states; "
                 "distribution and rotation are unaffected (grant "
                 f"{permission_hint('list_versions')} for full drift detection)",
-            }
+            )
         except EngineError as exc:
-            return {"missing": [], "probe_error": str(exc)}
-        return {"missing": []}
+            return Permissions(probe_error=str(exc))
+        return Permissions()
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> Health:
         """Private endpoint check: DNS, private addresses, token, and whether the vault answers."""
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
         host = urlsplit(self.url).hostname or ""
         port = urlsplit(self.url).port or 443
         ranges = [ipaddress.ip_network(r, strict=False) for r in self.settings.private_ranges]
-        result: dict[str, Any] = {
-            "vault_url": self.url,
-            "host": host,
-            "private_ranges": list(self.settings.private_ranges),
-            "credential": self.credential_label,
-        }
+        dns_error = None
         try:
             infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-            addresses = sorted({info[4][0] for info in infos})
+            addresses = sorted({str(info[4][0]) for info in infos})
         except OSError as exc:
             addresses = []
-            result["dns_error"] = str(exc)
-        result["addresses"] = [
-            {
-                "address": a,
-                "private": any(
-                    ipaddress.ip_address(a) in r
-                    for r in ranges
-                    if ipaddress.ip_address(a).version == r.version
-                ),
-            }
-            for a in addresses
-        ]
-        result["all_private"] = bool(addresses) and all(a["private"] for a in result["addresses"])
+            dns_error = str(exc)
         try:
             self.credential.get_token(self.scope)
-            result["token"] = "ok"  # noqa: S105 (a status, not a secret)
+            token = "ok"  # noqa: S105 (a status, not a secret)
         except Exception as exc:  # any credential failure is a diagnosis here
-            result["token"] = f"failed: {describe_error(exc)[2]}"
+            token = f"failed: {describe_error(exc)[2]}"
+        diagnosis = None
         try:
             # A read the seed's minimum permissions allow: 404 for a name that holds no key
             # proves the vault answers and this identity may read keys.
@@ -437,21 +490,40 @@ class AzureKeyVaultProvider:
                 self.client.get_key(KEK_NAME)
             except ResourceNotFoundError:
                 pass
-            result["key_vault"] = "ok"
+            service = "ok"
         except AzureError as exc:
             status, code, message = describe_error(exc)
-            result["key_vault"] = f"{status or 'no answer'} {code}: {message}".strip()
+            service = f"{status or 'no answer'} {code}: {message}".strip()
             if code in _REFUSED_CODES:
-                result["key_vault"] += f" — {self.credential_label} needs " + permission_hint("get")
+                service += f" — {self.credential_label} needs " + permission_hint("get")
             if code == "ForbiddenByConnection":
-                result["diagnosis"] = (
+                diagnosis = (
                     "Key Vault refused a connection from a public address: the vault name "
                     "does not resolve to its private endpoint from here (check the "
                     "privatelink.vaultcore.azure.net zone and its link to the VNet)"
                 )
-        if result["key_vault"] == "ok":
-            result["permissions"] = self.permissions()
-        return result
+        return Health(
+            credential=self.credential_label,
+            token=token,
+            service=service,
+            endpoint=self.url,
+            host=host,
+            private_ranges=tuple(self.settings.private_ranges),
+            dns_error=dns_error,
+            addresses=tuple(
+                Address(
+                    a,
+                    any(
+                        ipaddress.ip_address(a) in r
+                        for r in ranges
+                        if ipaddress.ip_address(a).version == r.version
+                    ),
+                )
+                for a in addresses
+            ),
+            diagnosis=diagnosis,
+            permissions=self.permissions() if service == "ok" else None,
+        )
 
 
 def _retry_after(exc: Exception) -> float | None:

@@ -135,7 +135,7 @@ def test_a_disable_that_died_is_settled(svc):
         )
     # Meanwhile writes are refused, reads still answer.
     with pytest.raises(NotFound, match="no handler for route"):
-        svc.distribution.write_provider(
+        svc.kms.write(
             "full", "p", provider="azurekeyvault", key_collection="kv-one", credentials=None
         )
     done = svc.mounts.settle()

@@ -147,7 +147,7 @@ def test_a_provider_created_by_many_at_once_is_created_once_and_updated(svc):
 
     def create(i):
         return outcome(
-            lambda: svc.distribution.write_provider(
+            lambda: svc.kms.write(
                 MOUNT,
                 name,
                 provider="azurekeyvault",
@@ -158,7 +158,7 @@ def test_a_provider_created_by_many_at_once_is_created_once_and_updated(svc):
 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(create, range(8))) == ["ok"] * 8
-    assert svc.store.get_provider(MOUNT, name).generation == 8  # one create, seven updates
+    assert svc.store.get_kms(MOUNT, name).generation == 8  # one create, seven updates
 
 
 def test_a_duration_too_long_for_a_date_is_refused_by_the_engine_too(svc):

@@ -524,7 +524,7 @@ class SimulatedCrash(Exception):
 
 
 class CrashOnThirdImport:
-    """Wraps the real provider; the third import crashes before or after the remote call."""
+    """Wraps the real client; the third import crashes before or after the remote call."""
 
     def __init__(self, real: Any, when: str) -> None:
         self.real, self.when, self.imports = real, when, 0
@@ -551,14 +551,22 @@ def service(azurite: Any, kv: Emulator) -> Any:
 def test_crash_after_the_second_of_three_imports_then_completion_without_duplicates(
     service: Any, kv: Emulator, when: str, finish: str
 ):
+    from shared.api.kms import render_distribution
     from shared.distribution import Distributor
+    from shared.kms import Kms
+    from shared.reconcile import Reconciler
+
+    def parts(kms: Kms) -> tuple[Distributor, Reconciler]:
+        distributor = Distributor(service.store, service.settings, service.sealer, kms)
+        return distributor, Reconciler(service.store, kms, distributor)
 
     mount = "keymgmt"
     client_id, secret = str(uuid.uuid4()), uuid.uuid4().hex
     kv.grant(VAULT, kv.add_client(client_id, secret).object_id, OFFICER)
-    base = Distributor(service.store, service.settings, service.sealer, service.mounts)
+    base_kms = Kms(service.store, service.settings, service.sealer, service.mounts)
+    base, _ = parts(base_kms)
     provider, key = uid("kms"), uid("k")
-    base.write_provider(
+    base_kms.write(
         mount,
         provider,
         provider="azurekeyvault",
@@ -579,26 +587,28 @@ def test_crash_after_the_second_of_three_imports_then_completion_without_duplica
     wrappers: list[CrashOnThirdImport] = []
 
     def crashing_factory(record: Any, credentials: Any) -> Any:
-        wrappers.append(CrashOnThirdImport(base._azure_provider(record, credentials), when))
+        wrappers.append(CrashOnThirdImport(base_kms.build_client(record, credentials), when))
         return wrappers[-1]
 
-    crashing = Distributor(
-        service.store,
-        service.settings,
-        service.sealer,
-        service.mounts,
-        provider_factory=crashing_factory,
+    crashing, _ = parts(
+        Kms(
+            service.store,
+            service.settings,
+            service.sealer,
+            service.mounts,
+            client_factory=crashing_factory,
+        )
     )
     with pytest.raises(SimulatedCrash):
         crashing.distribute(mount, provider, key, purpose=["sign", "verify"], protection="hsm")
     assert wrappers[0].imports == 3
-    half = base.read_distribution(mount, provider, key)
+    half = render_distribution(base.read(mount, provider, key))
     assert sorted(half["versions"]) == ["1", "2"] and half["pending_versions"] == [3]
     landed = by_tag(remote(kv, half["name"]))
     assert sorted(landed) == (["1", "2"] if when == "before" else ["1", "2", "3"])
 
-    fresh = Distributor(  # the restarted process
-        service.store, service.settings, service.sealer, service.mounts
+    fresh, reconciler = parts(  # the restarted process
+        Kms(service.store, service.settings, service.sealer, service.mounts)
     )
     if finish == "redistribute":
         assert (
@@ -606,9 +616,9 @@ def test_crash_after_the_second_of_three_imports_then_completion_without_duplica
             == []
         )
     else:
-        report = fresh.reconcile(service.store.get_distribution(mount, provider, key))
+        report = reconciler.reconcile(service.store.get_distribution(mount, provider, key))
         assert report["imported"] == [3] and report["errors"] == [], report
-    done = base.read_distribution(mount, provider, key)
+    done = render_distribution(base.read(mount, provider, key))
     assert done["name"] == half["name"] and "pending_versions" not in done
     versions = remote(kv, done["name"])
     assert len(versions) == 3
@@ -617,7 +627,7 @@ def test_crash_after_the_second_of_three_imports_then_completion_without_duplica
     if when == "after":  # the version that landed before the crash was adopted, not re-imported
         assert done["versions"]["3"] == landed["3"]
     # Nothing left to do: a second reconcile imports nothing and reports no drift.
-    report = fresh.reconcile(service.store.get_distribution(mount, provider, key))
+    report = reconciler.reconcile(service.store.get_distribution(mount, provider, key))
     assert (report["imported"], report["drift"], report["errors"]) == ([], [], [])
 
 

@@ -11,6 +11,7 @@ import pytest
 from azure.data.tables import UpdateMode
 
 from shared import schedules
+from shared.api.kms import render_distribution
 from shared.errors import EngineError
 from shared.store import version_rk
 from tests.fixtures.funchost import build_service, emulator_settings
@@ -29,7 +30,7 @@ def provider_for(service: Any, kv: Emulator) -> str:
     client_id, secret = str(uuid.uuid4()), uuid.uuid4().hex
     kv.grant(VAULT, kv.add_client(client_id, secret).object_id, OFFICER)
     name = uid("kms")
-    service.distribution.write_provider(
+    service.kms.write(
         MOUNT,
         name,
         provider="azurekeyvault",
@@ -72,7 +73,7 @@ def test_a_version_that_does_not_unseal_does_not_block_later_imports(service, kv
     )
     [warning] = warnings
     assert "version 1" in warning and "integrity check" in warning
-    dist = service.distribution.read_distribution(MOUNT, provider, key)
+    dist = render_distribution(service.distribution.read(MOUNT, provider, key))
     assert sorted(dist["versions"]) == ["2", "3"] and dist["pending_versions"] == [1]
     assert by_tag(remote(kv, dist["name"])) == dist["versions"]
     # The reconciler reports it each run; later rotations still land.
@@ -80,11 +81,11 @@ def test_a_version_that_does_not_unseal_does_not_block_later_imports(service, kv
     summary = schedules.reconcile_all(service)
     [mine] = [d for d in summary["details"] if d["key"] == key]
     assert any("versions [1]" in e for e in mine["errors"]) and mine["imported"] in ([], [4])
-    dist = service.distribution.read_distribution(MOUNT, provider, key)
+    dist = render_distribution(service.distribution.read(MOUNT, provider, key))
     assert sorted(dist["versions"]) == ["2", "3", "4"]
     # Repaired, it is still not imported: it would become Key Vault's current version.
     service.store.table.upsert_entity(original, mode=UpdateMode.REPLACE)
-    report = service.distribution.reconcile(service.store.get_distribution(MOUNT, provider, key))
+    report = service.reconciler.reconcile(service.store.get_distribution(MOUNT, provider, key))
     assert report["imported"] == []
     assert any("not imported now" in e and "rotate the key" in e for e in report["errors"])
     assert sorted(by_tag(remote(kv, dist["name"]))) == ["2", "3", "4"]
@@ -101,21 +102,21 @@ def test_the_reconciler_isolates_each_distribution(service, kv, monkeypatch):
     table = service.store.table
     row = table.get_entity(MOUNT, f"dist:{provider}:{keys[0]}")
     table.upsert_entity({**row, "purpose": "encrypt"}, mode=UpdateMode.REPLACE)
-    real = service.distribution.reconcile
+    real = service.reconciler.reconcile
 
     def failing(dist):
         if dist.key == keys[1]:
             raise ZeroDivisionError("a bug")
         return real(dist)
 
-    monkeypatch.setattr(service.distribution, "reconcile", failing)
+    monkeypatch.setattr(service.reconciler, "reconcile", failing)
     summary = schedules.reconcile_all(service)
     assert summary["errors"] >= 2
     messages = [e for d in summary["details"] for e in d["errors"]]
     assert any(f"dist:{provider}:{keys[0]} failed its integrity check" in m for m in messages)
     assert any("internal error (ZeroDivisionError)" in m for m in messages)
     # The healthy one was reconciled.
-    done = service.distribution.read_distribution(MOUNT, provider, keys[2])
+    done = render_distribution(service.distribution.read(MOUNT, provider, keys[2]))
     assert sorted(done["versions"]) == ["1", "2"]
 
 
@@ -145,7 +146,7 @@ def test_removal_racing_rotation_and_redistribution_ends_whole(service, kv):
     dist = service.store.get_distribution(MOUNT, provider, key)
     assert (provider in key_row.providers) == (dist is not None and dist.state != "removing")
     if dist is not None:
-        service.distribution.reconcile(dist)
+        service.reconciler.reconcile(dist)
         dist = service.store.get_distribution(MOUNT, provider, key)
         assert sorted(dist.versions) == list(range(1, key_row.latest_version + 1))
         assert by_tag(remote(kv, dist.remote_name)) == {

@@ -55,10 +55,10 @@ class Distributed:
 
     def __init__(self, svc: Any, kv: Emulator, expiration_period: int = 0) -> None:
         self.svc = svc
-        self.provider, self.key = uid("kms"), uid("k")
-        svc.distribution.write_provider(
+        self.kms, self.key = uid("kms"), uid("k")
+        svc.kms.write(
             MOUNT,
-            self.provider,
+            self.kms,
             provider="azurekeyvault",
             key_collection=VAULT,
             credentials={"tenant_id": kv.tenant_id},
@@ -69,7 +69,7 @@ class Distributed:
         )  # fmt: skip
         svc.distribution.distribute(
             MOUNT,
-            self.provider,
+            self.kms,
             self.key,
             purpose=["sign", "verify"],
             protection="software",
@@ -78,7 +78,7 @@ class Distributed:
 
     @property
     def dist(self) -> Any:
-        return self.svc.store.get_distribution(MOUNT, self.provider, self.key)
+        return self.svc.store.get_distribution(MOUNT, self.kms, self.key)
 
     @property
     def remote(self) -> str:
@@ -249,7 +249,7 @@ def test_events_for_a_removed_distribution_are_not_ours(svc, kv, client):
     entry; one left over is covered below)."""
     ours = Distributed(svc, kv, expiration_period=20 * 86400)
     remote, version = ours.remote, ours.version_id()
-    svc.distribution.remove(MOUNT, ours.provider, ours.key)
+    svc.distribution.remove(MOUNT, ours.kms, ours.key)
     for kind in ("KeyNewVersionCreated", "KeyNearExpiry", "KeyExpired"):
         assert handle(svc, kind, data(kv, remote, version)) == "not ours"
     assert ours.latest() == 1
@@ -261,7 +261,7 @@ def test_an_owner_entry_that_does_not_match_its_distribution_is_not_ours(svc, kv
     that lost, or moved to a free name) is ignored when read."""
     ours = Distributed(svc, kv)
     stale = f"{ours.key}-1"  # another "<key>-<time>" name pointing at the same distribution
-    svc.store.own_remote(VAULT, stale, MOUNT, ours.provider, ours.key)
+    svc.store.own_remote(VAULT, stale, MOUNT, ours.kms, ours.key)
     assert handle(svc, "KeyNewVersionCreated", data(kv, stale, ours.version_id())) == "not ours"
     assert handle(svc, "KeyNearExpiry", data(kv, stale, ours.version_id())) == "not ours"
     assert drift_rows(svc, ours.key) == []
@@ -324,7 +324,7 @@ def test_drift_is_recorded_once_however_often_the_event_comes(svc, kv, client):
         "name": ours.remote,
         "version": foreign.properties.version,
         "mount": MOUNT,
-        "provider": ours.provider,
+        "provider": ours.kms,
         "key": ours.key,
         "drift": "a Key Vault version of an engine key that the engine did not create",
         "disabled": False,

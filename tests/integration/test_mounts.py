@@ -14,8 +14,8 @@ from shared import mounts as mounts_module
 from shared.api.sys import render_mounts
 from shared.errors import InvalidRequest, NotFound
 from shared.mounts import Mounts
-from shared.records import ProviderRecord, utcnow
-from shared.store import provider_op
+from shared.records import KmsRecord, utcnow
+from shared.store import kms_op
 from tests.fixtures.funchost import build_service
 
 ENTRY_FIELDS = {
@@ -60,16 +60,14 @@ def add_key(svc, mount: str, name: str = "k") -> None:
 
 
 def add_provider(svc, mount: str, name: str = "p") -> None:
-    svc.distribution.write_provider(
-        mount, name, provider="azurekeyvault", key_collection="kv-one", credentials=None
-    )
+    svc.kms.write(mount, name, provider="azurekeyvault", key_collection="kv-one", credentials=None)
 
 
-def raw_provider(svc, mount: str, name: str) -> ProviderRecord:
+def raw_provider(svc, mount: str, name: str) -> KmsRecord:
     """A provider row written straight to the table: what a create that read the mount as
     active a moment before the ``disabling`` mark commits after it."""
-    record = ProviderRecord(mount, name, "azurekeyvault", "kv-one", None, 1, utcnow())
-    [etag] = svc.store.commit([provider_op(record, create=True)])
+    record = KmsRecord(mount, name, "azurekeyvault", "kv-one", None, 1, utcnow())
+    [etag] = svc.store.commit([kms_op(record, create=True)])
     return replace(record, etag=etag)
 
 
@@ -114,7 +112,7 @@ def test_a_new_mount_accepts_keys_and_providers(svc):
     add_key(svc, "fresh")
     add_provider(svc, "fresh")
     assert svc.store.list_key_names("fresh") == ["k"]
-    assert svc.distribution.list_providers("fresh") == ["p"]
+    assert svc.kms.names("fresh") == ["p"]
 
 
 @pytest.mark.parametrize("engine_type", ["kv", "transit", "KEYMGMT", "keymgmt ", ""])
@@ -244,7 +242,7 @@ def test_disabling_a_mount_with_a_provider_is_refused_naming_kms_providers(svc):
         "cannot disable mount withkms/: it still holds KMS providers; delete them first"
     )
     assert svc.store.get_mount("withkms").state == "active"
-    assert svc.distribution.list_providers("withkms") == ["p"]
+    assert svc.kms.names("withkms") == ["p"]
 
 
 def test_a_mount_holding_both_names_its_keys(svc):
@@ -262,7 +260,7 @@ def test_once_emptied_the_mount_can_be_disabled(svc):
         svc.mounts.disable("emptied")
     svc.keys.delete("emptied", "k")
     assert "KMS providers" in refusal(svc.mounts.disable, "emptied")
-    svc.distribution.delete_provider("emptied", "p")
+    svc.kms.delete("emptied", "p")
     svc.mounts.disable("emptied")
     assert svc.store.get_mount("emptied") is None
 
@@ -295,7 +293,7 @@ def test_disable_undoes_a_disable_that_died_when_the_mount_holds_keys(svc):
     assert svc.store.get_mount("halffull").state == "active"
 
 
-def test_a_provider_written_after_the_mark_and_left_there_is_waited_for_then_refused(
+def test_a_kms_written_after_the_mark_and_left_there_is_waited_for_then_refused(
     svc, monkeypatch
 ):
     """A create that read the mount as active commits after the mark: the disable waits for
@@ -322,8 +320,8 @@ def test_a_late_provider_that_takes_itself_back_lets_the_disable_win(svc, monkey
         if kind == "providers" and stamps and not seen:
             seen.append(stamps)
             # The racing create sees the mark after its commit and deletes its row (keeps()).
-            assert not svc.mounts.keeps("undo", lambda: svc.store.provider_written("undo", "p"))
-            svc.store.delete_provider(late)
+            assert not svc.mounts.keeps("undo", lambda: svc.store.kms_written("undo", "p"))
+            svc.store.delete_kms(late)
         return stamps
 
     monkeypatch.setattr(svc.store, "first_written", first_written)
@@ -370,23 +368,23 @@ def test_keeps_in_a_disabling_mount_only_rows_written_before_the_mark(svc):
     mark_disabling(svc, "marked")
     raw_provider(svc, "marked", "after")
     store = svc.store
-    written_before = store.provider_written("marked", "before")
-    written_after = store.provider_written("marked", "after")
+    written_before = store.kms_written("marked", "before")
+    written_after = store.kms_written("marked", "after")
     mark = store.get_mount("marked").written
     assert written_before < mark <= written_after  # the storage's own clock orders them
-    assert svc.mounts.keeps("marked", lambda: store.provider_written("marked", "before")) is True
-    assert svc.mounts.keeps("marked", lambda: store.provider_written("marked", "after")) is False
+    assert svc.mounts.keeps("marked", lambda: store.kms_written("marked", "before")) is True
+    assert svc.mounts.keeps("marked", lambda: store.kms_written("marked", "after")) is False
     # A row already gone (taken back, or never written) does not stay either.
-    assert svc.mounts.keeps("marked", lambda: store.provider_written("marked", "absent")) is False
+    assert svc.mounts.keeps("marked", lambda: store.kms_written("marked", "absent")) is False
 
 
 def test_keeps_follows_the_mount_back_to_active(svc):
     svc.mounts.enable("back", "keymgmt")
     mark_disabling(svc, "back")
     raw_provider(svc, "back", "after")
-    assert not svc.mounts.keeps("back", lambda: svc.store.provider_written("back", "after"))
+    assert not svc.mounts.keeps("back", lambda: svc.store.kms_written("back", "after"))
     svc.mounts.settle(older_than=0)  # holds a provider: made active again
-    assert svc.mounts.keeps("back", lambda: svc.store.provider_written("back", "after"))
+    assert svc.mounts.keeps("back", lambda: svc.store.kms_written("back", "after"))
 
 
 # -- settle -------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ def engine(azurite, table_prefix):
         auto_rotate_period=7 * 86400,
     )
     svc.keys.rotate(MOUNT, "k")
-    svc.distribution.write_provider(
+    svc.kms.write(
         MOUNT,
         "p",
         provider="azurekeyvault",
@@ -56,7 +56,7 @@ def engine(azurite, table_prefix):
             dist_op(
                 Distribution(
                     mount=MOUNT,
-                    provider="p",
+                    kms="p",
                     key="k",
                     remote_name="k-1",
                     purpose=("sign", "verify"),
@@ -71,7 +71,7 @@ def engine(azurite, table_prefix):
             )
         ]
     )
-    record = svc.store.get_provider(MOUNT, "p")
+    record = svc.store.get_kms(MOUNT, "p")
     svc.distribution._own(record, svc.store.get_distribution(MOUNT, "p", "k"))
     svc.store.put_status("reconcile", {"time": "now", "errors": 0, "drift": []})
     svc.store.add_event_drift("keyvault-name:k-1:b", {"version": "b", "key": "k"})
@@ -85,11 +85,11 @@ READERS: dict[str, tuple[str, str, Callable[[Any], object]]] = {
     "version": (MOUNT, "key:k:0000000002", lambda s: s.keys.read(MOUNT, "k")),
     "sealed version": (MOUNT, "key:k:0000000001", lambda s: s.keys.unseal(MOUNT, "k", 1)),
     "list index": (MOUNT, "name:k", lambda s: s.keys.list(MOUNT)),
-    "provider": (MOUNT, "kms:p", lambda s: s.distribution.read_provider(MOUNT, "p")),
+    "provider": (MOUNT, "kms:p", lambda s: s.kms.read(MOUNT, "p")),
     "distribution": (
         MOUNT,
         "dist:p:k",
-        lambda s: s.distribution.read_distribution(MOUNT, "p", "k"),
+        lambda s: s.distribution.read(MOUNT, "p", "k"),
     ),
     "owner index": (
         REMOTE_PARTITION,

@@ -58,3 +58,33 @@ def test_only_the_store_knows_table_storage_formats():
         for match in re.finditer(r"\b\w+_rk\b|\bdelete_op\(|\b(?:create|update|upsert)_op\(", text):
             offenders.append(f"{path.relative_to(ROOT)}: {match.group(0)}")
     assert offenders == []
+
+
+def test_the_engine_knows_provider_types_only_through_the_registry():
+    """A new provider type (AWS KMS, GCP KMS, Managed HSM) is one module in shared/providers/
+    and one entry in its registry: the engine's own modules name no type, import no type's
+    module and no cloud SDK or helper."""
+    offenders = []
+    for name in ("kms.py", "distribution.py", "reconcile.py"):
+        path = ROOT / "shared" / name
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            modules = []
+            if isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                modules = [node.module]
+                if node.module == "shared.providers":  # a type's module, by name
+                    modules += [
+                        f"shared.providers.{a.name}"
+                        for a in node.names
+                        if (ROOT / "shared" / "providers" / f"{a.name}.py").exists()
+                    ]
+            offenders += [
+                f"shared/{name}: imports {m}"
+                for m in modules
+                if m.startswith(("shared.providers.", "azure", "shared.azure"))
+            ]
+        if "azurekeyvault" in text:
+            offenders.append(f"shared/{name}: names azurekeyvault")
+    assert offenders == []

@@ -10,11 +10,14 @@ from shared.names import (
     MAX_MOUNT,
     MAX_NAME,
     RESERVED_MOUNTS,
-    check_azure_key_name,
     check_mount,
     check_name,
     is_mount_name,
 )
+from shared.providers import PROVIDERS
+
+# The Key Vault key-name rule belongs to the azurekeyvault provider type.
+check_azure_key_name = PROVIDERS["azurekeyvault"].check_key_name
 
 KEY_VAULT_MAX_NAME = 127  # Key Vault's limit on key names
 
@@ -216,7 +219,7 @@ def test_is_mount_name_does_not_strip_slashes_like_check_mount():
     assert is_mount_name("keymgmt/") is False
 
 
-# -- check_azure_key_name -----------------------------------------------------------------------
+# -- the azurekeyvault type's key names ----------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["a", "key-1", "KEY", "0-0", "-"])
