@@ -29,7 +29,7 @@ from shared.errors import (
 )
 from shared.keys import active_key, unseal_version
 from shared.kms import Kms
-from shared.names import MAX_DURATION, check_name
+from shared.names import MAX_DURATION
 from shared.providers import (
     ImportOutcomeUnknown,
     KmsClient,
@@ -161,8 +161,6 @@ class Distributor:
         protection: str,
         expiration_period: int = 0,
     ) -> list[str]:
-        check_name(key_name, "key")
-        check_name(kms, "KMS provider")
         if not 0 <= expiration_period <= MAX_DURATION:
             raise InvalidRequest(
                 f"expiration_period must be 0 (none) or a duration of at most "
@@ -295,9 +293,7 @@ class Distributor:
     # -- read, list, remove -------------------------------------------------------------------
 
     def read(self, mount: str, kms: str, key_name: str) -> DistributionStatus:
-        dist = self.store.get_distribution(
-            mount, check_name(kms, "KMS provider"), check_name(key_name, "key")
-        )
+        dist = self.store.get_distribution(mount, kms, key_name)
         if dist is None or dist.state == "removing":
             raise NotFound()
         key = self.store.get_key(mount, key_name)
@@ -306,8 +302,13 @@ class Distributor:
             pending = tuple(v for v in range(1, key.latest_version + 1) if v not in dist.versions)
         return DistributionStatus(dist, pending)
 
+    def exists(self, mount: str, kms: str, key_name: str) -> bool:
+        """Whether the key is distributed to the provider (one point read; a removal in
+        progress counts as gone): the API's existence check."""
+        dist = self.store.get_distribution(mount, kms, key_name)
+        return dist is not None and dist.state != "removing"
+
     def list_distributed(self, mount: str, kms: str) -> list[str]:
-        check_name(kms, "KMS provider")
         return [d.key for d in self.store.list_distributions(mount, kms) if d.state != "removing"]
 
     def find_by_remote(self, vault: str, remote_name: str) -> Distribution | None:
@@ -322,9 +323,7 @@ class Distributor:
         return dist
 
     def remove(self, mount: str, kms: str, key_name: str) -> None:
-        dist = self.store.get_distribution(
-            mount, check_name(kms, "KMS provider"), check_name(key_name, "key")
-        )
+        dist = self.store.get_distribution(mount, kms, key_name)
         if dist is None:
             return
         if dist.state != "removing":

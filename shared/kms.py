@@ -17,7 +17,6 @@ from dataclasses import replace
 
 from shared.errors import ConcurrentChange, InvalidRequest, NotFound
 from shared.mounts import Mounts, no_route
-from shared.names import check_name
 from shared.providers import PROVIDERS, Health, KmsClient, ProviderType, provider_type
 from shared.records import KmsRecord, utcnow
 from shared.seal import Sealed, Sealer, credentials_context
@@ -74,7 +73,6 @@ class Kms:
         """Create a KMS provider, or update its credentials. Everything is checked before
         anything is written (against the type named, else the stored one's); a create that
         loses a race becomes the update it would be."""
-        check_name(name, "KMS provider")
         named = PROVIDERS.get(provider) if provider else None
         if named is not None:
             self._check(named, key_collection, credentials)
@@ -144,8 +142,12 @@ class Kms:
         if key_collection:
             ptype.check_key_collection(key_collection)
 
+    def exists(self, mount: str, name: str) -> bool:
+        """Whether the KMS provider exists (one point read): the API's existence check."""
+        return self.store.get_kms(mount, name) is not None
+
     def read(self, mount: str, name: str) -> KmsRecord:
-        record = self.store.get_kms(mount, check_name(name, "KMS provider"))
+        record = self.store.get_kms(mount, name)
         if record is None:
             raise NotFound()
         return record
@@ -155,7 +157,6 @@ class Kms:
 
     def delete(self, mount: str, name: str) -> None:
         """Delete a KMS provider that holds no key (refused while one is distributed to it)."""
-        check_name(name, "KMS provider")
 
         def attempt() -> None:
             record = self.store.get_kms(mount, name)

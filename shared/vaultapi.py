@@ -508,7 +508,12 @@ class FieldData:
             if spec.required:
                 raise spec.missing()
             return spec.default if default is _ABSENT else default
-        return spec.check(spec.decode(self._raw[name], name))
+        value = spec.decode(self._raw[name], name)
+        if value is None:  # the decoder's word for "as if not sent" (an empty string, say)
+            if spec.required:
+                raise spec.missing()
+            return spec.default if default is _ABSENT else default
+        return spec.check(value)
 
     def validate(self) -> None:
         """Decode and check every declared field that was sent (Vault's FieldData.Validate),

@@ -75,7 +75,6 @@ class PathSpec:
     mounted: bool = True  # lives under an enabled keymgmt mount
     synopsis: str = ""
     help: str = ""
-    description: str = ""  # the former name of synopsis, still used by shared/api/kms.py
     # Methods the HTTP trigger declares. None: every standard verb reaches the handler, which
     # answers 405 for an unsupported operation, as Vault does (the Functions host would 404).
     methods: tuple[str, ...] | None = None

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import vaultapi
+from shared import names, vaultapi
 from shared.api import Context, PathSpec
 from shared.distribution import DistributionStatus
-from shared.errors import InvalidRequest
-from shared.providers import Health
+from shared.providers import PROTECTIONS, PROVIDERS, PURPOSES, Health
 from shared.records import KmsRecord, rfc3339
 from shared.vaultapi import ApiResponse, Field
 
 
-def _lower(value: object, name: str) -> str:
-    return vaultapi.weak_str(value, name).strip().lower()
+def _lower(value: object, name: str) -> str | None:
+    """Trimmed and lower-cased; an empty string is as if the field was not sent (its
+    default applies)."""
+    return vaultapi.weak_str(value, name).strip().lower() or None
 
 
 def _string(value: object, name: str) -> str:
@@ -25,7 +26,13 @@ def _string(value: object, name: str) -> str:
 
 
 PROVIDER_FIELDS = [
-    Field("provider", _lower, "KMS provider type: azurekeyvault"),
+    # Required on create only: an update keeps the stored type (the engine knows which).
+    Field(
+        "provider",
+        _lower,
+        f"KMS provider type: {', '.join(PROVIDERS)}",
+        allowed=tuple(PROVIDERS),
+    ),
     Field("key_collection", _string, "the Azure Key Vault name"),
     Field(
         "credentials",
@@ -34,15 +41,31 @@ PROVIDER_FIELDS = [
     ),
 ]
 
+PURPOSE_TAKES = f"a comma list of {', '.join(PURPOSES)}"
+
 DISTRIBUTION_FIELDS = [
     Field(
-        "purpose", vaultapi.comma_list, "comma list of encrypt, decrypt, sign, verify, wrap, unwrap"
+        "purpose",
+        vaultapi.comma_list,
+        PURPOSE_TAKES,
+        required=True,
+        allowed=PURPOSES,
+        takes=PURPOSE_TAKES,
     ),
-    Field("protection", _lower, "hsm (default, BYOK) or software"),
+    Field(
+        "protection",
+        _lower,
+        "hsm (default, BYOK) or software",
+        default="hsm",
+        allowed=PROTECTIONS,
+    ),
     Field(
         "expiration_period",
         vaultapi.duration_seconds,
         "ext: each imported version expires this long after its import (e.g. 90d)",
+        default=0,
+        minimum=0,
+        takes="a positive duration, or 0 for none",
     ),
 ]
 
@@ -128,22 +151,23 @@ def _list_distributed(ctx: Context) -> ApiResponse:
 
 def _distribute(ctx: Context) -> ApiResponse:
     data = ctx.data
-    if not data.has("purpose"):
-        raise InvalidRequest(
-            "purpose is required: a comma list of encrypt, decrypt, sign, verify, wrap, unwrap"
-        )
-    expiration = data.get("expiration_period", 0) or 0
-    if expiration < 0:
-        raise InvalidRequest("expiration_period must be a positive duration, or 0 for none")
     warnings = ctx.service.distribution.distribute(
         ctx.mount,
         ctx.params["name"],
         ctx.params["key_name"],
         purpose=data.get("purpose"),
-        protection=data.get("protection") or "hsm",
-        expiration_period=expiration,
+        protection=data.get("protection"),
+        expiration_period=data.get("expiration_period"),
     )
     return vaultapi.written(data.warnings + warnings)
+
+
+def _kms_exists(ctx: Context) -> bool:
+    return ctx.service.kms.exists(ctx.mount, ctx.params["name"])
+
+
+def _distribution_exists(ctx: Context) -> bool:
+    return ctx.service.distribution.exists(ctx.mount, ctx.params["name"], ctx.params["key_name"])
 
 
 def _read_distribution(ctx: Context) -> ApiResponse:
@@ -160,20 +184,54 @@ def _health(ctx: Context) -> ApiResponse:
     return vaultapi.ok(render_health(ctx.service.kms.health(ctx.mount, ctx.params["name"])))
 
 
-PROVIDERS = PathSpec("kms", operations={"list": _list_kms})
-PROVIDER = PathSpec(
+KMS_PARAM = {"name": names.KMS_PROVIDER}
+
+PROVIDERS_PATH = PathSpec(
+    "kms",
+    operations={"list": _list_kms},
+    synopsis="List the KMS providers of this mount.",
+    help="Lists the names of the KMS providers configured in this Key Management mount. A "
+    "mount with none answers 404, as Vault does.",
+)
+PROVIDER_PATH = PathSpec(
     "kms/:name",
     fields=PROVIDER_FIELDS,
+    params=KMS_PARAM,
+    existence=_kms_exists,
     operations={"read": _read_kms, "update": _write_kms, "delete": _delete_kms},
+    synopsis="Configure, read or delete a KMS provider.",
+    help="A write creates the KMS provider when it does not exist (Vault's create operation: "
+    "provider and key_collection are required) and updates it when it does (update: only "
+    "credentials may change). Credentials are sealed and never returned. A delete is refused "
+    "while any key is distributed to the provider.",
 )
-DISTRIBUTED = PathSpec("kms/:name/key", operations={"list": _list_distributed})
+DISTRIBUTED = PathSpec(
+    "kms/:name/key",
+    params=KMS_PARAM,
+    operations={"list": _list_distributed},
+    synopsis="List the keys distributed to a KMS provider.",
+    help="Lists the names of the keys this KMS provider holds. A provider holding none "
+    "answers 404.",
+)
 DISTRIBUTION = PathSpec(
     "kms/:name/key/:key_name",
     fields=DISTRIBUTION_FIELDS,
+    params={"name": names.KMS_PROVIDER, "key_name": names.KEY},
+    existence=_distribution_exists,
     operations={"read": _read_distribution, "update": _distribute, "delete": _remove},
+    synopsis="Distribute a key to a KMS provider, read its distribution, or remove it.",
+    help="A write distributes the key (Vault's create operation when it is not distributed "
+    "yet, update when it is): every enabled version is imported into the provider, with "
+    "Key Vault's BYOK format for protection=hsm. A read shows the remote key's name and "
+    "the versions imported. A delete removes the key from the provider (in Key Vault: a "
+    "soft delete, recoverable for the vault's retention period).",
 )
 HEALTH = PathSpec(
     "kms/:name/health",
+    params=KMS_PARAM,
     operations={"read": _health},
-    description="ext: private endpoint check of the provider's vault",
+    synopsis="ext: check the path from this service to the provider's vault.",
+    help="Resolves the vault's name, says whether every address it resolves to is private "
+    "(a private endpoint), gets a token with the provider's credential and makes one "
+    "harmless Key Vault call; names the permission that is missing, if one is.",
 )

@@ -293,9 +293,7 @@ def test_disable_undoes_a_disable_that_died_when_the_mount_holds_keys(svc):
     assert svc.store.get_mount("halffull").state == "active"
 
 
-def test_a_kms_written_after_the_mark_and_left_there_is_waited_for_then_refused(
-    svc, monkeypatch
-):
+def test_a_kms_written_after_the_mark_and_left_there_is_waited_for_then_refused(svc, monkeypatch):
     """A create that read the mount as active commits after the mark: the disable waits for
     it to take itself back. One that never does (its instance died) keeps the mount."""
     monkeypatch.setattr(mounts_module, "UNDO_WAIT_SECONDS", 0.3)
