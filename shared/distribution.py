@@ -179,7 +179,7 @@ class Distributor:
             except NotFound:
                 raise InvalidRequest(f"key {key_name!r} does not exist in mount {mount}/") from None
             client = self.kms.client_for(record)
-            ptype.check_compatible(key.type, purpose, protection)
+            ptype.check_compatible(key.key_type, purpose, protection)
             existing = self.store.get_distribution(mount, kms, key_name)
             if existing is not None and existing.state != "removing":
                 if (existing.purpose, existing.protection, existing.expiration_period) != (
@@ -212,7 +212,7 @@ class Distributor:
                 expiration_period=expiration_period,
             )
             owner_etag = self._own(record, dist)
-            updated_key = replace(key, providers=tuple(sorted({*key.providers, kms})))
+            updated_key = replace(key, kms=tuple(sorted({*key.kms, kms})))
             # The KMS provider's row is written unchanged, ETag-conditioned: one deleted (or
             # changed) meanwhile fails the transaction, so no distribution outlives its provider.
             try:
@@ -365,9 +365,9 @@ class Distributor:
                 return  # distributed again meanwhile: that one stays
             ops = [] if current is None else [delete_dist_op(current)]
             key = self.store.get_key(dist.mount, dist.key)
-            if key is not None and dist.kms in key.providers:
-                providers = tuple(p for p in key.providers if p != dist.kms)
-                ops.append(key_op(replace(key, providers=providers)))
+            if key is not None and dist.kms in key.kms:
+                remaining = tuple(p for p in key.kms if p != dist.kms)
+                ops.append(key_op(replace(key, kms=remaining)))
             if ops:
                 self.store.commit(ops)
                 removed[0] = current is not None
@@ -410,7 +410,7 @@ class Distributor:
         action: Callable[[Distribution, KmsClient, KmsRecord], list[str]],
     ) -> list[str]:
         warnings: list[str] = []
-        for kms in key.providers:
+        for kms in key.kms:
             dist = self.store.get_distribution(key.mount, kms, key.name)
             if dist is None or dist.state == "removing":
                 continue
@@ -678,7 +678,7 @@ class Distributor:
         try:
             version_id = client.import_version(
                 dist.remote_name,
-                key_type=key.type,
+                key_type=key.key_type,
                 material=material,
                 purpose=dist.purpose,
                 protection=dist.protection,

@@ -103,7 +103,7 @@ class KeyEngine:
         mount: str,
         name: str,
         *,
-        type_name: str | None,
+        key_type: str | None,
         min_enabled_version: int | None,
         deletion_allowed: bool | None,
         auto_rotate_period: int | None,
@@ -112,7 +112,7 @@ class KeyEngine:
 
         Everything is checked before anything is written. A create that loses its race to
         another create of the name is answered as a later request would be: an update of the
-        key that won (refused if the types differ). ``type_name`` is one of
+        key that won (refused if the types differ). ``key_type`` is one of
         keytypes.KEY_TYPES and min_enabled_version is not negative: the API's field
         declarations check that; the rules that depend on settings or on the key, and the
         range of dates a period yields, are checked here."""
@@ -132,16 +132,16 @@ class KeyEngine:
                         f"min_enabled_version must be between 1 and latest_version (1), got "
                         f"{min_enabled_version}"
                     )
-                wanted = type_name or keytypes.DEFAULT_TYPE
+                wanted = key_type or keytypes.DEFAULT_TYPE
                 if not material:
                     material.append(keytypes.generate(wanted))
                 outcome["created"] = self._create(
                     mount, name, wanted, material[0], deletion_allowed, auto_rotate_period
                 )
                 return
-            if type_name is not None and type_name != existing.type:
+            if key_type is not None and key_type != existing.key_type:
                 raise InvalidRequest(
-                    f"type cannot be changed: key {name!r} is {existing.type}, not {type_name}; "
+                    f"type cannot be changed: key {name!r} is {existing.key_type}, not {key_type}; "
                     "create a key under another name instead"
                 )
             outcome.update(
@@ -160,12 +160,7 @@ class KeyEngine:
             self._undo_create(created)
             raise no_route(mount)
         updated: KeyRecord | None = outcome.get("key")
-        if (
-            updated is not None
-            and outcome.get("min_changed")
-            and self.propagator
-            and updated.providers
-        ):
+        if updated is not None and outcome.get("min_changed") and self.propagator and updated.kms:
             return self.propagator.after_min_enabled_change(updated)
         return []
 
@@ -187,7 +182,7 @@ class KeyEngine:
         self,
         mount: str,
         name: str,
-        type_name: str,
+        key_type: str,
         material: keytypes.KeyMaterial,
         deletion_allowed: bool | None,
         period: int | None,
@@ -203,7 +198,7 @@ class KeyEngine:
         key = KeyRecord(
             mount=mount,
             name=name,
-            type=type_name,
+            key_type=key_type,
             latest_version=1,
             min_enabled_version=1,
             deletion_allowed=bool(deletion_allowed),
@@ -224,7 +219,7 @@ class KeyEngine:
                 if winner is None or winner.rotation_slot != key.rotation_slot:
                     self.store.drop_rotation_entry(key.rotation_slot)
             raise
-        log.info("created key %s/%s type %s", mount, name, type_name)
+        log.info("created key %s/%s type %s", mount, name, key_type)
         return replace(key, etag=etag)
 
     def _undo_create(self, key: KeyRecord) -> None:
@@ -294,7 +289,7 @@ class KeyEngine:
         ``known`` is a record the caller just read (saves a read; the key is read again after
         the slow key generation, right before the conditioned write)."""
         key = known if known is not None and known.name == name else self.get(mount, name)
-        material = keytypes.generate(key.type)  # slow part first, outside the race window
+        material = keytypes.generate(key.key_type)  # slow part first, outside the race window
         result: dict[str, Any] = {}
 
         def attempt() -> None:
@@ -327,7 +322,7 @@ class KeyEngine:
         key, version = result["key"], result["version"]
         log.info("rotated key %s/%s to version %d", mount, name, version)
         warnings: list[str] = []
-        if self.propagator and key.providers:
+        if self.propagator and key.kms:
             warnings = self.propagator.after_rotate(key, version)
         return version, warnings
 
@@ -346,10 +341,10 @@ class KeyEngine:
                     f"key {name!r} cannot be deleted: deletion_allowed is false; "
                     "set deletion_allowed=true first"
                 )
-            if key.providers:
+            if key.kms:
                 raise InvalidRequest(
                     f"key {name!r} cannot be deleted: it is distributed to KMS providers "
-                    f"{sorted(key.providers)}; remove it from them first"
+                    f"{sorted(key.kms)}; remove it from them first"
                 )
             marked = replace(key, state="deleting")
             etag, _ = self.store.commit([key_op(marked), name_op(marked)])

@@ -52,17 +52,17 @@ class KeyMaterial:
         return f"KeyMaterial(private=<{len(self.private)} bytes>, public_pem=...)"
 
 
-def generate(type_name: str) -> KeyMaterial:
-    key_type = KEY_TYPES[type_name]
-    if key_type.family == "aes":
-        return KeyMaterial(os.urandom(key_type.size // 8), None)
-    if key_type.family == "rsa":
+def generate(key_type: str) -> KeyMaterial:
+    spec = KEY_TYPES[key_type]
+    if spec.family == "aes":
+        return KeyMaterial(os.urandom(spec.size // 8), None)
+    if spec.family == "rsa":
         private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = rsa.generate_private_key(
-            public_exponent=65537, key_size=key_type.size
+            public_exponent=65537, key_size=spec.size
         )
     else:
-        assert key_type.curve is not None
-        private_key = ec.generate_private_key(_CURVES[key_type.curve])
+        assert spec.curve is not None
+        private_key = ec.generate_private_key(_CURVES[spec.curve])
     der = private_key.private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,

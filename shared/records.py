@@ -36,7 +36,7 @@ class Mount:
 class KeyRecord:
     mount: str
     name: str
-    type: str
+    key_type: str
     latest_version: int
     min_enabled_version: int
     deletion_allowed: bool
@@ -45,7 +45,7 @@ class KeyRecord:
     auto_rotate_period: int = 0  # seconds; 0 = no scheduled rotation
     next_rotation_time: dt.datetime | None = None
     rotation_slot: str = ""  # the rotation index entry (opaque to all but the store), "" when none
-    providers: tuple[str, ...] = ()
+    kms: tuple[str, ...] = ()  # the KMS providers (by name) it is distributed to
     # This key's incarnation: its versions carry it, so a delete finishing late never
     # touches the versions of a key created again under the same name.
     uid: str = ""

@@ -154,7 +154,7 @@ def _key_entity(k: KeyRecord) -> dict[str, Any]:
         "PartitionKey": k.mount,
         "RowKey": key_rk(k.name),
         "name": k.name,
-        "type": k.type,
+        "type": k.key_type,
         "latest_version": k.latest_version,
         "min_enabled_version": k.min_enabled_version,
         "deletion_allowed": k.deletion_allowed,
@@ -162,7 +162,7 @@ def _key_entity(k: KeyRecord) -> dict[str, Any]:
         "state": k.state,
         "auto_rotate_period": _int64(k.auto_rotate_period),
         "rotation_slot": k.rotation_slot,
-        "providers": json.dumps(list(k.providers)),
+        "providers": json.dumps(list(k.kms)),
         "uid": k.uid,
     }
     if k.next_rotation_time is not None:
@@ -174,7 +174,7 @@ def _key_from(entity: Any, mount: str | None = None) -> KeyRecord:
     return KeyRecord(
         mount=mount or entity["PartitionKey"],
         name=entity["name"],
-        type=entity["type"],
+        key_type=entity["type"],
         latest_version=_plain_int(entity["latest_version"]),
         min_enabled_version=_plain_int(entity["min_enabled_version"]),
         deletion_allowed=bool(entity["deletion_allowed"]),
@@ -183,7 +183,7 @@ def _key_from(entity: Any, mount: str | None = None) -> KeyRecord:
         auto_rotate_period=_plain_int(entity.get("auto_rotate_period", 0)),
         next_rotation_time=entity.get("next_rotation_time"),
         rotation_slot=entity.get("rotation_slot", ""),
-        providers=tuple(json.loads(entity.get("providers") or "[]")),
+        kms=tuple(json.loads(entity.get("providers") or "[]")),
         uid=entity.get("uid") or "",
         etag=entity.metadata.get("etag"),
     )

@@ -61,7 +61,7 @@ def render_key(read: KeyVersions) -> dict[str, Any]:
     key = read.key
     data: dict[str, Any] = {
         "name": key.name,
-        "type": key.type,
+        "type": key.key_type,
         "deletion_allowed": key.deletion_allowed,
         "latest_version": key.latest_version,
         "min_enabled_version": key.min_enabled_version,
@@ -96,7 +96,7 @@ def _write(ctx: Context) -> ApiResponse:
     warnings = ctx.service.keys.write(
         ctx.mount,
         ctx.params["name"],
-        type_name=data.get("type"),
+        key_type=data.get("type"),
         min_enabled_version=data.get("min_enabled_version"),
         deletion_allowed=data.get("deletion_allowed"),
         auto_rotate_period=data.get("auto_rotate_period"),
@@ -116,11 +116,11 @@ def _rotate(ctx: Context) -> ApiResponse:
     return vaultapi.written(ctx.data.warnings + warnings)
 
 
-def _providers(ctx: Context) -> ApiResponse:
+def _kms_of_key(ctx: Context) -> ApiResponse:
     key = ctx.service.keys.get(ctx.mount, ctx.params["name"])
-    if not key.providers:
+    if not key.kms:
         raise NotFound()
-    return vaultapi.listing(list(key.providers))
+    return vaultapi.listing(list(key.kms))
 
 
 KEY_PARAM = {"name": names.KEY}
@@ -157,7 +157,7 @@ ROTATE = PathSpec(
 KEY_KMS = PathSpec(
     "key/:name/kms",
     params=KEY_PARAM,
-    operations={"list": _providers},
+    operations={"list": _kms_of_key},
     synopsis="List the KMS providers a key is distributed to.",
     help="Lists the names of the KMS providers that hold this key. A key distributed to "
     "none answers 404.",

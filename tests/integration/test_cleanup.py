@@ -27,7 +27,7 @@ def create(svc, name, period=None, **options):
     svc.keys.write(
         MOUNT,
         name,
-        type_name="ecdsa-p256",
+        key_type="ecdsa-p256",
         min_enabled_version=None,
         deletion_allowed=options.get("deletion_allowed", True),
         auto_rotate_period=period,
@@ -125,7 +125,7 @@ def test_a_disable_that_died_is_settled(svc):
     svc.mounts.enable("full", "keymgmt")
     create_in = svc.keys.write
     create_in(
-        "full", "k", type_name=None, min_enabled_version=None, deletion_allowed=None,
+        "full", "k", key_type=None, min_enabled_version=None, deletion_allowed=None,
         auto_rotate_period=None,
     )  # fmt: skip
     for name in ("empty", "full"):
@@ -168,7 +168,7 @@ def test_a_create_racing_a_disable_stays_only_if_the_disable_will_see_it(svc, mo
 
     def create():
         svc.keys.write(
-            "m", "k", type_name=None, min_enabled_version=None, deletion_allowed=None,
+            "m", "k", key_type=None, min_enabled_version=None, deletion_allowed=None,
             auto_rotate_period=None,
         )  # fmt: skip
 
@@ -188,7 +188,7 @@ def test_a_create_racing_a_disable_stays_only_if_the_disable_will_see_it(svc, mo
 def test_disable_refused_while_keys_exist_leaves_the_mount_active(svc):
     svc.mounts.enable("busy", "keymgmt")
     svc.keys.write(
-        "busy", "k", type_name=None, min_enabled_version=None, deletion_allowed=None,
+        "busy", "k", key_type=None, min_enabled_version=None, deletion_allowed=None,
         auto_rotate_period=None,
     )  # fmt: skip
     with pytest.raises(InvalidRequest, match="still holds keys"):

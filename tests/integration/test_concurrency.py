@@ -22,11 +22,11 @@ def svc(azurite, table_prefix):
     return build_service(azurite, table_prefix)
 
 
-def write(svc, name, type_name=None, **options):
+def write(svc, name, key_type=None, **options):
     return svc.keys.write(
         MOUNT,
         name,
-        type_name=type_name,
+        key_type=key_type,
         min_enabled_version=options.get("min_enabled_version"),
         deletion_allowed=options.get("deletion_allowed"),
         auto_rotate_period=options.get("auto_rotate_period"),
@@ -102,15 +102,15 @@ def test_delete_racing_create_of_one_name(svc):
 def test_the_loser_of_a_create_race_gets_the_answer_a_later_request_would(svc):
     name = f"c{uuid.uuid4().hex[:8]}"
 
-    def create(type_name):
-        return type_name, outcome(lambda: write(svc, name, type_name))
+    def create(key_type):
+        return key_type, outcome(lambda: write(svc, name, key_type))
 
     types = ["rsa-2048"] * 8 + ["aes256-gcm96"] * 8
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(create, types))
-    final = svc.keys.read(MOUNT, name).key.type
-    for type_name, result in results:
-        assert result == ("ok" if type_name == final else 400), (type_name, result, final)
+    final = svc.keys.read(MOUNT, name).key.key_type
+    for key_type, result in results:
+        assert result == ("ok" if key_type == final else 400), (key_type, result, final)
     assert svc.keys.read(MOUNT, name).key.latest_version == 1
 
 

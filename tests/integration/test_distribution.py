@@ -584,7 +584,7 @@ def test_crash_after_the_second_of_three_imports_then_completion_without_duplica
     service.keys.write(
         mount,
         key,
-        type_name="rsa-2048",
+        key_type="rsa-2048",
         min_enabled_version=None,
         deletion_allowed=None,
         auto_rotate_period=None,

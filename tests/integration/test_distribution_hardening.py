@@ -45,7 +45,7 @@ def key_with(service: Any, versions: int) -> str:
     service.keys.write(
         MOUNT,
         name,
-        type_name="ecdsa-p256",
+        key_type="ecdsa-p256",
         min_enabled_version=None,
         deletion_allowed=True,
         auto_rotate_period=None,
@@ -144,7 +144,7 @@ def test_removal_racing_rotation_and_redistribution_ends_whole(service, kv):
     # Whatever won, the rows agree: the key lists the provider iff a distribution row exists.
     key_row = service.store.get_key(MOUNT, key)
     dist = service.store.get_distribution(MOUNT, provider, key)
-    assert (provider in key_row.providers) == (dist is not None and dist.state != "removing")
+    assert (provider in key_row.kms) == (dist is not None and dist.state != "removing")
     if dist is not None:
         service.reconciler.reconcile(dist)
         dist = service.store.get_distribution(MOUNT, provider, key)

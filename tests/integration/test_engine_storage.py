@@ -13,11 +13,11 @@ def engine(azurite, table_prefix):
     return build_service(azurite, table_prefix)
 
 
-def write(engine, name, type_name="ecdsa-p256"):
+def write(engine, name, key_type="ecdsa-p256"):
     engine.keys.write(
         "keymgmt",
         name,
-        type_name=type_name,
+        key_type=key_type,
         min_enabled_version=None,
         deletion_allowed=None,
         auto_rotate_period=None,
@@ -110,7 +110,7 @@ def test_a_crash_in_the_middle_of_delete_never_leaves_a_valid_looking_key(engine
     engine.keys.write(
         "keymgmt",
         "big",
-        type_name=None,
+        key_type=None,
         min_enabled_version=None,
         deletion_allowed=True,
         auto_rotate_period=None,

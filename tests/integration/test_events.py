@@ -64,7 +64,7 @@ class Distributed:
             credentials={"tenant_id": kv.tenant_id},
         )
         svc.keys.write(
-            MOUNT, self.key, type_name="ecdsa-p256", min_enabled_version=None,
+            MOUNT, self.key, key_type="ecdsa-p256", min_enabled_version=None,
             deletion_allowed=True, auto_rotate_period=None,
         )  # fmt: skip
         svc.distribution.distribute(

@@ -111,7 +111,7 @@ def test_a_key_being_deleted_does_not_exist_and_a_write_creates_it_again(svc):
     assert svc.keys.exists(MOUNT, name) is False
     assert observed.send("POST", name, b'{"type": "aes256-gcm96"}').status == 204
     assert observed.operations == ["create", "create"]
-    assert svc.keys.read(MOUNT, name).key.type == "aes256-gcm96"
+    assert svc.keys.read(MOUNT, name).key.key_type == "aes256-gcm96"
 
 
 def test_bad_input_costs_no_lookup(svc):

@@ -38,7 +38,7 @@ def test_material_is_wrapped_by_the_key_vault_key(kv_sealed):
     svc.keys.write(
         "keymgmt",
         "k",
-        type_name="ecdsa-p256",
+        key_type="ecdsa-p256",
         min_enabled_version=None,
         deletion_allowed=None,
         auto_rotate_period=None,
@@ -63,7 +63,7 @@ def test_a_wrapped_data_key_that_key_vault_cannot_open_is_a_seal_error(kv_sealed
     svc.keys.write(
         "keymgmt",
         "t",
-        type_name="aes256-gcm96",
+        key_type="aes256-gcm96",
         min_enabled_version=None,
         deletion_allowed=None,
         auto_rotate_period=None,

@@ -54,7 +54,7 @@ def refusal(call, *args) -> str:
 
 def add_key(svc, mount: str, name: str = "k") -> None:
     svc.keys.write(
-        mount, name, type_name="ecdsa-p256", min_enabled_version=None, deletion_allowed=True,
+        mount, name, key_type="ecdsa-p256", min_enabled_version=None, deletion_allowed=True,
         auto_rotate_period=None,
     )  # fmt: skip
 

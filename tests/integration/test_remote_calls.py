@@ -148,7 +148,7 @@ def test_a_removal_reads_the_distribution_once(counted, kv: Emulator):
     # key to take the provider off it, the owner index entry to release it.
     assert table.reads == {"dist": 1, "kms": 1, "key": 1, "owner": 1}
     assert svc.store.get_distribution(MOUNT, provider, key) is None
-    assert svc.store.get_key(MOUNT, key).providers == ()
+    assert svc.store.get_key(MOUNT, key).kms == ()
 
 
 def test_a_rotation_imports_into_key_vault_with_one_look(counted, kv: Emulator):

@@ -16,11 +16,11 @@ def build(azurite, prefix, **extra):
     return build_service(azurite, prefix, KEYMGMT_ALLOW_SHORT_ROTATION="true", **extra)
 
 
-def create(svc, name, period, type_name="aes256-gcm96"):
+def create(svc, name, period, key_type="aes256-gcm96"):
     svc.keys.write(
         "keymgmt",
         name,
-        type_name=type_name,
+        key_type=key_type,
         min_enabled_version=None,
         deletion_allowed=None,
         auto_rotate_period=period,
@@ -128,7 +128,7 @@ def test_stale_index_entries_are_cleaned_up(svc):
     svc.keys.write(
         "keymgmt",
         "s",
-        type_name=None,
+        key_type=None,
         min_enabled_version=None,
         deletion_allowed=True,
         auto_rotate_period=None,

@@ -37,7 +37,7 @@ def engine(azurite, table_prefix):
     svc.keys.write(
         MOUNT,
         "k",
-        type_name="rsa-2048",
+        key_type="rsa-2048",
         min_enabled_version=None,
         deletion_allowed=True,
         auto_rotate_period=7 * 86400,
@@ -205,7 +205,7 @@ def test_a_row_copied_under_another_row_key_is_refused(engine):
     engine.keys.write(
         MOUNT,
         "other",
-        type_name="aes256-gcm96",
+        key_type="aes256-gcm96",
         min_enabled_version=None,
         deletion_allowed=None,
         auto_rotate_period=None,
