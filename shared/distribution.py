@@ -374,7 +374,8 @@ class Distributor:
 
         optimistic(attempt, what=f"the removal of {dist.key!r} from {dist.kms!r}")
         if removed[0]:
-            # The remote key is soft-deleted: it holds its name itself from now on.
+            # The remote key is being soft-deleted: its owner row keeps the name taken until
+            # the deleted key shows (the clean-up removes the row after its grace period).
             self.store.release_owner(
                 record.key_collection, dist.remote_name, dist.mount, dist.kms, dist.key
             )

@@ -1052,15 +1052,29 @@ class Store:
         self.delete_rows(REMOTE_PARTITION, [(_owner_rk(row.vault, row.remote_name), None)])
 
     def release_owner(self, vault: str, remote_name: str, mount: str, kms: str, key: str) -> None:
-        """Remove the owner row of ``remote_name`` if it still names this distribution (one
-        read, then an ETag-conditioned delete: a row rewritten since stays)."""
+        """A removed distribution's owner row, if it still names that distribution, is written
+        again (one read, then an ETag-conditioned update): it keeps the name taken while Key
+        Vault finishes deleting the key, which hides it from every read meanwhile, and the
+        reconciler's clean-up removes it once it is older than its grace period."""
         entity = self._get(REMOTE_PARTITION, _owner_rk(vault, remote_name))
-        if entity is not None and (entity["mount"], entity["provider"], entity["key"]) == (
+        if entity is None or (entity["mount"], entity["provider"], entity["key"]) != (
             mount,
             kms,
             key,
         ):
-            self.disown_remote(vault, remote_name, entity.metadata.get("etag"))
+            return
+        fields = {
+            "PartitionKey": REMOTE_PARTITION,
+            "RowKey": _owner_rk(vault, remote_name),
+            "mount": mount,
+            "provider": kms,
+            "key": key,
+            "released": rfc3339(utcnow()),
+        }
+        try:
+            self.commit([update_op(fields, entity.metadata.get("etag"))])
+        except ConcurrentChange:
+            pass  # rewritten by a distribution that took the name since: that one's now
 
     def remote_owner(self, vault: str, remote_name: str) -> tuple[str, str, str] | None:
         entity = self._get(REMOTE_PARTITION, _owner_rk(vault, remote_name))

@@ -256,6 +256,24 @@ def test_events_for_a_removed_distribution_are_not_ours(svc, kv, client):
     assert drift_rows(svc, ours.key) == []
 
 
+def test_a_removed_distribution_keeps_its_name_taken_until_the_clean_up(svc, kv, monkeypatch):
+    """Key Vault hides a key being deleted from every read, so the owner entry outlives the
+    removal (written again by it) and the clean-up takes it only after its grace period."""
+    from shared import cleanup
+
+    ours = Distributed(svc, kv)
+    remote = ours.remote
+    before = {r.remote_name: r.written for r in svc.store.owner_rows()}[remote]
+    svc.distribution.remove(MOUNT, ours.kms, ours.key)
+    after = {r.remote_name: r.written for r in svc.store.owner_rows()}
+    assert remote in after and after[remote] > before  # rewritten: its grace starts now
+    cleanup.cleanup(svc)
+    assert remote in {r.remote_name for r in svc.store.owner_rows()}
+    monkeypatch.setattr(cleanup, "OWNER_ROW_GRACE", dt.timedelta(0))
+    cleanup.cleanup(svc)
+    assert remote not in {r.remote_name for r in svc.store.owner_rows()}
+
+
 def test_an_owner_entry_that_does_not_match_its_distribution_is_not_ours(svc, kv):
     """An owner entry written for a name the distribution did not end up with (a distribute
     that lost, or moved to a free name) is ignored when read."""
