@@ -36,6 +36,7 @@ from shared.providers import (
     PermissionMissing,
     RemoteNameTaken,
     RemoteVersion,
+    VersionImport,
     provider_type,
 )
 from shared.records import Distribution, KeyRecord, KmsRecord, utcnow
@@ -679,18 +680,20 @@ class Distributor:
         try:
             version_id = client.import_version(
                 dist.remote_name,
-                key_type=key.key_type,
-                material=material,
-                purpose=dist.purpose,
-                protection=dist.protection,
-                tags={
-                    TAG_MOUNT: dist.mount,
-                    TAG_KEY: dist.key,
-                    TAG_VERSION: str(version),
-                    TAG_NAME: dist.remote_name,
-                },
-                enabled=enabled,
-                expiration_period=dist.expiration_period,
+                VersionImport(
+                    key_type=key.key_type,
+                    material=material,
+                    purpose=dist.purpose,
+                    protection=dist.protection,
+                    tags={
+                        TAG_MOUNT: dist.mount,
+                        TAG_KEY: dist.key,
+                        TAG_VERSION: str(version),
+                        TAG_NAME: dist.remote_name,
+                    },
+                    enabled=enabled,
+                    expiration_period=dist.expiration_period,
+                ),
             )
         except RemoteNameTaken:
             if dist.versions or dist.uncertain:

@@ -17,33 +17,36 @@ MAX_DURATION = 100 * 365 * 86400  # the longest period or expiry any field takes
 RESERVED_MOUNTS = frozenset({"sys", "auth", "admin", "runtime", "identity", "cubbyhole"})
 
 
-def check_name(value: str, what: str) -> str:
+def _check(value: str, what: str, limit: int, pattern: re.Pattern[str], rule: str) -> str:
+    """``value`` if it is present, at most ``limit`` long and matches ``pattern``; else an
+    InvalidRequest naming ``what`` and the ``rule``."""
     if not value:
-        raise InvalidRequest(f"{what} name is required")
-    if len(value) > MAX_NAME:
-        raise InvalidRequest(
-            f"{what} name is too long: {len(value)} characters, at most {MAX_NAME}"
-        )
-    if not _NAME.fullmatch(value):
-        raise InvalidRequest(
-            f"invalid {what} name {value!r}: use letters, digits, '-', '_' and '.', "
-            "starting with a letter or digit"
-        )
+        raise InvalidRequest(f"{what} is required")
+    if len(value) > limit:
+        raise InvalidRequest(f"{what} is too long: {len(value)} characters, at most {limit}")
+    if not pattern.fullmatch(value):
+        raise InvalidRequest(f"invalid {what} {value!r}: {rule}")
     return value
 
 
+def check_name(value: str, what: str) -> str:
+    return _check(
+        value,
+        f"{what} name",
+        MAX_NAME,
+        _NAME,
+        "use letters, digits, '-', '_' and '.', starting with a letter or digit",
+    )
+
+
 def check_mount(value: str) -> str:
-    value = value.strip("/")
-    if not value:
-        raise InvalidRequest("mount path is required")
-    if len(value) > MAX_MOUNT:
-        raise InvalidRequest(
-            f"mount path is too long: {len(value)} characters, at most {MAX_MOUNT}"
-        )
-    if not _MOUNT.fullmatch(value):
-        raise InvalidRequest(
-            f"invalid mount path {value!r}: use one path segment of letters, digits, '-' and '_'"
-        )
+    value = _check(
+        value.strip("/"),
+        "mount path",
+        MAX_MOUNT,
+        _MOUNT,
+        "use one path segment of letters, digits, '-' and '_'",
+    )
     if value.lower() in RESERVED_MOUNTS:
         raise InvalidRequest(f"mount path {value!r} is reserved; choose another path")
     return value

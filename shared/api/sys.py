@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from shared import vaultapi
-from shared.api import Context, PathSpec
+from shared.api import Context, Handler, PathSpec
 from shared.errors import InvalidRequest, NotFound, PermissionDenied
 from shared.records import Mount, TokenInfo, rfc3339
 from shared.vaultapi import ApiResponse, Field
@@ -207,60 +207,72 @@ def _reconcile_status(ctx: Context) -> ApiResponse:
 
 
 GET = ("GET",)
-HEALTH = PathSpec(
+
+
+def _read_only(
+    pattern: str,
+    handler: Handler,
+    *,
+    synopsis: str,
+    help: str,
+    authenticated: bool = True,
+    methods: tuple[str, ...] = GET,
+) -> PathSpec:
+    """A ``sys/``-style path outside any mount that only answers reads."""
+    return PathSpec(
+        pattern,
+        operations={"read": handler},
+        methods=methods,
+        authenticated=authenticated,
+        mounted=False,
+        synopsis=synopsis,
+        help=help,
+    )
+
+
+HEALTH = _read_only(
     "sys/health",
-    operations={"read": _health},
-    methods=("GET", "HEAD"),
-    authenticated=False,
-    mounted=False,
+    _health,
     synopsis="Check the health of the server.",
     help="Answers without a token (GET or HEAD): initialized, sealed, standby, the server "
     "time and version. The status code follows activecode (200 by default), as Vault's "
     "does.",
-)
-SEAL_STATUS = PathSpec(
-    "sys/seal-status",
-    operations={"read": _seal_status},
-    methods=GET,
     authenticated=False,
-    mounted=False,
+    methods=("GET", "HEAD"),
+)
+SEAL_STATUS = _read_only(
+    "sys/seal-status",
+    _seal_status,
     synopsis="Check the seal status of the server.",
     help="Answers without a token, in Vault's shape. This server is never sealed: its key "
     "material is sealed by a Key Vault key instead (KEYMGMT_SEAL_KEY_ID).",
-)
-LEADER = PathSpec(
-    "sys/leader",
-    operations={"read": _leader},
-    methods=GET,
     authenticated=False,
-    mounted=False,
+)
+LEADER = _read_only(
+    "sys/leader",
+    _leader,
     synopsis="Check the high availability status of the server.",
     help="Answers without a token, in Vault's shape: there is no leader election here, every "
     "instance serves (ha_enabled is false).",
-)
-INIT = PathSpec(
-    "sys/init",
-    operations={"read": _init},
-    methods=GET,
     authenticated=False,
-    mounted=False,
+)
+INIT = _read_only(
+    "sys/init",
+    _init,
     synopsis="Check whether the server is initialized.",
     help="Answers without a token: always initialized, as there is nothing to initialize.",
+    authenticated=False,
 )
-LOOKUP_SELF = PathSpec(
+LOOKUP_SELF = _read_only(
     "auth/token/lookup-self",
-    operations={"read": _lookup_self},
-    mounted=False,
-    methods=GET,
+    _lookup_self,
     synopsis="Look up the calling token's properties.",
     help="Returns the policies, type, TTL and creation path of the token that sent the "
     "request; the token itself is never repeated (id is empty).",
 )
-MOUNTS = PathSpec(
+MOUNTS = _read_only(
     "sys/mounts",
-    operations={"read": _list_mounts},
-    mounted=False,
-    methods=GET,
+    _list_mounts,
     synopsis="List the mounted secrets engines.",
     help="Every keymgmt mount under its path with a trailing slash, in data and, as real "
     "Vault sends it, at the top level of the answer too.",
@@ -272,24 +284,20 @@ MOUNT = PathSpec(
     operations={"read": _read_mount, "update": _enable, "delete": _disable},
     synopsis="Enable, read or disable a secrets engine mount.",
     help="A write enables a keymgmt mount at the path (type keymgmt is required; the path is "
-    "one segment, and the Functions host's own routes are refused). A delete disables it "
-    "and removes its keys, as Vault does, but is refused while any key of the mount is "
-    "distributed to a KMS provider.",
+    "one segment, and the Functions host's own routes are refused). A delete disables it; "
+    "unlike Vault, it is refused while the mount still holds keys or KMS providers (delete "
+    "them first), so no Key Vault copy is left without its record.",
 )
-ROTATION_STATUS = PathSpec(
+ROTATION_STATUS = _read_only(
     "sys/keymgmt/rotation",
-    operations={"read": _rotation_status},
-    mounted=False,
-    methods=GET,
+    _rotation_status,
     synopsis="ext: the last rotation sweep's summary",
     help="What the last scheduled rotation sweep did: keys rotated, skipped and failed, and "
     "when it ran. 404 until a sweep has run.",
 )
-RECONCILE_STATUS = PathSpec(
+RECONCILE_STATUS = _read_only(
     "sys/keymgmt/reconcile",
-    operations={"read": _reconcile_status},
-    mounted=False,
-    methods=GET,
+    _reconcile_status,
     synopsis="ext: the last reconciler result and drift reported by Key Vault events",
     help="What the last reconciler run found and repaired in the KMS providers, and the "
     "drift Key Vault's events reported since (reported_by_events).",

@@ -27,6 +27,7 @@ from shared.providers.base import (
     RemoteNameTaken,
     RemoteVersion,
     UpstreamRefused,
+    VersionImport,
 )
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "RemoteNameTaken",
     "RemoteVersion",
     "UpstreamRefused",
+    "VersionImport",
     "provider_type",
 ]
 

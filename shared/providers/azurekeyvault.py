@@ -40,6 +40,7 @@ from shared.providers.base import (
     RemoteNameTaken,
     RemoteVersion,
     UpstreamRefused,
+    VersionImport,
 )
 from shared.records import KmsRecord
 from shared.settings import Settings
@@ -345,26 +346,15 @@ class AzureKeyVaultClient:
             _KEK_CACHE[self.url] = entry
         return entry
 
-    def import_version(
-        self,
-        remote_name: str,
-        *,
-        key_type: str,
-        material: bytes,
-        purpose: Sequence[str],
-        protection: str,
-        tags: Mapping[str, str],
-        enabled: bool,
-        expiration_period: int,
-    ) -> str:
+    def import_version(self, remote_name: str, version: VersionImport) -> str:
         from azure.core.exceptions import AzureError
         from azure.keyvault.keys import JsonWebKey
 
-        key_ops = [KEY_OPS[p] for p in sorted(purpose)]
-        spec = KEY_TYPES[key_type]
-        if protection == "hsm":
+        key_ops = [KEY_OPS[p] for p in sorted(version.purpose)]
+        spec = KEY_TYPES[version.key_type]
+        if version.protection == "hsm":
             kid, public = self._kek()
-            blob = byok.build_transfer_blob(material, public, kid, generator=GENERATOR)
+            blob = byok.build_transfer_blob(version.material, public, kid, generator=GENERATOR)
             fields: dict[str, Any] = {
                 "kty": "RSA-HSM" if spec.family == "rsa" else "EC-HSM",
                 "key_ops": key_ops,
@@ -374,18 +364,18 @@ class AzureKeyVaultClient:
                 fields["crv"] = spec.curve
             jwk = JsonWebKey(**fields)
         else:
-            jwk = JsonWebKey(key_ops=key_ops, **_software_jwk(material))
+            jwk = JsonWebKey(key_ops=key_ops, **_software_jwk(version.material))
         expires_on = None
-        if expiration_period:
-            expires_on = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=expiration_period)
+        if version.expiration_period:
+            expires_on = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=version.expiration_period)
         for attempt in range(IMPORT_ATTEMPTS):
             try:
                 imported = self.client.import_key(
                     remote_name,
                     jwk,
-                    hardware_protected=protection == "hsm",
-                    enabled=enabled,
-                    tags=dict(tags),
+                    hardware_protected=version.protection == "hsm",
+                    enabled=version.enabled,
+                    tags=dict(version.tags),
                     expires_on=expires_on,
                     # An import is not idempotent: a retry after a lost answer adds a second
                     # version. Only a refusal that proves nothing landed is retried, below.
@@ -394,7 +384,7 @@ class AzureKeyVaultClient:
                 return imported.properties.version or ""
             except AzureError as exc:
                 status = describe_error(exc)[0]
-                if protection == "hsm":  # the KEK may have changed: fetch it afresh next time
+                if version.protection == "hsm":  # the KEK may have changed: fetch it afresh
                     with _KEK_LOCK:
                         _KEK_CACHE.pop(self.url, None)
                 # Throttled, or the service unavailable: refused before anything was imported.
@@ -406,11 +396,11 @@ class AzureKeyVaultClient:
                 if status is not None and status < 500:
                     raise self._error(f"importing into {remote_name}", exc, "import") from None
                 # No answer, or a server error: the import may have landed (or may still); the
-                # caller looks for it by its tags (shared/distribution.py).
+                # caller looks for it by its version.tags (shared/distribution.py).
                 raise ImportOutcomeUnknown(
                     f"Key Vault {self.url}: importing into {remote_name} got no answer "
                     f"({describe_error(exc)[2]}); the import may still land, so it is not "
-                    "sent again until it is looked for by its tags"
+                    "sent again until it is looked for by its version.tags"
                 ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from shared.errors import EngineError, UpstreamUnavailable
@@ -53,6 +53,19 @@ class RemoteVersion:
     enabled: bool
     tags: Mapping[str, str]
     expires_on: dt.datetime | None = None  # the version's ``exp``
+
+
+@dataclass(frozen=True)
+class VersionImport:
+    """One engine version, as a provider imports it."""
+
+    key_type: str
+    material: bytes = field(repr=False)  # the private key (DER) or the AES key
+    purpose: tuple[str, ...]
+    protection: str
+    tags: Mapping[str, str]  # what marks the remote version as the engine's (see is_ours)
+    enabled: bool
+    expiration_period: int  # seconds; 0: no ``exp``
 
 
 @dataclass(frozen=True)
@@ -106,18 +119,7 @@ class KmsClient(Protocol):
     def name_in_use(self, remote_name: str) -> bool:
         """Whether a key (live or deleted but recoverable) holds the name."""
 
-    def import_version(
-        self,
-        remote_name: str,
-        *,
-        key_type: str,
-        material: bytes,
-        purpose: Sequence[str],
-        protection: str,
-        tags: Mapping[str, str],
-        enabled: bool,
-        expiration_period: int,
-    ) -> str:
+    def import_version(self, remote_name: str, version: VersionImport) -> str:
         """Import one version; returns its remote version id. ImportOutcomeUnknown when the
         service gave no answer (the caller looks for the import by its tags)."""
 

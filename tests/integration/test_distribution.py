@@ -540,11 +540,11 @@ class CrashOnThirdImport:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 
-    def import_version(self, remote_name: str, **kwargs: Any) -> str:
+    def import_version(self, remote_name: str, version: Any) -> str:
         self.imports += 1
         if self.imports == 3 and self.when == "before":
             raise SimulatedCrash
-        version_id = self.real.import_version(remote_name, **kwargs)
+        version_id = self.real.import_version(remote_name, version)
         if self.imports == 3 and self.when == "after":
             raise SimulatedCrash
         return version_id
