@@ -29,6 +29,13 @@ class PermissionDenied(EngineError):
         super().__init__(*(messages or ("permission denied",)))
 
 
+class DeniedByPolicy(PermissionDenied):
+    """A valid token whose policies do not grant the request: Vault's multierror text."""
+
+    def __init__(self) -> None:
+        super().__init__("1 error occurred:\n\t* permission denied\n\n")
+
+
 class NotFound(EngineError):
     """Nothing at this path. Vault reads answer 404 with an empty error list."""
 

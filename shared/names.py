@@ -62,7 +62,10 @@ def is_mount_name(value: str) -> bool:
 # (A mount path is not one: see shared/mounts.py.)
 KEY = "key"
 KMS_PROVIDER = "KMS provider"
+POLICY = "policy"
 PARAM_RULES: Mapping[str, Callable[[str], str]] = {
     KEY: lambda value: check_name(value, KEY),
     KMS_PROVIDER: lambda value: check_name(value, KMS_PROVIDER),
+    # Policy names are stored lower-cased, as Vault stores them.
+    POLICY: lambda value: check_name(value, POLICY).lower(),
 }

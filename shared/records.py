@@ -126,3 +126,14 @@ class TokenInfo:
     accessor: str = ""
     entity_id: str = ""
     meta: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    """An ACL policy as stored: its name (lower-cased) and text as written."""
+
+    name: str
+    text: str
+    version: int
+    modified: dt.datetime
+    etag: str | None = field(default=None, compare=False)

@@ -41,6 +41,7 @@ from shared.errors import (
     UpstreamUnavailable,
 )
 from shared.records import (
+    PolicyRecord,
     Distribution,
     KeyRecord,
     KmsRecord,
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 SYS_PARTITION = "_sys"
 ROTATION_PARTITION = "_rotation"
 STATUS_PARTITION = "_status"  # last results of the rotation sweep and the reconciler
+POLICY_PARTITION = "_policy"  # ACL policies: acl:<name> → the policy text
 DRIFT_PARTITION = "_drift"  # drift reported by Key Vault events
 REMOTE_PARTITION = "_remote"  # <vault>:<remote key name> → the distribution that owns it
 MAX_TRANSACTION = 100  # Table Storage's limit per entity-group transaction
@@ -283,6 +285,16 @@ def _kms_from(entity: Any) -> KmsRecord:
         credentials=_sealed_from(entity, "cred"),
         generation=_plain_int(entity.get("generation", 1)),
         created=entity["created"],
+        etag=entity.metadata.get("etag"),
+    )
+
+
+def _policy_from(entity: Any) -> PolicyRecord:
+    return PolicyRecord(
+        name=entity["name"],
+        text=entity["text"],
+        version=_plain_int(entity["version"]),
+        modified=entity["modified"],
         etag=entity.metadata.get("etag"),
     )
 
@@ -1125,6 +1137,33 @@ class Store:
             on_tampered=on_tampered,
         )
         return [(e["RowKey"], e["mount"], e["key"]) for e in rows]
+
+    # -- ACL policies --------------------------------------------------------------------------
+
+    def get_policy(self, name: str) -> PolicyRecord | None:
+        entity = self._get(POLICY_PARTITION, f"acl:{name}")
+        return None if entity is None else _policy_from(entity)
+
+    def list_policies(self) -> list[PolicyRecord]:
+        return [
+            _policy_from(e)
+            for e in self._range(POLICY_PARTITION, "acl:")
+        ]
+
+    def put_policy(self, record: PolicyRecord) -> None:
+        """Create the policy (no ETag on the record) or replace the one read (its ETag)."""
+        entity = {
+            "PartitionKey": POLICY_PARTITION,
+            "RowKey": f"acl:{record.name}",
+            "name": record.name,
+            "text": record.text,
+            "version": _int64(record.version),
+            "modified": record.modified,
+        }
+        self.commit([update_op(entity, record.etag) if record.etag else create_op(entity)])
+
+    def delete_policy(self, record: PolicyRecord) -> None:
+        self.delete_rows(POLICY_PARTITION, [(f"acl:{record.name}", record.etag)])
 
     def put_status(self, name: str, payload: dict[str, Any]) -> None:
         """Save a run's summary; long lists are cut so it fits one Table string (32K chars)."""

@@ -495,6 +495,11 @@ class FieldData:
             else []
         )
 
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        """The body as sent (what ACL parameter constraints are checked against)."""
+        return self._raw
+
     def has(self, name: str) -> bool:
         """Whether the field was sent (a JSON null counts as not sent)."""
         return name in self._raw and self._raw[name] is not None

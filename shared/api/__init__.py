@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shared import vaultapi
-from shared.errors import EngineError, UnsupportedOperation
+from shared.errors import DeniedByPolicy, EngineError, UnsupportedOperation
 from shared.mounts import no_route
 from shared.names import PARAM_RULES, is_mount_name
+from shared.policy import ACL, ROOT_POLICY, requires_sudo
 from shared.records import TokenInfo
 from shared.vaultapi import ApiRequest, ApiResponse, Field, FieldData
 
@@ -121,6 +122,35 @@ class PathSpec:
         return checked
 
 
+def acl_path(spec: PathSpec, params: Mapping[str, str], operation: str) -> str:
+    """The request's path as ACL policies see it: under its mount, without ``/v1/``, and
+    for a list with the trailing ``/`` Vault adds (so ``keymgmt/key/`` for LIST keymgmt/key)."""
+    path = re.sub(r":(\w+)", lambda m: params.get(m.group(1), ""), spec.pattern)
+    if spec.mounted:
+        path = f"{params['mount']}/{path}"
+    return path + "/" if operation == "list" else path
+
+
+def _acl(spec: PathSpec, context: Context) -> ACL | None:
+    """The caller's ACL, or None where none applies (an unauthenticated path, a root token)."""
+    token = context.token
+    if not spec.authenticated or token is None or ROOT_POLICY in token.policies:
+        return None
+    acl: ACL = context.service.policies.acl(token.policies)
+    return acl
+
+
+def _allows(acl: ACL, path: str, operation: str, context: Context) -> bool:
+    """Whether the ACL grants ``operation`` on ``path`` with the request's parameters: the body
+    as sent for a write, the query (but ``list``) for a read; sudo where the path needs it."""
+    if operation in ("read", "list"):
+        sent: Mapping[str, object] = {k: v for k, v in context.request.query.items() if k != "list"}
+    else:
+        sent = context.data.raw
+    allowed: bool = acl.allows(path, operation, sent, sudo=requires_sudo(path))
+    return allowed
+
+
 def handle(
     spec: PathSpec,
     request: ApiRequest,
@@ -144,6 +174,13 @@ def handle(
         if op in ("update", "delete"):
             raw = vaultapi.parse_body(request, context.service.settings.max_body_bytes)
             context.data = FieldData(raw, spec.fields)
+        acl = _acl(spec, context)
+        path = acl_path(spec, params, op)
+        if acl is not None and not (
+            _allows(acl, path, op, context)
+            or (op == "update" and spec.existence and _allows(acl, path, "create", context))
+        ):
+            raise DeniedByPolicy()  # before anything of the request is checked or looked up
         context.params = spec.checked_params(params)
         context.operation = op
         if op == "update" and spec.existence is not None:
@@ -151,6 +188,8 @@ def handle(
             # costs no lookup), and the check decides between create and update.
             context.data.validate()
             context.operation = "update" if spec.existence(context) else "create"
+            if acl is not None and not _allows(acl, path, context.operation, context):
+                raise DeniedByPolicy()
         handler = spec.handler(context.operation)
         if handler is None:  # a path that maps create but not update, on an existing item
             raise UnsupportedOperation("unsupported operation")

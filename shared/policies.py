@@ -1,0 +1,139 @@
+"""ACL policies as stored (``sys/policy``, ``sys/policies/acl``) and the ACL of a token.
+
+The language and the matching are shared/policy.py's (pure); this module keeps the texts in
+the store and builds a token's ACL from them. Every instance caches the parsed policies and
+reads them all again, in one range query, once the cache is ``cache_seconds`` old: a request
+costs no Table read for its policies (the token's own row is the one point read), and a policy
+written on another instance takes effect here within ``cache_seconds``. A write or delete on
+this instance takes effect here at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+from shared.errors import ConcurrentChange, InvalidRequest
+from shared.policy import ACL, DEFAULT_POLICY, ROOT_POLICY, Policy, parse
+from shared.records import PolicyRecord, utcnow
+from shared.store import Store, optimistic
+
+DEFAULT = "default"
+MAX_POLICY_TEXT = 16 * 1024  # characters: well inside a Table string property (32K)
+
+
+def decode_text(value: str) -> str:
+    """A policy text, base64-decoded when it is valid standard base64 (Vault's rule: "can be
+    base64-encoded to avoid string escaping")."""
+    text = value.strip()
+    try:
+        decoded = base64.b64decode(text, validate=True).decode()
+    except (binascii.Error, ValueError):
+        return value
+    return decoded if decoded else value
+
+
+class Policies:
+    def __init__(self, store: Store, cache_seconds: float = 5.0) -> None:
+        self.store = store
+        self.cache_seconds = cache_seconds
+        self._lock = threading.Lock()
+        self._parsed: dict[str, Policy] = {}
+        self._loaded_at: float | None = None  # monotonic time of the last full read
+
+    # -- the store ---------------------------------------------------------------------------
+
+    def read(self, name: str) -> PolicyRecord | None:
+        """The stored policy; ``default`` is its built-in text until written; ``root`` reads as
+        an empty text, as in Vault."""
+        name = name.lower()
+        if name == ROOT_POLICY:
+            return PolicyRecord(ROOT_POLICY, "", 0, utcnow())
+        record = self.store.get_policy(name)
+        if record is None and name == DEFAULT:
+            return PolicyRecord(DEFAULT, DEFAULT_POLICY, 0, utcnow())
+        return record
+
+    def names(self) -> list[str]:
+        """Every policy name, sorted, with ``default`` (always there); ``root`` is not stored."""
+        names = {record.name for record in self.store.list_policies()} | {DEFAULT}
+        return sorted(names)
+
+    def write(self, name: str, text: str) -> None:
+        name = name.lower()
+        if name == ROOT_POLICY:
+            raise InvalidRequest('cannot update "root" policy')
+        if not text.strip():
+            raise InvalidRequest("'policy' parameter not supplied or empty")
+        if len(text) > MAX_POLICY_TEXT:
+            raise InvalidRequest(
+                f"policy is too long: {len(text)} characters, at most {MAX_POLICY_TEXT}"
+            )
+        parsed = parse(name, text)  # refuses what does not parse, before anything is written
+
+        def attempt() -> None:
+            current = self.store.get_policy(name)
+            if current is None:
+                self.store.put_policy(PolicyRecord(name, text, 1, utcnow()))
+            else:
+                self.store.put_policy(
+                    replace(current, text=text, version=current.version + 1, modified=utcnow())
+                )
+
+        optimistic(attempt, what=f"policy {name!r}")
+        with self._lock:
+            self._parsed[name] = parsed
+
+    def delete(self, name: str) -> None:
+        name = name.lower()
+        if name == ROOT_POLICY:
+            raise InvalidRequest('cannot delete "root" policy')
+        if name == DEFAULT:
+            raise InvalidRequest("cannot delete default policy")
+
+        def attempt() -> None:
+            current = self.store.get_policy(name)
+            if current is not None:
+                self.store.delete_policy(current)
+                if self.store.get_policy(name) is not None:
+                    raise ConcurrentChange(f"policy {name!r} changed while it was being deleted")
+
+        optimistic(attempt, what=f"policy {name!r}")
+        with self._lock:
+            self._parsed.pop(name, None)
+
+    # -- a token's ACL ----------------------------------------------------------------------
+
+    def acl(self, names: Sequence[str]) -> ACL:
+        """The ACL of a token holding the policies ``names``. A policy that does not exist
+        grants nothing (Vault warns about it when the token is created)."""
+        lowered = [name.lower() for name in names]
+        if ROOT_POLICY in lowered:
+            return ACL.root()
+        parsed = self._current()
+        return ACL([parsed[name] for name in lowered if name in parsed])
+
+    def _current(self) -> dict[str, Policy]:
+        now = time.monotonic()
+        with self._lock:
+            if self._loaded_at is not None and now - self._loaded_at < self.cache_seconds:
+                return self._parsed
+        parsed: dict[str, Policy] = {DEFAULT: parse(DEFAULT, DEFAULT_POLICY)}
+        for record in self.store.list_policies():
+            try:
+                parsed[record.name] = parse(record.name, record.text)
+            except InvalidRequest:
+                continue  # stored by an older version that took more: grants nothing now
+        with self._lock:
+            self._parsed, self._loaded_at = parsed, now
+            return parsed
+
+    def forget(self) -> None:
+        """Drop the cache (the table was recreated)."""
+        with self._lock:
+            self._parsed, self._loaded_at = {}, None
+
