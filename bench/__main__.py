@@ -1,8 +1,9 @@
 """``make bench``: the API against its anchors, on this machine, in one run.
 
 - create rsa-2048 through the API vs. key generation alone plus one Table transaction;
-- read a key through the API vs. one Table point read.
-(Distribution benchmarks join here when distribution exists: see bench/distribution.py.)
+- read a key through the API vs. one Table point read;
+- the ACL per request vs. one HMAC-SHA256 of a token (bench/policy.py, no servers);
+- distribution (bench/distribution.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 
 import requests
 
+from bench import policy
 from bench.common import report
 from tools.localstack import Azurite, FuncHost, engine_settings, wait_healthy
 
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--creates", type=int, default=30)
     parser.add_argument("--reads", type=int, default=200)
     args = parser.parse_args(argv)
+    policy.main([])
     bench_keys(args.creates, args.reads)
     try:
         from bench import distribution
