@@ -136,4 +136,3 @@ class Policies:
         """Drop the cache (the table was recreated)."""
         with self._lock:
             self._parsed, self._loaded_at = {}, None
-

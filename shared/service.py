@@ -15,6 +15,7 @@ from shared.errors import UpstreamUnavailable
 from shared.keys import KeyEngine
 from shared.kms import Kms
 from shared.mounts import Mounts
+from shared.policies import Policies
 from shared.reconcile import Reconciler
 from shared.seal import KeyVaultSealKey, LocalSealKey, Sealer, SealKey
 from shared.settings import Settings
@@ -30,6 +31,7 @@ class Service:
     settings: Settings
     store: Store
     tokens: TokenChecker
+    policies: Policies
     mounts: Mounts
     keys: KeyEngine
     sealer: Sealer
@@ -68,6 +70,7 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
         settings=settings,
         store=store,
         tokens=TokenChecker(settings.root_token_sha256),
+        policies=Policies(store, settings.policy_cache_seconds),
         mounts=mounts,
         keys=keys,
         sealer=sealer,
@@ -83,6 +86,7 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
     # A table found missing is recreated empty: caches go, and the default mounts come back.
     store.on_table_lost += [
         service.mounts.forget,
+        service.policies.forget,
         service.kms.forget,
         ensure_default_mounts,
     ]

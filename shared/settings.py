@@ -70,6 +70,8 @@ class Settings:
     # Event Grid: disable Key Vault versions of our keys that the engine did not create.
     disable_foreign_versions: bool = False
     max_body_bytes: int = 1024 * 1024
+    # How old another instance's policy change may be before this one sees it (seconds).
+    policy_cache_seconds: float = 5.0
     # Key Vault: seconds to wait for an answer, and how long an import that got none is given
     # to land (looked for by its tags) before it is sent again.
     keyvault_read_timeout: int = 30
@@ -222,6 +224,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         allow_short_rotation=_bool(env, "KEYMGMT_ALLOW_SHORT_ROTATION"),
         disable_foreign_versions=_bool(env, "KEYMGMT_DISABLE_FOREIGN_VERSIONS"),
         max_body_bytes=_int(env, "KEYMGMT_MAX_BODY_BYTES", 1024 * 1024),
+        policy_cache_seconds=_int(env, "KEYMGMT_POLICY_CACHE_SECONDS", 5),
         keyvault_read_timeout=_int(env, "KEYMGMT_KEYVAULT_READ_TIMEOUT", 30),
         unknown_import_wait=_int(env, "KEYMGMT_UNKNOWN_IMPORT_WAIT", 90),
     )

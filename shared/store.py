@@ -41,11 +41,11 @@ from shared.errors import (
     UpstreamUnavailable,
 )
 from shared.records import (
-    PolicyRecord,
     Distribution,
     KeyRecord,
     KmsRecord,
     Mount,
+    PolicyRecord,
     VersionRecord,
     rfc3339,
     utcnow,
@@ -1145,10 +1145,7 @@ class Store:
         return None if entity is None else _policy_from(entity)
 
     def list_policies(self) -> list[PolicyRecord]:
-        return [
-            _policy_from(e)
-            for e in self._range(POLICY_PARTITION, "acl:")
-        ]
+        return [_policy_from(e) for e in self._range(POLICY_PARTITION, "acl:")]
 
     def put_policy(self, record: PolicyRecord) -> None:
         """Create the policy (no ETag on the record) or replace the one read (its ETag)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.api import PathSpec, keys, kms, sys
+from shared.api import PathSpec, keys, kms, policies, sys
 
 ALL: tuple[PathSpec, ...] = (
     sys.HEALTH,
@@ -14,6 +14,13 @@ ALL: tuple[PathSpec, ...] = (
     sys.ROTATION_STATUS,
     sys.RECONCILE_STATUS,
     sys.LOOKUP_SELF,
+    policies.POLICIES_ACL,
+    policies.POLICY_ACL,
+    policies.POLICY_LIST_LEGACY,
+    policies.POLICY_LEGACY,
+    policies.CAPABILITIES_SELF,
+    policies.CAPABILITIES,
+    policies.CAPABILITIES_ACCESSOR,
     keys.KEYS,
     keys.KEY,
     keys.ROTATE,
