@@ -2,6 +2,8 @@
 
 - create rsa-2048 through the API vs. key generation alone plus one Table transaction;
 - read a key through the API vs. one Table point read;
+- the same read with a token from the token store holding three policies vs. with the root
+  token from settings (no lookup): the difference, in Table point reads (at most one);
 - the ACL per request vs. one HMAC-SHA256 of a token (bench/policy.py, no servers);
 - distribution (bench/distribution.py).
 """
@@ -74,6 +76,28 @@ def bench_keys(n_create: int, n_read: int) -> None:
         def api_read() -> None:
             assert session.get(f"{base}/key/warmup").status_code == 200
 
+        # A token with three policies of 20 rules each, the last one granting the read.
+        names = []
+        for i in range(3):
+            rules = "".join(
+                f'path "keymgmt/key/p{i}-{j}-*" {{ capabilities = ["read", "list"] }}\n'
+                for j in range(19)
+            )
+            rules += 'path "keymgmt/key/*" { capabilities = ["read"] }\n' if i == 2 else ""
+            session.put(
+                f"{host.url}/v1/sys/policies/acl/bench{i}", json={"policy": rules}
+            ).raise_for_status()
+            names.append(f"bench{i}")
+        created = session.post(
+            f"{host.url}/v1/auth/token/create", json={"policies": names, "ttl": "1h"}
+        )
+        created.raise_for_status()
+        scoped = requests.Session()
+        scoped.headers["X-Vault-Token"] = created.json()["auth"]["client_token"]
+
+        def token_read() -> None:
+            assert scoped.get(f"{base}/key/warmup").status_code == 200
+
         def anchor_read() -> None:
             table.get_entity("p", next(iter(rows)))
 
@@ -83,10 +107,12 @@ def bench_keys(n_create: int, n_read: int) -> None:
             create_api += timed(api_create, 1)
             create_anchor += timed(anchor_create, 1)
         rows = [e["RowKey"] for e in table.list_entities(select=["RowKey"])]
-        read_api, read_anchor = [], []
+        read_api, read_anchor, read_token = [], [], []
+        token_read()  # the first request of a token reads and parses its policies
         for _ in range(n_read):
             read_api += timed(api_read, 1)
             read_anchor += timed(anchor_read, 1)
+            read_token += timed(token_read, 1)
 
         print("keys (rsa-2048), Azurite on loopback:")
         a = report("create through the API", create_api)
@@ -95,6 +121,11 @@ def bench_keys(n_create: int, n_read: int) -> None:
         c = report("read through the API", read_api)
         d = report("anchor: one Table point read", read_anchor)
         print(f"  ratio read API / anchor: {c / d:.2f}")
+        e = report("read with a 3-policy token from the token store", read_token)
+        print(
+            "  tokens and policies add (token read - root read) / one point read: "
+            f"{(e - c) / d:.2f} point reads"
+        )
     finally:
         host.stop()
         azurite.stop()
