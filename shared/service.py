@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import settings as settings_module
-from shared.auth import TokenChecker
 from shared.distribution import Distributor
 from shared.errors import UpstreamUnavailable
 from shared.keys import KeyEngine
@@ -19,6 +18,7 @@ from shared.reconcile import Reconciler
 from shared.seal import KeyVaultSealKey, LocalSealKey, Sealer, SealKey
 from shared.settings import Settings
 from shared.store import Store
+from shared.tokens import TokenStore
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class Service:
 
     settings: Settings
     store: Store
-    tokens: TokenChecker
+    tokens: TokenStore
     mounts: Mounts
     keys: KeyEngine
     sealer: Sealer
@@ -67,7 +67,7 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
     service = Service(
         settings=settings,
         store=store,
-        tokens=TokenChecker(settings.root_token_sha256),
+        tokens=TokenStore(store, settings),
         mounts=mounts,
         keys=keys,
         sealer=sealer,
