@@ -1,4 +1,5 @@
-"""Timer triggers: the rotation sweep and the reconciler (schedules from app settings)."""
+"""Timer triggers: the rotation sweep, the reconciler and the token tidy (schedules from app
+settings)."""
 
 import azure.functions as func
 
@@ -20,3 +21,10 @@ def rotation_sweep(timer: func.TimerRequest) -> None:
 )
 def reconciler(timer: func.TimerRequest) -> None:
     schedules.reconcile_all(service.get())
+
+
+@bp.timer_trigger(
+    arg_name="timer", schedule=schedule("KEYMGMT_TOKEN_TIDY_SCHEDULE"), use_monitor=True
+)
+def token_tidy(timer: func.TimerRequest) -> None:
+    schedules.token_tidy(service.get())

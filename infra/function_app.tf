@@ -73,6 +73,7 @@ locals {
     KEYMGMT_DEFAULT_MOUNTS           = join(",", var.default_mounts)
     KEYMGMT_ROTATION_SCHEDULE        = var.rotation_schedule
     KEYMGMT_RECONCILE_SCHEDULE       = var.reconcile_schedule
+    KEYMGMT_TOKEN_TIDY_SCHEDULE      = var.token_tidy_schedule
     KEYMGMT_DISABLE_FOREIGN_VERSIONS = tostring(var.disable_foreign_versions)
     AZURE_TENANT_ID                  = local.tenant_id
     AZURE_ENVIRONMENT                = var.environment

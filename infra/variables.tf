@@ -349,6 +349,17 @@ variable "reconcile_schedule" {
   }
 }
 
+variable "token_tidy_schedule" {
+  description = "NCRONTAB schedule (6 fields, UTC) of the token tidy, which removes the rows of expired tokens (KEYMGMT_TOKEN_TIDY_SCHEDULE). Expired tokens are refused whether or not it has run."
+  type        = string
+  default     = "0 */10 * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.token_tidy_schedule))) == 6
+    error_message = "token_tidy_schedule must be an NCRONTAB expression with 6 fields (second first)."
+  }
+}
+
 variable "keyvault_url_overrides" {
   description = "Optional Key Vault URL overrides for custom DNS (KEYMGMT_KEYVAULT_URLS): vault name => https://host[:port]."
   type        = map(string)

@@ -109,23 +109,78 @@ class KeyVersions:
 
 
 @dataclass(frozen=True)
-class TokenInfo:
-    """What the token check knows of a token (Vault's token entry, less its secret id)."""
+class TokenEntry:
+    """A stored service token: Vault's token entry and its lease, named only by salted ids
+    ("h" + hex(HMAC-SHA256(salt, value))), so the table never holds a token or an accessor."""
 
+    salted_id: str
+    accessor: str  # the salted accessor
+    parent: str  # the parent's salted id; "" for an orphan
+    policies: tuple[str, ...]
+    path: str  # the path that created it: auth/token/create or auth/token/create-orphan
+    display_name: str
+    meta: Mapping[str, str] | None
+    num_uses: int  # uses left; 0 = unlimited
+    creation_time: int  # unix seconds
+    creation_ttl: int  # the TTL it was created with (seconds; 0 = never expires)
+    lease_ttl: int  # the TTL of its lease now: the creation's, then each renewal's
+    explicit_max_ttl: int
+    period: int
+    renewable: bool
+    issue_time: dt.datetime
+    expire_time: dt.datetime | None  # its own expiry; None = never expires
+    # When its parent's chain ends (the earliest expiry of its ancestors), None for none: a
+    # child never outlives its parent, and this is how one point read knows it.
+    cap: dt.datetime | None = None
+    parent_root: bool = False  # the parent is the root token from settings
+    last_renewal: dt.datetime | None = None
+    expiry_slot: str = ""  # the expiry index entry for ``ends`` (opaque to all but the store)
+    type: str = "service"
+    entity_id: str = ""
+    etag: str | None = field(default=None, compare=False)
+
+    @property
+    def ends(self) -> dt.datetime | None:
+        """When it stops working: its own expiry or its parent chain's, whichever is first."""
+        ends = [t for t in (self.expire_time, self.cap) if t is not None]
+        return min(ends) if ends else None
+
+    def alive(self, now: dt.datetime) -> bool:
+        ends = self.ends
+        return ends is None or now < ends
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token as a request presented it: its stored entry (None for the root token from
+    settings), the token itself and its accessor (in memory only, for this request's answer)."""
+
+    id: str
+    accessor: str
     display_name: str
     policies: tuple[str, ...]
     path: str  # the path that created it
-    type: str = "service"  # "service" | "batch"
+    type: str = "service"  # "service" (batch tokens are not issued)
     orphan: bool = False
     renewable: bool = False
-    ttl: int = 0  # seconds left; 0 = never expires
+    ttl: int = 0  # seconds left when it was checked; 0 = never expires
     creation_ttl: int = 0
+    lease_ttl: int = 0
     explicit_max_ttl: int = 0
-    num_uses: int = 0  # 0 = unlimited
+    period: int = 0
+    num_uses: int = 0  # uses left after this request's; 0 = unlimited, -1 = this was the last
+    creation_time: int = 0
+    issue_time: dt.datetime | None = None
     expire_time: dt.datetime | None = None
-    accessor: str = ""
+    last_renewal: dt.datetime | None = None
     entity_id: str = ""
     meta: Mapping[str, str] | None = None
+    entry: TokenEntry | None = field(default=None, repr=False)
+
+    @property
+    def from_settings(self) -> bool:
+        """Whether it is the root token from settings (it has no entry)."""
+        return self.entry is None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 # so each status row holds one run's honest numbers. A dead run's lock expires after this.
 SWEEP_LOCK_SECONDS = 300
 RECONCILE_LOCK_SECONDS = 900
+TOKEN_TIDY_LOCK_SECONDS = 300
 
 
 def rotation_sweep(
@@ -101,6 +102,34 @@ def _rotation_sweep(
     )
     _save(service, "rotation", summary)
     return summary
+
+
+def token_tidy(service: Service, *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Remove tokens that have ended, with their descendants and index rows, and what dead
+    creates and revocations left. Reads only the due entries of the expiry index: its cost
+    grows with the tokens ending, not with the tokens held. Expired tokens are refused
+    whether or not this has run; it only frees their rows."""
+    with service.store.lock("run:token-tidy", ttl=TOKEN_TIDY_LOCK_SECONDS, wait=0) as held:
+        if not held:
+            log.info("token tidy: another run is in progress; this one does nothing")
+            return {"skipped_run": "another token tidy is running"}
+        started = time.monotonic()
+        now = now or utcnow()
+        summary = {"time": rfc3339(now), **service.tokens.tidy(now)}
+        summary["duration_ms"] = int((time.monotonic() - started) * 1000)
+        log.info(
+            "token tidy: due=%d revoked=%d leftovers=%d stale=%d extended=%d failed=%d "
+            "duration=%dms",
+            summary["due"],
+            summary["revoked"],
+            summary["leftovers"],
+            summary["stale"],
+            summary["extended"],
+            summary["failed"],
+            summary["duration_ms"],
+        )
+        _save(service, "token-tidy", summary)
+        return summary
 
 
 def reconcile_all(service: Service) -> dict[str, Any]:

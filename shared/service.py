@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import settings as settings_module
-from shared.auth import TokenChecker
 from shared.distribution import Distributor
 from shared.errors import UpstreamUnavailable
 from shared.keys import KeyEngine
@@ -20,6 +19,7 @@ from shared.reconcile import Reconciler
 from shared.seal import KeyVaultSealKey, LocalSealKey, Sealer, SealKey
 from shared.settings import Settings
 from shared.store import Store
+from shared.tokens import TokenStore
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class Service:
 
     settings: Settings
     store: Store
-    tokens: TokenChecker
+    tokens: TokenStore
     policies: Policies
     mounts: Mounts
     keys: KeyEngine
@@ -69,7 +69,7 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
     service = Service(
         settings=settings,
         store=store,
-        tokens=TokenChecker(settings.root_token_sha256),
+        tokens=TokenStore(store, settings),
         policies=Policies(store, settings.policy_cache_seconds),
         mounts=mounts,
         keys=keys,

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 DEFAULT_TABLE_PREFIX = "keymgmt"
 DEFAULT_ROTATION_SCHEDULE = "0 */5 * * * *"
 DEFAULT_RECONCILE_SCHEDULE = "0 0 * * * *"
+DEFAULT_TOKEN_TIDY_SCHEDULE = "0 */10 * * * *"
+DEFAULT_TOKEN_TTL = 768 * 3600  # Vault's system default and maximum lease TTL: 32 days
 STORAGE_PREFIX = "KEYMGMT_STORAGE"
 
 
@@ -76,6 +78,11 @@ class Settings:
     # to land (looked for by its tags) before it is sent again.
     keyvault_read_timeout: int = 30
     unknown_import_wait: int = 90
+    # Tokens (auth/token/*): the TTL a token gets when it asks for none, and the most any
+    # token lives from its creation (periodic tokens aside), as Vault's default_lease_ttl and
+    # max_lease_ttl; both in seconds.
+    token_default_ttl: int = DEFAULT_TOKEN_TTL
+    token_max_ttl: int = DEFAULT_TOKEN_TTL
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -106,6 +113,33 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _duration(env: Mapping[str, str], name: str, default: int) -> int:
+    """Seconds, from ``3600``, ``"768h"``, ``"90m"`` or ``"32d"`` (Vault's duration forms)."""
+    from shared.durations import parse_seconds
+    from shared.errors import InvalidRequest
+
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        seconds = parse_seconds(raw)
+    except InvalidRequest:
+        seconds = 0
+    if seconds <= 0:
+        raise SettingsError(
+            f"{name} must be a positive duration (seconds, or like 768h, 90m, 32d), got {raw!r}"
+        )
+    return seconds
+
+
+def _token_ttls(env: Mapping[str, str]) -> tuple[int, int]:
+    maximum = _duration(env, "KEYMGMT_TOKEN_MAX_TTL", DEFAULT_TOKEN_TTL)
+    default = _duration(env, "KEYMGMT_TOKEN_DEFAULT_TTL", min(DEFAULT_TOKEN_TTL, maximum))
+    if default > maximum:
+        raise SettingsError("KEYMGMT_TOKEN_DEFAULT_TTL must not exceed KEYMGMT_TOKEN_MAX_TTL")
+    return default, maximum
 
 
 def _csv(raw: str | None) -> tuple[str, ...]:
@@ -203,6 +237,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             "KEYMGMT_TABLE_PREFIX must be 1-40 ASCII letters and digits, starting with a letter"
         )
     ranges = _csv(_get(env, "KEYMGMT_PRIVATE_RANGES"))
+    token_default_ttl, token_max_ttl = _token_ttls(env)
     return Settings(
         storage=_storage(env),
         table_prefix=prefix,
@@ -227,6 +262,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         policy_cache_seconds=_int(env, "KEYMGMT_POLICY_CACHE_SECONDS", 5),
         keyvault_read_timeout=_int(env, "KEYMGMT_KEYVAULT_READ_TIMEOUT", 30),
         unknown_import_wait=_int(env, "KEYMGMT_UNKNOWN_IMPORT_WAIT", 90),
+        token_default_ttl=token_default_ttl,
+        token_max_ttl=token_max_ttl,
     )
 
 
@@ -242,5 +279,6 @@ def schedule(name: str, env: Mapping[str, str] | None = None) -> str:
     defaults = {
         "KEYMGMT_ROTATION_SCHEDULE": DEFAULT_ROTATION_SCHEDULE,
         "KEYMGMT_RECONCILE_SCHEDULE": DEFAULT_RECONCILE_SCHEDULE,
+        "KEYMGMT_TOKEN_TIDY_SCHEDULE": DEFAULT_TOKEN_TIDY_SCHEDULE,
     }
     return _get(os.environ if env is None else env, name) or defaults[name]

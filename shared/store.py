@@ -10,8 +10,10 @@ the key's list of KMS providers) is one entity-group transaction with ETag condi
     kms:<kms>                         a KMS provider: its type, key_collection, sealed credentials
     dist:<kms>:<key>                  a key in that KMS provider: names, versions, pending work
 
-The partition ``_sys`` holds ``mount:<name>`` rows; ``_rotation`` holds the rotation index
-(see docs/storage.md). Names never contain ``:``, so ``<prefix>:`` ranges are exact.
+The partition ``_sys`` holds ``mount:<name>`` rows; ``_rotation`` holds the rotation index.
+Tokens live in ``_token:<salted id>`` (the token row and its ``child:`` index),
+``_token_accessor`` and ``_token_expiry``, named by salted ids only (see docs/storage.md).
+Names never contain ``:``, so ``<prefix>:`` ranges are exact.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from shared.records import (
     KmsRecord,
     Mount,
     PolicyRecord,
+    TokenEntry,
     VersionRecord,
     rfc3339,
     utcnow,
@@ -68,6 +71,13 @@ MAX_TRANSACTION = 100  # Table Storage's limit per entity-group transaction
 MAX_STRING_PROPERTY = 32 * 1024
 MAX_BINARY_PROPERTY = 64 * 1024
 MAC_KEY_ROW = "row-mac-key"  # in SYS_PARTITION: the row MAC key, sealed (AEAD-protected)
+TOKEN_SALT_ROW = "token-salt"  # in SYS_PARTITION: the token store's salt, sealed
+# Tokens: each in a partition of its own, named by its salted id (the row "token", and one
+# "child:<salted id>" row per child); accessors and the expiry index in one partition each.
+TOKEN_PARTITION_PREFIX = "_token:"
+TOKEN_ROW = "token"
+TOKEN_ACCESSOR_PARTITION = "_token_accessor"
+TOKEN_EXPIRY_PARTITION = "_token_expiry"
 MAC_COLUMN = "mac"
 SEALED_PREFIXES = ("seal", "cred")  # each sealed value is <prefix>_kid, _dek, _ct (+ _sha)
 _BLOB_COLUMNS = frozenset(f"{p}_{part}" for p in SEALED_PREFIXES for part in ("kid", "dek", "ct"))
@@ -346,6 +356,85 @@ def _dist_from(entity: Any) -> Distribution:
     )
 
 
+def _token_pk(salted_id: str) -> str:
+    return TOKEN_PARTITION_PREFIX + salted_id
+
+
+def _optional_time(entity: dict[str, Any], name: str, value: dt.datetime | None) -> None:
+    if value is not None:
+        entity[name] = value
+
+
+def _token_entity(t: TokenEntry) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": _token_pk(t.salted_id),
+        "RowKey": TOKEN_ROW,
+        "accessor": t.accessor,
+        "parent": t.parent,
+        "parent_root": t.parent_root,
+        "policies": json.dumps(list(t.policies)),
+        "path": t.path,
+        "display_name": t.display_name,
+        "num_uses": _int64(t.num_uses),
+        "creation_time": _int64(t.creation_time),
+        "creation_ttl": _int64(t.creation_ttl),
+        "lease_ttl": _int64(t.lease_ttl),
+        "explicit_max_ttl": _int64(t.explicit_max_ttl),
+        "period": _int64(t.period),
+        "renewable": t.renewable,
+        "issue_time": t.issue_time,
+        "expiry_slot": t.expiry_slot,
+        "type": t.type,
+        "entity_id": t.entity_id,
+    }
+    if t.meta is not None:
+        entity["meta"] = json.dumps(dict(t.meta), sort_keys=True)
+    _optional_time(entity, "expire_time", t.expire_time)
+    _optional_time(entity, "cap", t.cap)
+    _optional_time(entity, "last_renewal", t.last_renewal)
+    return entity
+
+
+def _token_from(entity: Any, salted_id: str) -> TokenEntry:
+    meta = entity.get("meta")
+    return TokenEntry(
+        salted_id=salted_id,
+        accessor=entity["accessor"],
+        parent=entity.get("parent") or "",
+        parent_root=bool(entity.get("parent_root", False)),
+        policies=tuple(json.loads(entity["policies"])),
+        path=entity["path"],
+        display_name=entity["display_name"],
+        meta=None if meta is None else json.loads(meta),
+        num_uses=_plain_int(entity["num_uses"]),
+        creation_time=_plain_int(entity["creation_time"]),
+        creation_ttl=_plain_int(entity["creation_ttl"]),
+        lease_ttl=_plain_int(entity["lease_ttl"]),
+        explicit_max_ttl=_plain_int(entity["explicit_max_ttl"]),
+        period=_plain_int(entity["period"]),
+        renewable=bool(entity["renewable"]),
+        issue_time=entity["issue_time"],
+        expire_time=entity.get("expire_time"),
+        cap=entity.get("cap"),
+        last_renewal=entity.get("last_renewal"),
+        expiry_slot=entity.get("expiry_slot") or "",
+        type=entity.get("type", "service"),
+        entity_id=entity.get("entity_id") or "",
+        etag=entity.metadata.get("etag"),
+    )
+
+
+@dataclass(frozen=True)
+class ExpiryEntry:
+    """One row of the token expiry index: the token (salted) that ends at ``slot``'s time,
+    with its accessor and parent (salted) so leftovers of a create that died can go too."""
+
+    slot: str
+    token: str
+    accessor: str
+    parent: str
+
+
 # -- operations for transactions -----------------------------------------------------------------
 
 
@@ -521,6 +610,7 @@ class Store:
         self._mac: RowMac | None = None
         self._mac_lock = threading.Lock()
         self._mac_checked = 0.0  # when the integrity key was last read again
+        self._token_salt: tuple[bytes, dt.datetime] | None = None
         # Called after the table was found missing and recreated: whoever caches state drops it.
         self.on_table_lost: list[Callable[[], None]] = []
         self.request_count = 0  # Table requests sent by this store (sweep cost tests read it)
@@ -581,6 +671,7 @@ class Store:
         )
         with self._mac_lock:
             self._mac = None
+            self._token_salt = None
         if self._service_client is not None:
             self._create_table()
         for listener in list(self.on_table_lost):
@@ -1208,3 +1299,133 @@ class Store:
         ``on_tampered``, a row that fails its check is reported and the rest still come."""
         for mount in self.list_mounts():
             yield from self.list_distributions(mount.name, on_tampered=on_tampered)
+
+    # -- tokens ------------------------------------------------------------------------------
+    # Every row names tokens, accessors and parents by their salted ids only.
+
+    def token_salt(self) -> tuple[bytes, dt.datetime]:
+        """The token store's salt (32 random bytes) and when it was made: sealed in
+        ``_sys/token-salt`` (its AEAD binds it to this table), created by the first instance
+        that needs it, read once per process."""
+        with self._mac_lock:
+            cached = self._token_salt
+        if cached is not None:
+            return cached
+        context = f"azure-keymgmt/v1/token-salt/{self.table_name}"
+        for _ in range(3):
+            entity = self._get(SYS_PARTITION, TOKEN_SALT_ROW)
+            if entity is not None:
+                sealed = _sealed_from(entity, "seal")
+                if sealed is None:
+                    raise RowTampered(f"stored row {SYS_PARTITION}/{TOKEN_SALT_ROW} is damaged")
+                try:
+                    salt = self._sealer.open(sealed, context)
+                except SealError:
+                    raise RowTampered(
+                        f"stored row {SYS_PARTITION}/{TOKEN_SALT_ROW} (the token salt) does not "
+                        "open with the seal key: it was replaced, or the seal key changed"
+                    ) from None
+                loaded = (salt, entity["created"])
+                break
+            salt, created = os.urandom(32), utcnow()
+            row = {
+                "PartitionKey": SYS_PARTITION,
+                "RowKey": TOKEN_SALT_ROW,
+                "created": created,
+                **_sealed_fields("seal", self._sealer.seal(salt, context)),
+            }
+            try:
+                self.commit([create_op(row)])
+            except ConcurrentChange:
+                continue  # another instance made it first: use theirs
+            loaded = (salt, created)
+            break
+        else:
+            raise UpstreamUnavailable("the token salt could not be read or created")
+        with self._mac_lock:
+            self._token_salt = loaded
+        return loaded
+
+    def get_token(self, salted_id: str) -> TokenEntry | None:
+        """One point read: the token's row, or None."""
+        entity = self._get(_token_pk(salted_id), TOKEN_ROW)
+        return None if entity is None else _token_from(entity, salted_id)
+
+    def create_token(self, token: TokenEntry) -> TokenEntry:
+        """The token's row (ConcurrentChange if one exists under that id already)."""
+        [etag] = self.commit([create_op(_token_entity(token))])
+        return replace(token, etag=etag)
+
+    def update_token(self, token: TokenEntry) -> TokenEntry:
+        """Replace the token's row if it still has the ETag it was read with."""
+        [etag] = self.commit([update_op(_token_entity(token), token.etag)])
+        return replace(token, etag=etag)
+
+    def delete_token(self, token: TokenEntry, *, conditional: bool = False) -> None:
+        """The token's row (if unchanged since read, with ``conditional``); gone is fine
+        unless conditional, where it is a ConcurrentChange."""
+        if conditional:
+            self.commit([delete_op(_token_pk(token.salted_id), TOKEN_ROW, token.etag)])
+        else:
+            self.delete_rows(_token_pk(token.salted_id), [(TOKEN_ROW, None)])
+
+    def add_token_child(self, parent: str, child: str) -> None:
+        """Record ``child`` under ``parent`` (both salted), for revoking parent trees."""
+        self.commit([upsert_op({"PartitionKey": _token_pk(parent), "RowKey": f"child:{child}"})])
+
+    def drop_token_child(self, parent: str, child: str) -> None:
+        self.delete_rows(_token_pk(parent), [(f"child:{child}", None)])
+
+    def token_children(self, parent: str) -> list[str]:
+        """The salted ids recorded as ``parent``'s children: one range query."""
+        return [
+            e["RowKey"].removeprefix("child:")
+            for e in self._range(_token_pk(parent), "child:", select=["RowKey"])
+        ]
+
+    def put_token_accessor(self, accessor: str, token: str) -> None:
+        self.commit(
+            [
+                upsert_op(
+                    {"PartitionKey": TOKEN_ACCESSOR_PARTITION, "RowKey": accessor, "token": token}
+                )
+            ]
+        )
+
+    def token_by_accessor(self, accessor: str) -> str | None:
+        """The salted id an accessor (salted) names, or None."""
+        entity = self._get(TOKEN_ACCESSOR_PARTITION, accessor)
+        return None if entity is None else str(entity["token"])
+
+    def drop_token_accessor(self, accessor: str) -> None:
+        self.delete_rows(TOKEN_ACCESSOR_PARTITION, [(accessor, None)])
+
+    def put_token_expiry(self, entry: ExpiryEntry) -> None:
+        self.commit(
+            [
+                upsert_op(
+                    {
+                        "PartitionKey": TOKEN_EXPIRY_PARTITION,
+                        "RowKey": entry.slot,
+                        "token": entry.token,
+                        "accessor": entry.accessor,
+                        "parent": entry.parent,
+                    }
+                )
+            ]
+        )
+
+    def drop_token_expiry(self, slot: str) -> None:
+        self.delete_rows(TOKEN_EXPIRY_PARTITION, [(slot, None)])
+
+    def due_token_expiries(
+        self, now: dt.datetime, *, on_tampered: Callable[[RowTampered], None] | None = None
+    ) -> list[ExpiryEntry]:
+        """Expiry index entries due at ``now``: one range query over the due ones only."""
+        rows = self._query(
+            "PartitionKey eq @pk and RowKey lt @hi",
+            {"pk": TOKEN_EXPIRY_PARTITION, "hi": f"{int(now.timestamp()):012d};"},
+            select=["RowKey", "token", "accessor", "parent"],
+            on_tampered=on_tampered,
+        )
+        return [ExpiryEntry(e["RowKey"], e["token"], e["accessor"], e["parent"]) for e in rows]

@@ -73,6 +73,14 @@ def ok(data: Mapping[str, Any], warnings: Sequence[str] | None = None) -> ApiRes
     return _json_response(200, envelope(dict(data), warnings))
 
 
+def authenticated(auth: Mapping[str, Any], warnings: Sequence[str] | None = None) -> ApiResponse:
+    """An answer that carries a token (create, renew, a login): the envelope with ``data``
+    null and the token in ``auth`` (its TTL there; the envelope's own lease is empty)."""
+    payload = envelope(None, warnings)
+    payload["auth"] = dict(auth)
+    return _json_response(200, payload)
+
+
 def written(warnings: Sequence[str] | None = None) -> ApiResponse:
     """A write's answer: 204, or 200 with only warnings when there is something to say."""
     if warnings:

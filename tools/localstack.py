@@ -219,6 +219,7 @@ class FuncHost:
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
+        self.settings = dict(settings)
         self.log = tempfile.NamedTemporaryFile(prefix="funchost-", suffix=".log", delete=False)
         env = {
             k: v

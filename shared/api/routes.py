@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.api import PathSpec, keys, kms, policies, sys
+from shared.api import PathSpec, keys, kms, policies, sys, tokens
 
 ALL: tuple[PathSpec, ...] = (
     sys.HEALTH,
@@ -13,7 +13,7 @@ ALL: tuple[PathSpec, ...] = (
     sys.MOUNT,
     sys.ROTATION_STATUS,
     sys.RECONCILE_STATUS,
-    sys.LOOKUP_SELF,
+    *tokens.ALL,
     policies.POLICIES_ACL,
     policies.POLICY_ACL,
     policies.POLICY_LIST_LEGACY,

@@ -1,4 +1,4 @@
-"""``sys/*`` and ``auth/token/lookup-self``: the minimum the Vault CLI, hvac and Terraform call."""
+"""``sys/*``: the minimum the Vault CLI, hvac and Terraform call."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 from shared import vaultapi
 from shared.api import Context, Handler, PathSpec
-from shared.errors import InvalidRequest, NotFound, PermissionDenied
-from shared.records import Mount, TokenInfo, rfc3339
+from shared.errors import InvalidRequest, NotFound
+from shared.records import Mount
 from shared.vaultapi import ApiResponse, Field
 
 VERSION = "1.19.0+azure-keymgmt.0.1.0"
@@ -86,27 +86,6 @@ def _init(_: Context) -> ApiResponse:
 # -- rendering: the engine's records in Vault's wire format -------------------------------------
 
 
-def render_token(token: TokenInfo) -> dict[str, Any]:
-    """``auth/token/lookup-self``'s ``data``: Vault's names, in Vault's order."""
-    return {
-        "accessor": token.accessor,
-        "creation_ttl": token.creation_ttl,
-        "display_name": token.display_name,
-        "entity_id": token.entity_id,
-        "expire_time": None if token.expire_time is None else rfc3339(token.expire_time),
-        "explicit_max_ttl": token.explicit_max_ttl,
-        "id": "",  # never echo the token
-        "meta": None if token.meta is None else dict(token.meta),
-        "num_uses": token.num_uses,
-        "orphan": token.orphan,
-        "path": token.path,
-        "policies": list(token.policies),
-        "renewable": token.renewable,
-        "ttl": token.ttl,
-        "type": token.type,
-    }
-
-
 def render_mount(mount: Mount) -> dict[str, Any]:
     """One entry of ``sys/mounts``, as Vault shows a secrets engine."""
     return {
@@ -132,12 +111,6 @@ def render_mounts(mounts: list[Mount]) -> dict[str, Any]:
 
 
 # -- handlers ----------------------------------------------------------------------------------
-
-
-def _lookup_self(ctx: Context) -> ApiResponse:
-    if ctx.token is None:  # handle() sets it on every authenticated path
-        raise PermissionDenied()
-    return vaultapi.ok(render_token(ctx.token))
 
 
 def _list_mounts(ctx: Context) -> ApiResponse:
@@ -262,13 +235,6 @@ INIT = _read_only(
     synopsis="Check whether the server is initialized.",
     help="Answers without a token: always initialized, as there is nothing to initialize.",
     authenticated=False,
-)
-LOOKUP_SELF = _read_only(
-    "auth/token/lookup-self",
-    _lookup_self,
-    synopsis="Look up the calling token's properties.",
-    help="Returns the policies, type, TTL and creation path of the token that sent the "
-    "request; the token itself is never repeated (id is empty).",
 )
 MOUNTS = _read_only(
     "sys/mounts",

@@ -12,7 +12,7 @@ import pytest
 
 from shared import names
 from shared.api import Context, PathSpec, handle, keys, routes, sys
-from shared.records import KeyRecord, KeyVersions, Mount, TokenInfo, VersionRecord
+from shared.records import KeyRecord, KeyVersions, Mount, VersionRecord
 from shared.vaultapi import ApiRequest, ApiResponse, Field, weak_str
 
 # Unauthenticated, unmounted paths: handle() needs no storage, only the body limit.
@@ -212,16 +212,6 @@ def test_a_key_renders_as_vault_sends_it():
         '"min_enabled_version": 2, "versions": {"2": {"creation_time": '
         '"2026-01-02T03:04:05.678901Z", "public_key": "PEM"}, "3": {"creation_time": '
         '"2026-01-02T03:04:05.678901Z"}}, "auto_rotate_period": 86400}'
-    )
-
-
-def test_the_root_token_renders_as_lookup_self_showed_it():
-    token = TokenInfo(display_name="root", policies=("root",), path="auth/token/root", orphan=True)
-    assert json.dumps(sys.render_token(token)) == (
-        '{"accessor": "", "creation_ttl": 0, "display_name": "root", "entity_id": "", '
-        '"expire_time": null, "explicit_max_ttl": 0, "id": "", "meta": null, "num_uses": 0, '
-        '"orphan": true, "path": "auth/token/root", "policies": ["root"], "renewable": false, '
-        '"ttl": 0, "type": "service"}'
     )
 
 
