@@ -3,15 +3,16 @@
 The language and the matching are shared/policy.py's (pure); this module keeps the texts in
 the store and builds a token's ACL from them. Every instance caches the parsed policies and
 reads them all again, in one range query, once the cache is ``cache_seconds`` old: a request
-costs no Table read for its policies (the token's own row is the one point read), and a policy
-written on another instance takes effect here within ``cache_seconds``. A write or delete on
-this instance takes effect here at once.
+costs no Table read for its policies under steady traffic (the token's own row is the one point
+read; see ``_current``), and a policy written on another instance takes effect here within
+``cache_seconds``. A write or delete on this instance takes effect here at once.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -21,6 +22,8 @@ from shared.errors import ConcurrentChange, InvalidRequest
 from shared.policy import ACL, DEFAULT_POLICY, ROOT_POLICY, Policy, parse
 from shared.records import PolicyRecord, utcnow
 from shared.store import Store, optimistic
+
+log = logging.getLogger(__name__)
 
 DEFAULT = "default"
 # Parsed once per process, at import: the HCL parser builds its tables on first use (~50 ms),
@@ -48,6 +51,7 @@ class Policies:
         self._parsed: dict[str, Policy] = {}
         self._versions: dict[str, tuple[int, Policy]] = {}  # name → (stored version, parsed)
         self._loaded_at: float | None = None  # monotonic time of the last full read
+        self._refreshing = False
 
     # -- the store ---------------------------------------------------------------------------
 
@@ -122,10 +126,33 @@ class Policies:
         return ACL([parsed[name] for name in lowered if name in parsed])
 
     def _current(self) -> dict[str, Policy]:
+        """The parsed policies, never older than ``cache_seconds``. Past half that age they
+        are read again in the background while requests go on with the ones held, so under
+        steady traffic no request waits for the read; past the full age a request reads them
+        itself (after an idle spell, or while a background read is stuck)."""
         now = time.monotonic()
         with self._lock:
-            if self._loaded_at is not None and now - self._loaded_at < self.cache_seconds:
+            age = None if self._loaded_at is None else now - self._loaded_at
+            if age is not None and age < self.cache_seconds:
+                if age >= self.cache_seconds / 2 and not self._refreshing:
+                    self._refreshing = True
+                    threading.Thread(target=self._refresh, daemon=True).start()
                 return self._parsed
+        return self.load()
+
+    def _refresh(self) -> None:
+        try:
+            self.load()
+        except Exception:  # the next request past the full age reads them itself
+            log.warning("reading the ACL policies in the background failed", exc_info=True)
+        finally:
+            with self._lock:
+                self._refreshing = False
+
+    def load(self) -> dict[str, Policy]:
+        """Read every policy (one range query), parsing only those changed since last time."""
+        started = time.monotonic()
+        with self._lock:
             known = dict(self._versions)
         parsed: dict[str, Policy] = {DEFAULT: _BUILT_IN_DEFAULT}
         versions: dict[str, tuple[int, Policy]] = {}
@@ -141,7 +168,7 @@ class Policies:
             parsed[record.name] = policy
             versions[record.name] = (record.version, policy)
         with self._lock:
-            self._parsed, self._versions, self._loaded_at = parsed, versions, now
+            self._parsed, self._versions, self._loaded_at = parsed, versions, started
             return parsed
 
     def forget(self) -> None:

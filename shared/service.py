@@ -91,6 +91,7 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
         ensure_default_mounts,
     ]
     ensure_default_mounts()
+    service.policies.load()  # here, not on the first request a token with policies makes
     return service
 
 

@@ -43,3 +43,21 @@ def wait_until(
     if not value:
         pytest.fail(f"gave up waiting after {timeout} s: {what or 'condition not met'}")
     return value
+
+
+# A policy for tokens that make, look up, renew and revoke other tokens (no sudo), as the
+# reference's OpenBao captures use: the token store's own rules are what such tests check.
+TOKEN_ADMIN_POLICY = 'path "auth/token/*" { capabilities = ["create", "read", "update"] }'
+
+
+def write_policy(url: str, name: str, text: str, token: str = "root") -> None:
+    """Write an ACL policy through the API (``url`` is the server's base URL)."""
+    import requests
+
+    response = requests.put(
+        f"{url}/v1/sys/policies/acl/{name}",
+        json={"policy": text},
+        headers={"X-Vault-Token": token},
+        timeout=60,
+    )
+    assert response.status_code == 204, response.text

@@ -17,11 +17,14 @@ import requests
 
 from tests.fixtures.funchost import engine_settings, serving
 from tests.fixtures.openbao import BaoCli
+from tests.helpers import TOKEN_ADMIN_POLICY, write_policy
 
 
 @pytest.fixture(scope="module")
 def local(azurite):
     with serving(engine_settings(azurite, f"tok{os.getpid()}")) as host:
+        for name in ("ops", "kms-admin"):  # what the non-root parents here may do
+            write_policy(host.url, name, TOKEN_ADMIN_POLICY)
         yield host
 
 

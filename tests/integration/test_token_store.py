@@ -212,9 +212,15 @@ def test_an_authenticated_request_costs_one_point_read(counted):
     # A keymgmt read with a child token: the token's read, then the read's own.
     from shared.api import keys as key_paths
 
+    # With its policies: they are cached per instance (docs/policies.md), no read of theirs.
+    svc.policies.write("lister", 'path "keymgmt/key/" { capabilities = ["list"] }')
+    lister, _ = svc.tokens.create(root, sudo=True, policies=["lister"], ttl=3600)
     table.calls.clear()
-    assert request(svc, key_paths.KEYS, token.id, "LIST", mount="keymgmt").status == 404
+    assert request(svc, key_paths.KEYS, lister.id, "LIST", mount="keymgmt").status == 404
     assert table.calls == {"point read": 1, "query": 1}
+    table.calls.clear()
+    assert request(svc, key_paths.KEYS, token.id, "LIST", mount="keymgmt").status == 403
+    assert table.calls == {"point read": 1}, "refused by its policies: nothing else is read"
 
 
 # -- uses -----------------------------------------------------------------------------------------
