@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from shared.errors import ConcurrentChange, InvalidRequest
+from shared.names import check_name
 from shared.policy import ACL, DEFAULT_POLICY, ROOT_POLICY, Policy, parse
 from shared.records import PolicyRecord, utcnow
 from shared.store import Store, optimistic
@@ -65,6 +66,15 @@ class Policies:
         if record is None and name == DEFAULT:
             return PolicyRecord(DEFAULT, DEFAULT_POLICY, 0, utcnow())
         return record
+
+    def exists(self, name: str) -> bool:
+        """Whether a policy of that name exists (one point read; built-in ones: none). A name
+        no policy could have (see names.POLICY) exists without asking storage: not."""
+        try:
+            check_name(name, "policy")
+        except InvalidRequest:
+            return False
+        return self.read(name) is not None
 
     def names(self) -> list[str]:
         """Every policy name, sorted, with ``default`` (always there); ``root`` is not stored."""

@@ -57,6 +57,7 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
     sealer = Sealer(_LazySealKey(settings))
     store = Store(settings, sealer, table_client=table_client)
     mounts = Mounts(store)
+    policies = Policies(store, settings.policy_cache_seconds)
     kms = Kms(store, settings, sealer, mounts)
     distribution = Distributor(store, settings, sealer, kms)
     keys = KeyEngine(
@@ -69,8 +70,8 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
     service = Service(
         settings=settings,
         store=store,
-        tokens=TokenStore(store, settings),
-        policies=Policies(store, settings.policy_cache_seconds),
+        tokens=TokenStore(store, settings, policy_exists=policies.exists),
+        policies=policies,
         mounts=mounts,
         keys=keys,
         sealer=sealer,

@@ -23,8 +23,7 @@ from tests.helpers import TOKEN_ADMIN_POLICY, write_policy
 @pytest.fixture(scope="module")
 def local(azurite):
     with serving(engine_settings(azurite, f"tok{os.getpid()}")) as host:
-        for name in ("ops", "kms-admin"):  # what the non-root parents here may do
-            write_policy(host.url, name, TOKEN_ADMIN_POLICY)
+        write_policy(host.url, "ops", TOKEN_ADMIN_POLICY)  # a non-root parent's grants
         yield host
 
 
@@ -203,11 +202,12 @@ def test_hvac_token_methods(local):
     client = hvac.Client(url=local.url, token="root")
     assert client.is_authenticated()
     tokens = client.auth.token
+    write_policy(local.url, "hvac-admin", TOKEN_ADMIN_POLICY)  # may make its own children
     made = tokens.create(
-        policies=["kms-admin"], ttl="1h", meta={"team": "kms"}, display_name="hvac"
+        policies=["hvac-admin"], ttl="1h", meta={"team": "kms"}, display_name="hvac"
     )
     auth = made["auth"]
-    assert auth["policies"] == ["default", "kms-admin"] and auth["lease_duration"] == 3600
+    assert auth["policies"] == ["default", "hvac-admin"] and auth["lease_duration"] == 3600
     token, accessor = auth["client_token"], auth["accessor"]
     assert tokens.lookup(token)["data"]["display_name"] == "token-hvac"
     assert tokens.lookup_accessor(accessor)["data"]["id"] == ""
@@ -244,7 +244,31 @@ def test_hvac_token_methods(local):
 # -- Terraform -----------------------------------------------------------------------------
 
 
-def test_terraforms_start_up_sequence(local):
+TERRAFORM_POLICY = """
+path "auth/token/create" { capabilities = ["update"] }
+path "sys/mounts/*" { capabilities = ["create", "read", "update", "delete"] }
+path "tf*" { capabilities = ["create", "read", "update", "delete", "list"] }
+"""
+
+
+@pytest.fixture(params=["root", "non-root"])
+def terraform_token(request, local):
+    """Terraform's own token: root, or a token whose policy may create children and manage
+    its mounts (what an operator gives a pipeline instead of root)."""
+    if request.param == "root":
+        return "root", ["root"]
+    write_policy(local.url, "terraform", TERRAFORM_POLICY)
+    made = requests.post(
+        f"{local.url}/v1/auth/token/create",
+        json={"policies": ["terraform"], "ttl": "1h"},
+        headers={"X-Vault-Token": "root"},
+        timeout=30,
+    )
+    assert made.status_code == 200, made.text
+    return made.json()["auth"]["client_token"], ["default", "terraform"]
+
+
+def test_terraforms_start_up_sequence(local, terraform_token):
     """What terraform-provider-vault does on every run (internal/provider/meta.go): look up
     its token, create a child token limited to max_lease_ttl_seconds (1200) named
     token_name (terraform), and use the child for every resource; the child is left to
@@ -252,7 +276,11 @@ def test_terraforms_start_up_sequence(local):
     the child can be cleaned up early."""
     session = requests.Session()
     session.headers.update(
-        {"X-Vault-Request": "true", "User-Agent": "Go-http-client/1.1", "X-Vault-Token": "root"}
+        {
+            "X-Vault-Request": "true",
+            "User-Agent": "Go-http-client/1.1",
+            "X-Vault-Token": terraform_token[0],
+        }
     )
     url = f"{local.url}/v1"
     info = session.get(f"{url}/auth/token/lookup-self", timeout=30)
@@ -265,7 +293,7 @@ def test_terraforms_start_up_sequence(local):
     created = session.post(f"{url}/auth/token/create", data=body, timeout=30)
     assert created.status_code == 200, created.text
     auth = created.json()["auth"]
-    assert auth["policies"] == ["root"] and auth["lease_duration"] == 1200
+    assert auth["policies"] == terraform_token[1] and auth["lease_duration"] == 1200
     assert auth["renewable"] is False and created.json()["warnings"] is None
 
     session.headers["X-Vault-Token"] = auth["client_token"]
