@@ -611,6 +611,10 @@ class Store:
         self._mac_lock = threading.Lock()
         self._mac_checked = 0.0  # when the integrity key was last read again
         self._token_salt: tuple[bytes, dt.datetime] | None = None
+        self._token_salt_read = 0.0  # when the salt was last read (monotonic)
+        # A token not found reads the salt again, at most this often: another instance may
+        # have recreated a lost table, and with it the salt (see reload_token_salt).
+        self.token_salt_recheck = 30.0
         # Called after the table was found missing and recreated: whoever caches state drops it.
         self.on_table_lost: list[Callable[[], None]] = []
         self.request_count = 0  # Table requests sent by this store (sweep cost tests read it)
@@ -756,7 +760,11 @@ class Store:
             before = self._mac
             self._mac = None
         fresh = self._row_mac()
-        return before is None or fresh.fingerprint != before.fingerprint
+        changed = before is None or fresh.fingerprint != before.fingerprint
+        if changed:  # the table was recreated: its token salt is new too
+            with self._mac_lock:
+                self._token_salt = None
+        return changed
 
     def _authenticate(self, entity: dict[str, Any]) -> dict[str, Any]:
         """The entity as written: size-checked, with its sealed digests and MAC."""
@@ -1343,8 +1351,20 @@ class Store:
         else:
             raise UpstreamUnavailable("the token salt could not be read or created")
         with self._mac_lock:
-            self._token_salt = loaded
+            self._token_salt, self._token_salt_read = loaded, time.monotonic()
         return loaded
+
+    def reload_token_salt(self) -> bool:
+        """Read the token salt again, unless it was read within ``token_salt_recheck``
+        seconds; True if it changed. Another instance that found the table lost recreated it
+        with a new salt: tokens made since are salted with that one."""
+        with self._mac_lock:
+            cached = self._token_salt
+            if cached is None or time.monotonic() - self._token_salt_read < self.token_salt_recheck:
+                return False
+            self._token_salt = None
+        fresh = self.token_salt()
+        return not hmac.compare_digest(fresh[0], cached[0])
 
     def get_token(self, salted_id: str) -> TokenEntry | None:
         """One point read: the token's row, or None."""

@@ -288,11 +288,23 @@ class TokenStore:
             raise PermissionDenied()
         if self._is_root(token):
             return self._root_info(token)
+        try:
+            return self._use(token)
+        except _Unknown:
+            # Another instance may have recreated a lost table, with a new salt: read it
+            # again (at most every token_salt_recheck seconds, on a refusal only).
+            if not self.store.reload_token_salt():
+                raise
+            return self._use(token)
+
+    def _use(self, token: str) -> TokenInfo:
         salted = self.salted(token)
 
         def use() -> TokenEntry:
             entry = self.store.get_token(salted)
-            if entry is None or not entry.alive(self._now()):
+            if entry is None:
+                raise _Unknown()
+            if not entry.alive(self._now()):
                 raise PermissionDenied()
             if entry.num_uses == 0:
                 return entry
@@ -773,6 +785,10 @@ class TokenStore:
                     return "extended"
         self._revoke_tree(entry.salted_id)
         return "revoked"
+
+
+class _Unknown(PermissionDenied):
+    """No row for the token presented."""
 
 
 def _root_stays() -> InvalidRequest:

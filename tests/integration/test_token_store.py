@@ -471,3 +471,26 @@ def test_a_custom_id_is_salted_like_any_token_and_never_duplicated(tokens, root)
     for duplicate in ("my-custom-token", ROOT_TOKEN):
         with pytest.raises(InvalidRequest, match="cannot create a token with a duplicate ID"):
             create(tokens, root, token_id=duplicate)
+
+
+def test_an_instance_follows_a_table_another_recreated_with_a_new_salt(azurite, table_prefix):
+    """The table lost and recreated by another instance comes with a new salt: a token made
+    there works here too, once this instance reads the salt again (a token it does not find
+    makes it look, at most every ``token_salt_recheck`` seconds)."""
+    from shared import service, settings
+    from shared.errors import StorageLost
+
+    loaded = settings.load(engine_settings(azurite, table_prefix))
+    here, there = service.build(loaded), service.build(loaded)
+    before = create(there.tokens, there.tokens.check(ROOT_TOKEN), policies=["default"])
+    assert here.tokens.check(before.id).id == before.id  # both warm, one salt
+    TableServiceClient.from_connection_string(azurite.connection_string).delete_table(
+        f"{table_prefix}state"
+    )
+    with pytest.raises(StorageLost):
+        there.store.get_token("h0")  # there finds the table gone and recreates it
+    made = create(there.tokens, there.tokens.check(ROOT_TOKEN), policies=["default"])
+    here.store.token_salt_recheck = 0
+    assert here.tokens.check(made.id).id == made.id
+    with pytest.raises(PermissionDenied):
+        here.tokens.check(before.id)  # what the lost table held is gone
