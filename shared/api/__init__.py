@@ -38,6 +38,7 @@ class Context:
     # create or update by the path's existence check (update when it has none).
     operation: str = ""
     token: TokenInfo | None = None  # the caller's token, on an authenticated path
+    path: str = ""  # the request's path as ACL policies see it (acl_path)
 
     @functools.cached_property
     def service(self) -> Service:
@@ -175,7 +176,7 @@ def handle(
             raw = vaultapi.parse_body(request, context.service.settings.max_body_bytes)
             context.data = FieldData(raw, spec.fields)
         acl = _acl(spec, context)
-        path = acl_path(spec, params, op)
+        path = context.path = acl_path(spec, params, op)
         if acl is not None and not (
             _allows(acl, path, op, context)
             or (op == "update" and spec.existence and _allows(acl, path, "create", context))

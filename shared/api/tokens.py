@@ -190,9 +190,13 @@ def _caller(ctx: Context) -> TokenInfo:
 
 
 def _sudo(ctx: Context) -> bool:
-    """Whether the caller may do what Vault keeps for root or ``sudo`` on the path. Until ACL
-    policies are enforced that is a token with the root policy; then, ``sudo`` on the path."""
-    return ROOT_POLICY in _caller(ctx).policies
+    """Whether the caller may do what Vault keeps for root or ``sudo`` on the path: a root
+    token, or one whose policies grant ``sudo`` on this path (the handler asks, as OpenBao's
+    token store does: these paths are not root-protected in the router)."""
+    policies = _caller(ctx).policies
+    if ROOT_POLICY in policies:
+        return True
+    return "sudo" in ctx.service.policies.acl(policies).capabilities(ctx.path)
 
 
 def _create(ctx: Context, *, orphan_path: bool) -> ApiResponse:
