@@ -178,3 +178,16 @@ def test_sys_paths_need_their_own_grants(api: Api, method: str, path: str):
     else:
         response = plain.request(method, path, json=body if method in ("PUT", "POST") else None)
     assert denied(response), (method, path, response.status_code, response.text)
+
+
+def test_sudo_on_the_token_store_paths_comes_from_the_policy(api: Api):
+    plain = 'path "auth/token/*" { capabilities = ["update"] }'
+    with_sudo = 'path "auth/token/*" { capabilities = ["update", "sudo"] }'
+    without = token(api, policy(api, plain))
+    refused = without.post("auth/token/create", json={"no_parent": True})
+    assert refused.status_code == 400
+    assert errors(refused) == ["root or sudo privileges required to create orphan token"]
+    holder = token(api, policy(api, with_sudo))
+    made = holder.post("auth/token/create", json={"no_parent": True, "period": "1h"})
+    assert made.status_code == 200, made.text
+    assert made.json()["auth"]["orphan"] is True
