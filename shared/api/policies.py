@@ -8,6 +8,7 @@ at the top level of the JSON, which hvac reads); ``sys/policies/acl`` the curren
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from shared import names, vaultapi
@@ -113,20 +114,19 @@ def _capabilities_self(ctx: Context) -> ApiResponse:
     return _capabilities(ctx.service.policies.acl(ctx.token.policies), _paths(ctx))
 
 
-def _capabilities_of_token(ctx: Context) -> ApiResponse:
-    token = ctx.data.get("token")
-    if not token:
-        raise InvalidRequest("missing token")
-    info = ctx.service.tokens.lookup(token)
-    return _capabilities(ctx.service.policies.acl(info.policies), _paths(ctx))
+def _capabilities_of(field: str) -> Callable[[Context], ApiResponse]:
+    """``sys/capabilities`` (``field`` token) and ``sys/capabilities-accessor`` (accessor):
+    the capabilities of the token the body names."""
 
+    def handler(ctx: Context) -> ApiResponse:
+        value = ctx.data.get(field)
+        if not value:
+            raise InvalidRequest(f"missing {field}")
+        tokens = ctx.service.tokens
+        info = tokens.lookup(value) if field == "token" else tokens.lookup_accessor(value)
+        return _capabilities(ctx.service.policies.acl(info.policies), _paths(ctx))
 
-def _capabilities_of_accessor(ctx: Context) -> ApiResponse:
-    accessor = ctx.data.get("accessor")
-    if not accessor:
-        raise InvalidRequest("missing accessor")
-    info = ctx.service.tokens.lookup_accessor(accessor)
-    return _capabilities(ctx.service.policies.acl(info.policies), _paths(ctx))
+    return handler
 
 
 def _secret(value: object, name: str) -> str:
@@ -189,7 +189,7 @@ CAPABILITIES_SELF = PathSpec(
 CAPABILITIES = PathSpec(
     "sys/capabilities",
     fields=CAPABILITY_FIELDS,
-    operations={"update": _capabilities_of_token},
+    operations={"update": _capabilities_of("token")},
     mounted=False,
     synopsis="What a given token may do on paths.",
     help="As sys/capabilities-self, for the token in token.",
@@ -197,7 +197,7 @@ CAPABILITIES = PathSpec(
 CAPABILITIES_ACCESSOR = PathSpec(
     "sys/capabilities-accessor",
     fields=CAPABILITY_FIELDS,
-    operations={"update": _capabilities_of_accessor},
+    operations={"update": _capabilities_of("accessor")},
     mounted=False,
     synopsis="What the token behind an accessor may do on paths.",
     help="As sys/capabilities-self, for the token whose accessor is in accessor.",

@@ -29,6 +29,7 @@ import requests
 from shared import policy
 from shared.errors import InvalidRequest
 from tests.helpers import wait_until
+from tests.unit.test_policy import PARAMS, PRIO, PRIO2  # the reference's policies
 from tools.localstack import free_port
 
 BAO = shutil.which("bao", path=str(Path(sys.executable).parent)) or shutil.which("bao")
@@ -153,34 +154,6 @@ class Scenario:
 
 # -- the scenarios -----------------------------------------------------------------------------
 
-PRIO = """
-path "keymgmt/*"              { capabilities = ["read"] }
-path "keymgmt/key/*"          { capabilities = ["list"] }
-path "keymgmt/key/prod-*"     { capabilities = ["update"] }
-path "keymgmt/kms/+/key/*"    { capabilities = ["create"] }
-path "keymgmt/kms/azure/key/*" { capabilities = ["delete"] }
-path "keymgmt/kms/+/key/exact" { capabilities = ["sudo"] }
-path "keymgmt/key/denied"     { capabilities = ["deny"] }
-path "keymgmt/+/+"            { capabilities = ["patch"] }
-"""
-PRIO2 = """
-path "keymgmt/key/denied" { capabilities = ["read"] }
-path "keymgmt/key/prod-a" { capabilities = ["read"] }
-"""
-
-PARAMS = """
-path "keymgmt/key/*" {
-  capabilities = ["create", "read", "update", "delete", "list"]
-  allowed_parameters  = { "type" = ["rsa-2048", "rsa-4096"], "deletion_allowed" = [] }
-  denied_parameters   = { "deletion_allowed" = ["true"] }
-  required_parameters = ["type"]
-}
-path "keymgmt/kms/*" {
-  capabilities = ["create", "update"]
-  allowed_parameters = { "*" = [] }
-  denied_parameters = { "credentials" = [] }
-}
-"""
 
 TYPES = """
 path "keymgmt/t/*" {
