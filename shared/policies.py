@@ -44,7 +44,8 @@ MAX_POLICY_TEXT = 16 * 1024  # characters: well inside a Table string property (
 def decode_text(value: str) -> str:
     """A policy text, base64-decoded when it is valid standard base64 (Vault's rule: "can be
     base64-encoded to avoid string escaping")."""
-    text = value.strip()
+    # Go's base64.StdEncoding, which Vault uses, skips line breaks (`base64` wraps at 76).
+    text = "".join(value.split())
     try:
         decoded = base64.b64decode(text, validate=True).decode()
     except (binascii.Error, ValueError):
@@ -101,18 +102,20 @@ class Policies:
             )
         parsed = parse(name, text)  # refuses what does not parse, before anything is written
 
-        def attempt() -> None:
+        def attempt() -> int:
             current = self.store.get_policy(name)
             if current is None:
                 self.store.put_policy(PolicyRecord(name, text, 1, utcnow()))
-            else:
-                self.store.put_policy(
-                    replace(current, text=text, version=current.version + 1, modified=utcnow())
-                )
+                return 1
+            self.store.put_policy(
+                replace(current, text=text, version=current.version + 1, modified=utcnow())
+            )
+            return current.version + 1
 
-        optimistic(attempt, what=f"policy {name!r}")
-        with self._lock:
+        version = optimistic(attempt, what=f"policy {name!r}")
+        with self._lock:  # applies here at once; the next read of all finds it parsed
             self._parsed = {**self._parsed, name: parsed}
+            self._versions = {**self._versions, name: (version, parsed)}
 
     def delete(self, name: str) -> None:
         name = name.lower()

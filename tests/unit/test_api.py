@@ -215,23 +215,27 @@ def test_a_key_renders_as_vault_sends_it():
     )
 
 
+# A sys/mounts entry's fields, in the order Vault sends them.
+MOUNT_ENTRY_FIELDS = [
+    "type",
+    "description",
+    "accessor",
+    "uuid",
+    "config",
+    "options",
+    "local",
+    "seal_wrap",
+    "external_entropy_access",
+    "plugin_version",
+    "running_plugin_version",
+    "running_sha256",
+    "deprecation_status",
+]
+
+
 def test_mounts_render_under_their_path_with_a_slash():
     mount = Mount("m1", "keymgmt", "d", "12345678-0000-4000-8000-000000000000", WHEN)
     rendered = sys.render_mounts([mount])
     assert list(rendered) == ["m1/"]
     assert rendered["m1/"]["accessor"] == "keymgmt_12345678"
-    assert list(rendered["m1/"]) == [
-        "type",
-        "description",
-        "accessor",
-        "uuid",
-        "config",
-        "options",
-        "local",
-        "seal_wrap",
-        "external_entropy_access",
-        "plugin_version",
-        "running_plugin_version",
-        "running_sha256",
-        "deprecation_status",
-    ]
+    assert list(rendered["m1/"]) == MOUNT_ENTRY_FIELDS
