@@ -696,7 +696,10 @@ def test_key_half_deleted_by_a_killed_host_is_finished_by_the_reconciler(so: Clu
     victim = so.api(0)
     thread = threading.Thread(target=lambda: _swallow(victim.delete, f"{MOUNT}/key/{key}"))
     thread.start()
-    time.sleep(0.05)
+    # Kill it once the delete has marked the key (a fixed sleep lost that race on a busy
+    # machine: the kill came before the delete began), while it removes the 151 versions.
+    poll(lambda: (r := so.row(MOUNT, f"key:{key}:")) is not None and r["state"] == "deleting",
+         10, interval=0.005)  # fmt: skip
     so.kill(0)
     thread.join(60)
     row = so.row(MOUNT, f"key:{key}:")
