@@ -28,6 +28,9 @@ class ApiRequest:
     query: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
     body: bytes = b""
+    # The client's address as the platform's front end reports it (the adapter fills it in);
+    # "" when unknown. Used for token_bound_cidrs and the audit log's remote_address.
+    remote_address: str = ""
 
     @property
     def token(self) -> str | None:
