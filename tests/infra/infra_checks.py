@@ -272,6 +272,21 @@ ENGINE_DATA_ACTIONS = {
 }
 
 
+def _variable_problems(tree: Tree, expected: dict[str, tuple[str, Any, bool]]) -> list[str]:
+    """Each variable declared with its type and default, and validated where it must be."""
+    problems = []
+    for name, (vtype, default, validated) in expected.items():
+        body = tree.variables.get(name)
+        if body is None:
+            problems.append(f"variable {name} missing")
+            continue
+        if body.get("type") != vtype or body.get("default") != default:
+            problems.append(f"variable {name} must be {vtype} with default {default!r}")
+        if validated and not body.get("validation"):
+            problems.append(f"variable {name}: no validation")
+    return problems
+
+
 def check_target_vault_permissions(tree: Tree) -> list[str]:
     """Each target vault gets exactly one grant, of its permission model, with only what it needs.
 
@@ -351,15 +366,7 @@ def check_target_vault_permissions(tree: Tree) -> list[str]:
         "target_vault_permission_models": ("${map(string)}", {}, True),
         "target_vault_access_policy_list": ("bool", False, False),
     }
-    for name, (vtype, default, validated) in expected_vars.items():
-        body = tree.variables.get(name)
-        if body is None:
-            problems.append(f"variable {name} missing")
-            continue
-        if body.get("type") != vtype or body.get("default") != default:
-            problems.append(f"variable {name} must be {vtype} with default {default!r}")
-        if validated and not body.get("validation"):
-            problems.append(f"variable {name}: no validation")
+    problems += _variable_problems(tree, expected_vars)
     if not any(
         "target_vault_permission_models" in str(p.get("condition", ""))
         for p in _preconditions(tree)
@@ -494,15 +501,7 @@ def check_audit_storage(tree: Tree) -> list[str]:
             problems.append(f"{where}: locked must be var.audit_retention_locked")
         if not _prevents_destroy(body):
             problems.append(f"{where}: lifecycle.prevent_destroy must be true")
-    for name, (vtype, default, validated) in AUDIT_VARIABLES.items():
-        body = tree.variables.get(name)
-        if body is None:
-            problems.append(f"variable {name} missing")
-            continue
-        if body.get("type") != vtype or body.get("default") != default:
-            problems.append(f"variable {name} must be {vtype} with default {default!r}")
-        if validated and not body.get("validation"):
-            problems.append(f"variable {name}: no validation")
+    problems += _variable_problems(tree, AUDIT_VARIABLES)
     return problems
 
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import infra_checks as ic
 import pytest
-from test_structure import TERRAFORM, _block, _broken, _terraform
+from test_structure import _block, _broken_variable, _provider_free_module, _terraform
 
 SETTINGS_PY = ic.INFRA_DIR.parent / "shared" / "settings.py"
 # The device shape fixed for every branch (issue 14): what `GET sys/audit` shows.
@@ -32,107 +31,6 @@ OPTIONS_BY_TYPE = {
 @pytest.fixture(scope="module")
 def tree() -> ic.Tree:
     return ic.load_tree()
-
-
-# (checker, resource type, resource name, change) -> the checker must report it. (The real tree
-# passing every checker is test_structure.py's test_real_tree_passes, over ic.ALL_CHECKS.)
-MUTATIONS = [
-    (
-        ic.check_audit_storage,
-        "azurerm_storage_container",
-        "audit",
-        {"container_access_type": "blob"},
-    ),
-    (
-        ic.check_audit_storage,
-        "azurerm_storage_container",
-        "audit",
-        {"storage_account_id": "${var.other_account_id}"},
-    ),
-    (ic.check_audit_storage, "azurerm_storage_container", "audit", {"lifecycle": None}),
-    (
-        ic.check_audit_storage,
-        "azurerm_storage_container_immutability_policy",
-        "audit",
-        {"protected_append_writes_enabled": False},
-    ),
-    (
-        ic.check_audit_storage,
-        "azurerm_storage_container_immutability_policy",
-        "audit",
-        {"protected_append_writes_enabled": None},
-    ),
-    (
-        ic.check_audit_storage,
-        "azurerm_storage_container_immutability_policy",
-        "audit",
-        {"protected_append_writes_enabled": False, "protected_append_writes_all_enabled": True},
-    ),
-    (
-        ic.check_audit_storage,
-        "azurerm_storage_container_immutability_policy",
-        "audit",
-        {"immutability_period_in_days": 1},
-    ),
-    (
-        ic.check_audit_storage,
-        "azurerm_storage_container_immutability_policy",
-        "audit",
-        {"locked": True},
-    ),
-    (
-        ic.check_audit_storage,
-        "azurerm_storage_container_immutability_policy",
-        "audit",
-        {"storage_container_resource_manager_id": "${azurerm_storage_container.deployment.id}"},
-    ),
-    (
-        ic.check_audit_storage,
-        "azurerm_storage_container_immutability_policy",
-        "audit",
-        {"lifecycle": None},
-    ),
-    (
-        ic.check_audit_role,
-        "azurerm_role_assignment",
-        "app_audit_blob",
-        {"scope": "${azurerm_storage_account.this.id}"},
-    ),
-    (
-        ic.check_audit_role,
-        "azurerm_role_assignment",
-        "app_audit_blob",
-        {"role_definition_name": "Storage Blob Data Owner"},
-    ),
-    (
-        ic.check_audit_role,
-        "azurerm_role_assignment",
-        "app_audit_blob",
-        {"principal_id": "${data.azurerm_client_config.current.object_id}"},
-    ),
-    (
-        ic.check_role_assignments,
-        "azurerm_role_assignment",
-        "app_audit_blob",
-        {"principal_type": None},
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    ("check", "rtype", "name", "changes"),
-    MUTATIONS,
-    ids=[f"{m[1]}.{m[2]}:{','.join(m[3])}={next(iter(m[3].values()))}"[:90] for m in MUTATIONS],
-)
-def test_broken_audit_resource_is_caught(
-    tree: ic.Tree,
-    check: Callable[[ic.Tree], list[str]],
-    rtype: str,
-    name: str,
-    changes: dict[str, object],
-) -> None:
-    assert check(tree) == []
-    assert check(_broken(tree, rtype, name, **changes)) != []
 
 
 def test_missing_policy_or_container_is_caught(tree: ic.Tree) -> None:
@@ -174,13 +72,7 @@ def test_missing_policy_or_container_is_caught(tree: ic.Tree) -> None:
 def test_broken_audit_variables_are_caught(
     tree: ic.Tree, variable: str, change: dict[str, object]
 ) -> None:
-    broken = tree.copy()
-    body = broken.variables[variable]
-    for key, value in change.items():
-        if value is None:
-            body.pop(key, None)
-        else:
-            body[key] = value
+    broken = _broken_variable(tree, variable, change)
     assert any(variable in p for p in ic.check_audit_storage(broken))
 
 
@@ -229,17 +121,12 @@ def test_text_level_mutation_goes_through_the_parser(tmp_path: Path) -> None:
 
 def _audit_module(infra: Path, module: Path) -> Path:
     """variables.tf and the devices local of ``infra``, with the devices as an output."""
-    if TERRAFORM is None:
-        pytest.skip("terraform is not installed")
-    module.mkdir(parents=True, exist_ok=True)
-    shutil.copy(infra / "variables.tf", module / "variables.tf")
-    (module / "main.tf").write_text(
+    return _provider_free_module(
+        infra,
+        module,
         _block(infra / "audit.tf", "locals {")
-        + 'output "devices" { value = jsonencode(local.audit_devices) }\n'
+        + 'output "devices" { value = jsonencode(local.audit_devices) }\n',
     )
-    proc = _terraform(module, "init", "-backend=false")
-    assert proc.returncode == 0, proc.stderr
-    return module
 
 
 @pytest.fixture(scope="module")
