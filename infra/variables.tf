@@ -296,6 +296,14 @@ variable "audit_devices" {
   }
 
   validation {
+    # A misspelt option would otherwise fall back to its default without a word.
+    condition = alltrue(flatten([for d in coalesce(var.audit_devices, []) : [
+      for name in keys(d.options) : contains(concat(["log_raw", "hmac_accessor", "elide_list_responses"], lookup({ blob = ["container", "rotate"], file = ["file_path", "mode"] }, d.type, [])), name)
+    ]]))
+    error_message = "audit_devices options must be among log_raw, hmac_accessor and elide_list_responses, plus container and rotate for \"blob\", file_path and mode for \"file\"."
+  }
+
+  validation {
     condition     = alltrue([for d in coalesce(var.audit_devices, []) : d.type != "file" || trimspace(lookup(d.options, "file_path", "")) != ""])
     error_message = "audit_devices of type \"file\" need options.file_path (a path, or \"stdout\")."
   }

@@ -235,6 +235,14 @@ BAD_AUDIT_INPUTS = [
     ({"audit_devices": [{"path": "s", "type": "socket"}]}, 'types must be "blob", "log" or'),
     ({"audit_devices": [{"path": "f", "type": "file"}]}, 'of type "file" need options.file_path'),
     (
+        {"audit_devices": [{"path": "b", "type": "blob", "options": {"rotation": "hour"}}]},
+        "audit_devices options must be among log_raw",
+    ),
+    (
+        {"audit_devices": [{"path": "l", "type": "log", "options": {"rotate": "day"}}]},
+        "audit_devices options must be among log_raw",
+    ),
+    (
         {"audit_devices": [{"path": "b", "type": "blob", "options": {"rotate": "minute"}}]},
         'options.rotate must be "day" or "hour"',
     ),
