@@ -38,15 +38,16 @@ resource "azurerm_storage_container" "audit" {
   container_access_type = "private"
 
   lifecycle {
-    # Replacing the container (say, a new name) would delete the audit trail with it.
+    # Replacing the container (a new name, say) means deleting it with the audit trail in it
+    # (which Azure refuses while blobs are under retention, after Terraform has planned it).
     prevent_destroy = true
   }
 }
 
 # Time-based retention (container-level WORM) with protected append writes: for
 # audit_retention_days after a blob is created nobody (the app's identity, an account owner) can
-# overwrite or delete it, but Append Block still adds to append blobs, so
-# the engine can keep writing its daily or hourly blob.
+# overwrite or delete it, but Append Block still adds to append blobs, so the engine can keep
+# writing its daily or hourly blob.
 # https://learn.microsoft.com/azure/storage/blobs/immutable-time-based-retention-policy-overview
 #
 # How the account's settings (storage.tf) meet the policy:
