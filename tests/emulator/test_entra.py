@@ -427,3 +427,13 @@ def test_signing_key_rollover(tmp_path, monkeypatch) -> None:
         assert not vault_accepts(new_token)
         bad = _control(emu, "POST", "/signing-keys/rotate", {"previous_seconds": "soon"})
         assert bad.status_code == 400 and "previous_seconds" in bad.text
+
+
+def test_command_line_registers_apps_and_refuses_bad_ones(tmp_path, capsys) -> None:
+    from tools.kvemu.__main__ import main
+
+    for bad in ("[1]", '{"access_token_version": 5}', '{"unknown_field": 1}'):
+        with pytest.raises(SystemExit) as info:
+            main(["--vault", "v=0", "--cert-dir", str(tmp_path), "--app", bad])
+        assert info.value.code == 2
+        assert "--app" in capsys.readouterr().err
