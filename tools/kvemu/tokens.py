@@ -187,10 +187,10 @@ class TokenIssuer:
     def rotate(self, *, previous_seconds: float | None = None) -> SigningKey:
         """The next key (or a new one) signs from now on; the old key stays published, for
         ``previous_seconds`` or until ``retire_previous``."""
-        fresh = SigningKey.generate()
+        fresh = None if self.next else SigningKey.generate()  # RSA generation outside the lock
         until = None if previous_seconds is None else time.time() + previous_seconds
         with self._lock:
-            new = self.next.pop(0) if self.next else fresh
+            new = self.next.pop(0) if self.next else (fresh or SigningKey.generate())
             self.previous.insert(0, (self.current, until))
             self.current = new
         return new
