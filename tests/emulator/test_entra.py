@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import ssl
+import time
 import uuid
 from typing import Any
 
@@ -437,3 +438,22 @@ def test_command_line_registers_apps_and_refuses_bad_ones(tmp_path, capsys) -> N
             main(["--vault", "v=0", "--cert-dir", str(tmp_path), "--app", bad])
         assert info.value.code == 2
         assert "--app" in capsys.readouterr().err
+
+
+def test_hand_made_tokens_for_refusal_tests(kv: Emulator) -> None:
+    """What a validator must refuse, signed by the real published key."""
+    aud = "https://management.azure.com"
+    later = int(time.time()) + 3600
+    with pytest.raises(jwt.ImmatureSignatureError):
+        _validate(kv, kv.issue_token(audience=aud, issued_at=later), version="1.0", audience=aud)
+    with pytest.raises(jwt.ExpiredSignatureError):
+        _validate(
+            kv, kv.issue_token(audience=aud, lifetime_seconds=-600), version="1.0", audience=aud
+        )
+    wrong_issuer = kv.issue_token(audience=aud, claims={"iss": "https://sts.windows.net/other/"})
+    with pytest.raises(jwt.InvalidIssuerError):
+        _validate(kv, wrong_issuer, version="1.0", audience=aud)
+    v2 = kv.issue_token(audience=str(uuid.uuid4()), version=2)
+    assert jwt.decode(v2, options={"verify_signature": False})["iss"] == (
+        f"{kv.authority_host}/{kv.tenant_id}/v2.0"
+    )

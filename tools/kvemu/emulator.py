@@ -484,13 +484,21 @@ class Emulator:
         object_id: str | None = None,
         app_id: str | None = None,
         lifetime_seconds: int = 3600,
+        issued_at: int | None = None,
+        version: int = 1,
+        claims: Mapping[str, Any] | None = None,
     ) -> str:
-        """A token from this emulator's issuer (tests: expired or foreign-audience tokens)."""
+        """A token signed by the current published key, shaped by hand (tests: expired, not yet
+        valid (``issued_at`` in the future), foreign-audience or wrong-issuer tokens; ``claims``
+        adds or overrides claims, e.g. ``{"iss": ...}`` or ``{"xms_mirid": ...}``)."""
         token, _ = self.issuer.issue(
             audience=audience,
             object_id=object_id or self.system_identity.object_id,
             app_id=app_id or self.system_identity.client_id,
             lifetime_seconds=lifetime_seconds,
+            now=issued_at,
+            version=version,
+            extra=claims,
         )
         return token
 
