@@ -336,7 +336,10 @@ def encode_entry(entry: Mapping[str, Any]) -> bytes:
 
 
 class Sink:
-    """Where a device's lines go. ``write`` raises on failure (the broker counts it)."""
+    """Where a device's lines go. ``write`` raises on failure (the broker counts it).
+    ``inline``: written on the request's own thread, not the device's pool."""
+
+    inline = False
 
     def write(self, line: bytes) -> None:
         raise NotImplementedError
@@ -404,6 +407,10 @@ class FileSink(Sink):
 class LogSink(Sink):
     """One line per entry on the ``keymgmt.audit`` logger at INFO: best effort (the logging
     module swallows a handler's failure; Application Insights samples)."""
+
+    # On the request's thread: the Functions Python worker ships a log record to Application
+    # Insights with the invocation it belongs to, which a pool thread does not carry.
+    inline = True
 
     def __init__(self) -> None:
         self.logger = logging.getLogger(AUDIT_LOGGER)
@@ -597,6 +604,14 @@ class Broker:
         salt = self.salt(device.path)
         self._sinks[device.path].write(encode_entry(format_entry(kind, record, device, salt)))
 
+    @staticmethod
+    def _failed(path: str, kind: str, exc: Exception) -> None:
+        # The type and first line only: never the entry (it may be raw).
+        text = str(exc).splitlines()[0][:200] if str(exc) else ""
+        log.error(
+            "audit device %s/ failed to log the %s: %s: %s", path, kind, type(exc).__name__, text
+        )
+
     def log(self, kind: str, record: Record) -> None:
         """Write one entry to every device; AuditFailed if none took it."""
         if not self.devices:
@@ -604,9 +619,17 @@ class Broker:
         futures = {
             d.path: self._pools[d.path].submit(self._write_one, d, kind, record)
             for d in self.devices
+            if not self._sinks[d.path].inline
         }
-        deadline = time.monotonic() + self.timeout
         written = 0
+        for d in self.devices:
+            if self._sinks[d.path].inline:
+                try:
+                    self._write_one(d, kind, record)
+                    written += 1
+                except Exception as exc:
+                    self._failed(d.path, kind, exc)
+        deadline = time.monotonic() + self.timeout
         for path, future in futures.items():
             try:
                 future.result(timeout=max(0.0, deadline - time.monotonic()))
@@ -619,15 +642,7 @@ class Broker:
                     self.timeout,
                 )
             except Exception as exc:  # any sink failure counts, none escapes
-                # The type and first line only: never the entry (it may be raw).
-                text = str(exc).splitlines()[0][:200] if str(exc) else ""
-                log.error(
-                    "audit device %s/ failed to log the %s: %s: %s",
-                    path,
-                    kind,
-                    type(exc).__name__,
-                    text,
-                )
+                self._failed(path, kind, exc)
         if not written:
             log.error("no audit device succeeded in logging the %s: path=%s", kind, record.path)
             raise AuditFailed()

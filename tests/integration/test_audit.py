@@ -401,3 +401,21 @@ def test_concurrent_instances_agree_on_one_salt(azurite: Any):
     assert len(salts) == 1
     [salt] = salts
     assert uuid.UUID(salt) and salt != engines[0].store.audit_salt("other")
+
+
+def test_the_log_device_writes_on_the_requests_own_thread(azurite: Any, caplog):
+    # The Functions Python worker collects a record by the invocation of the thread that logs
+    # it: a pool thread's line would be lost in Azure.
+    import threading
+
+    devices = json.dumps([{"path": "log", "type": "log"}])
+    engine = service_module.build(
+        settings_module.load(
+            engine_settings(azurite, f"lt{uuid.uuid4().hex[:8]}", KEYMGMT_AUDIT_DEVICES=devices)
+        )
+    )
+    with caplog.at_level("INFO", logger="keymgmt.audit"):
+        assert create_key(engine, "logged").status == 204
+    records = [r for r in caplog.records if r.name == "keymgmt.audit"]
+    assert [json.loads(r.getMessage())["type"] for r in records] == ["request", "response"]
+    assert {r.thread for r in records} == {threading.get_ident()}
