@@ -436,3 +436,66 @@ def test_an_unwritable_directory_makes_a_new_file_fail(tmp_path: Path):
             FileSink(str(folder / "audit.log"), 0o600).write(b"x\n")
     finally:
         folder.chmod(0o700)
+
+
+# -- the blob sink's roll-over (a stand-in for the service's documented 409) ---------------------
+
+
+class _Blob:
+    """Append blob semantics the sink relies on (Put Blob with If-None-Match: *, Append Block
+    and its 409 BlockCountExceedsLimit), with the limit made small."""
+
+    def __init__(self, store: dict[str, list[bytes]], name: str, limit: int) -> None:
+        self.store, self.name, self.limit = store, name, limit
+
+    def create_append_blob(self, *, if_none_match: str) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        assert if_none_match == "*"
+        if self.name in self.store:
+            raise ResourceExistsError("BlobAlreadyExists")
+        self.store[self.name] = []
+
+    def append_block(self, data: bytes) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        if len(self.store[self.name]) >= self.limit:
+            error = ResourceExistsError("The committed block count cannot exceed the maximum")
+            error.error_code = "BlockCountExceedsLimit"
+            raise error
+        self.store[self.name].append(data)
+
+
+class _Container:
+    def __init__(self, limit: int) -> None:
+        self.blobs: dict[str, list[bytes]] = {}
+        self.limit = limit
+
+    def get_blob_client(self, name: str) -> _Blob:
+        return _Blob(self.blobs, name, self.limit)
+
+
+class _Service:
+    def __init__(self, container: _Container) -> None:
+        self.container = container
+
+    def get_container_client(self, name: str) -> _Container:
+        assert name == "audit"
+        return self.container
+
+
+def test_a_full_append_blob_rolls_to_a_numbered_one_and_an_existing_blob_is_kept():
+    [blob_device] = load([{"path": "blob", "type": "blob"}]).audit_devices
+    container = _Container(limit=2)
+    container.blobs["blob/2026/03/04.log"] = [b"an earlier run\n"]
+    when = dt.datetime(2026, 3, 4, 5, 6, tzinfo=dt.UTC)
+    sink = audit.BlobSink(blob_device, lambda: _Service(container), lambda: when)
+    for n in range(4):
+        sink.write(f"{n}\n".encode())
+    assert container.blobs == {
+        "blob/2026/03/04.log": [b"an earlier run\n", b"0\n"],
+        "blob/2026/03/04-1.log": [b"1\n", b"2\n"],
+        "blob/2026/03/04-2.log": [b"3\n"],
+    }
+    with pytest.raises(ValueError, match="4 MiB"):
+        sink.write(b"x" * (audit.MAX_BLOCK + 1))
