@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import EngineError
+from shared.names import is_mount_name
 from shared.settings import AuditDevice, Settings, StorageSettings
 from shared.vaultapi import REQUEST_ID
 
@@ -592,7 +593,12 @@ class Broker:
         with self._lock:
             known = self._accessors.get(mount)
         if known is None:
-            record = self._store.get_mount(mount)
+            if not is_mount_name(mount):  # no such mount can exist: no lookup
+                return ""
+            try:
+                record = self._store.get_mount(mount)
+            except EngineError:  # storage trouble: the entry goes without the accessor
+                return ""
             if record is None:
                 return ""
             known = f"{record.type}_{record.uuid[:8]}"  # as sys/mounts shows it

@@ -215,6 +215,15 @@ def test_the_unaudited_status_paths_write_nothing(audited: Audited):
     assert audited.log.read_text() == before
 
 
+@pytest.mark.parametrize("mount", ["no-such-mount", "a%23b", "a%3Fb"])
+def test_a_request_to_a_mount_that_cannot_exist_is_recorded_not_a_500(audited: Audited, mount):
+    answer = audited.api.get(f"{mount}/key/x")
+    assert answer.status_code in (400, 404), answer.text
+    entries = file_entries(audited.log)
+    assert entries[-1]["type"] == "response"
+    assert "mount_point" not in entries[-1]["request"]
+
+
 def test_sys_audit_lists_the_declared_devices_in_vaults_shape(audited: Audited):
     answer = audited.api.get("sys/audit")
     assert answer.status_code == 200
