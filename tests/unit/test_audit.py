@@ -499,3 +499,8 @@ def test_a_full_append_blob_rolls_to_a_numbered_one_and_an_existing_blob_is_kept
     }
     with pytest.raises(ValueError, match="4 MiB"):
         sink.write(b"x" * (audit.MAX_BLOCK + 1))
+
+
+def test_stdout_is_a_file_path(capsys):
+    FileSink("stdout", 0o600).write(b'{"type":"request"}\n')
+    assert capsys.readouterr().out == '{"type":"request"}\n'
