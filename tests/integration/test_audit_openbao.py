@@ -159,3 +159,21 @@ def test_our_entries_have_openbaos_structure(oracle, ours):
                 if "data" in bao_response:
                     assert leaves(our_response["data"]) <= leaves(bao_response["data"]), where
                     assert "CLEAR STRING" not in leaves(our_response["data"]), where
+
+
+STATUS_PATHS = ("sys/health", "sys/seal-status", "sys/leader", "sys/init")
+
+
+def test_the_status_paths_are_not_audited_here_as_in_openbao(oracle, ours):
+    (server, bao_log), (host, our_log) = oracle, ours
+    for url in (server.url, host.url):
+        for path in STATUS_PATHS:
+            assert requests.get(f"{url}/v1/{path}", timeout=60).ok
+        # An audited request after them: both logs exist and are complete up to it.
+        assert requests.get(
+            f"{url}/v1/sys/mounts", headers={"X-Vault-Token": "root"}, timeout=60
+        ).ok
+    for log in (bao_log, our_log):
+        paths = {e["request"]["path"] for e in map(json.loads, log.read_text().splitlines())}
+        assert "sys/mounts" in paths
+        assert paths.isdisjoint(STATUS_PATHS), log
