@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -728,11 +729,15 @@ class Trail:
                 broker.log("request", record)
             else:
                 record = self._record(context, spec, broker, allowed=True)
-            record.response = body if isinstance(body, Mapping) else None
-            if message:
-                record.response_message = message
-                record.response_error = response_error(response.status, message)
-            broker.log("response", record)
+            # A new record: a device that timed out on the request entry may still be
+            # formatting the old one.
+            answered = dataclasses.replace(
+                record,
+                response=body if isinstance(body, Mapping) else None,
+                response_message=message,
+                response_error=response_error(response.status, message) if message else "",
+            )
+            broker.log("response", answered)
         except AuditFailed:
             return vaultapi.error(500, "internal error")
         except Exception:
