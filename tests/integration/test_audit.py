@@ -224,6 +224,15 @@ def test_a_request_to_a_mount_that_cannot_exist_is_recorded_not_a_500(audited: A
     assert "mount_point" not in entries[-1]["request"]
 
 
+def test_an_unsupported_operation_is_recorded_with_vaults_error(audited: Audited):
+    answer = audited.api.delete("sys/audit-hash/file")
+    assert answer.status_code == 405
+    request, response = file_entries(audited.log)[-2:]
+    assert (request["type"], request["request"]["operation"]) == ("request", "delete")
+    assert "error" not in request
+    assert response["error"] == "1 error occurred:\n\t* unsupported operation\n\n"
+
+
 def test_sys_audit_lists_the_declared_devices_in_vaults_shape(audited: Audited):
     answer = audited.api.get("sys/audit")
     assert answer.status_code == 200
