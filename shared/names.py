@@ -63,9 +63,11 @@ def is_mount_name(value: str) -> bool:
 KEY = "key"
 KMS_PROVIDER = "KMS provider"
 POLICY = "policy"
+AUDIT_DEVICE = "audit device"
 PARAM_RULES: Mapping[str, Callable[[str], str]] = {
     KEY: lambda value: check_name(value, KEY),
     KMS_PROVIDER: lambda value: check_name(value, KMS_PROVIDER),
     # Policy names are stored lower-cased, as Vault stores them.
     POLICY: lambda value: check_name(value, POLICY).lower(),
+    AUDIT_DEVICE: lambda value: check_name(value.rstrip("/"), AUDIT_DEVICE),
 }
