@@ -3,9 +3,10 @@
 Devices are declared in the app setting KEYMGMT_AUDIT_DEVICES (``shared.settings``), never
 through the API (OpenBao >= 2.3). For each audited request ``handle()`` writes a *request*
 entry before the operation acts and a *response* entry after it (``Trail``); the ``Broker``
-writes each entry to every device, and at least one must take it, or the request fails with
-``500 {"errors":["internal error"]}`` (fail closed, as Vault's audit broker). Every string in
-request and response data, and every token and accessor, is replaced by
+writes each entry to every device, and at least one must take it, or the request fails (fail
+closed, as Vault's audit broker) with a 503 that says whether the operation ran: an outage of the
+audit sink is an outage, not a server fault (Vault answers ``500 internal error`` for both).
+Every string in request and response data, and every token and accessor, is replaced by
 ``hmac-sha256:<hex>`` under the device's own salt, unless the device logs raw. docs/audit.md
 describes the format, the options and the sinks.
 """
@@ -46,13 +47,23 @@ HMAC_PREFIX = "hmac-sha256:"
 MAX_BLOCK = 4 * 1024 * 1024  # an append blob block's limit (4 MiB)
 
 
+NOT_RECORDED = (
+    "no audit device could record the request, so it was not carried out; retry when the "
+    "audit log is writable again"
+)
+ANSWER_NOT_RECORDED = (
+    "the request was carried out, but no audit device could record its answer, so the answer "
+    "is withheld; the operation is safe to retry"
+)
+
+
 class AuditFailed(EngineError):
     """No device could record an entry: the request is refused (or its answer replaced)."""
 
-    status = 500
+    status = 503
 
-    def __init__(self) -> None:
-        super().__init__("internal error")
+    def __init__(self, message: str = NOT_RECORDED) -> None:
+        super().__init__(message)
 
 
 # -- hashing (pure) ----------------------------------------------------------------------------
@@ -739,10 +750,14 @@ class Trail:
             )
             broker.log("response", answered)
         except AuditFailed:
-            return vaultapi.error(500, "internal error")
+            return vaultapi.error(
+                503, NOT_RECORDED if not self.logged_request else ANSWER_NOT_RECORDED
+            )
         except Exception:
             log.exception("the audit entry of %s could not be made", spec.pattern)
-            return vaultapi.error(500, "internal error")
+            return vaultapi.error(
+                503, NOT_RECORDED if not self.logged_request else ANSWER_NOT_RECORDED
+            )
         return response
 
     def _record(self, context: Any, spec: Any, broker: Broker, *, allowed: bool | None) -> Record:

@@ -301,12 +301,9 @@ def test_terraform_accepts_good_audit_inputs(
 
 # --- The names the app reads -----------------------------------------------------------------
 
-# Settings another branch of issue 14 teaches shared/settings.py to read (audit: the devices and
-# the blob endpoint; auth: AZURE_AD_RESOURCE). Once merged, these pass and strict xfail fails:
+# Settings another branch of issue 14 teaches shared/settings.py to read (auth: AZURE_AD_RESOURCE). Once merged, these pass and strict xfail fails:
 # remove the marks then.
 PENDING_IN_SETTINGS = {
-    "KEYMGMT_AUDIT_DEVICES",
-    "KEYMGMT_STORAGE__blobServiceUri",
     "AZURE_AD_RESOURCE",
 }
 

@@ -21,6 +21,7 @@ import hvac
 import pytest
 import requests
 
+from shared import audit
 from shared import service as service_module
 from shared import settings as settings_module
 from shared.api import handle
@@ -339,9 +340,9 @@ def test_one_failing_device_is_logged_and_the_others_carry_on_then_none_refuses(
     shutil.rmtree(root / "second")  # now no device can write
     refused_key = uid("k")
     refused = api.post(f"keymgmt/key/{refused_key}", json={"type": "rsa-2048"})
-    assert refused.status_code == 500
-    assert refused.json() == {"errors": ["internal error"]}
-    assert api.post(f"keymgmt/key/{kept}/rotate").status_code == 500
+    assert refused.status_code == 503
+    assert refused.json() == {"errors": [audit.NOT_RECORDED]}
+    assert api.post(f"keymgmt/key/{kept}/rotate").status_code == 503
     # Nothing changed: the key was not made, the other not rotated.
     engine = service_module.build(settings_module.load(two_files.settings))
     assert engine.store.get_key("keymgmt", refused_key) is None
@@ -389,12 +390,12 @@ def create_key(engine: Any, name: str) -> Any:
     return handle(keys_api.KEY, request, {"mount": "keymgmt", "name": name}, lambda: engine)
 
 
-def test_a_response_entry_no_device_takes_turns_the_answer_into_a_500(azurite: Any):
+def test_a_response_entry_no_device_takes_turns_the_answer_into_a_503(azurite: Any):
     sink = FailingAfter(good=1)  # the request entry only
     engine = engine_with_sink(azurite, sink)
     answer = create_key(engine, "acted")
-    assert answer.status == 500
-    assert json.loads(answer.body) == {"errors": ["internal error"]}
+    assert answer.status == 503
+    assert json.loads(answer.body) == {"errors": [audit.ANSWER_NOT_RECORDED]}
     # The action happened (documented in docs/audit.md): a retry finds the key and updates it.
     assert engine.store.get_key("keymgmt", "acted") is not None
     assert [json.loads(line)["type"] for line in sink.lines] == ["request"]
@@ -405,7 +406,7 @@ def test_a_hanging_device_is_bounded_by_the_write_timeout(azurite: Any):
     engine = engine_with_sink(azurite, sink, KEYMGMT_AUDIT_WRITE_TIMEOUT="1")
     started = time.monotonic()
     answer = create_key(engine, "never")
-    assert answer.status == 500
+    assert answer.status == 503
     assert time.monotonic() - started < 25  # not the sink's 30 s
     assert engine.store.get_key("keymgmt", "never") is None
 
