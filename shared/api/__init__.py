@@ -161,7 +161,7 @@ def handle(
     try:
         context = Context(request, params, service_factory)
         if spec.authenticated:  # first: nothing of the request is looked at before the token
-            context.token = context.service.tokens.check(request.token)
+            context.token = context.service.tokens.check(request.token, request.remote_address)
         op = vaultapi.operation(request)
         if not spec.supports(op):
             raise UnsupportedOperation("unsupported operation")
