@@ -1,0 +1,126 @@
+"""Auth methods in Table Storage (Azurite): secrets sealed and rows tamper-evident, a disable
+that died finished by the next one (or the cleanup), a login racing a disable taking its
+token back."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from dataclasses import replace
+from typing import Any
+
+import jwt as pyjwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from shared.api.auth import (
+    AZURE_CONFIG_FIELDS,
+    JWT_CONFIG_FIELDS,
+    JWT_LOGIN_FIELDS,
+    JWT_ROLE_FIELDS,
+)
+from shared.errors import PermissionDenied, RowTampered
+from shared.store import AUTH_PARTITION
+from shared.vaultapi import FieldData
+from tests.fixtures.funchost import build_service
+
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+PEM = (
+    KEY.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
+
+
+@pytest.fixture(scope="module")
+def service(azurite: Any) -> Any:
+    return build_service(azurite, f"auth{os.getpid()}")
+
+
+def jwt_method(service: Any, path: str) -> Any:
+    service.auth.enable(path, "jwt")
+    mount = service.auth.mount(path)
+    service.auth.write_config(
+        mount, FieldData({"jwt_validation_pubkeys": [PEM]}, JWT_CONFIG_FIELDS)
+    )
+    role = {"role_type": "jwt", "user_claim": "sub", "bound_audiences": "a"}
+    service.auth.write_role(mount, "r", FieldData(role, JWT_ROLE_FIELDS))
+    return mount
+
+
+def login(service: Any, mount: Any) -> str:
+    now = int(time.time())
+    signed = pyjwt.encode({"aud": "a", "sub": "s", "exp": now + 60}, KEY, algorithm="RS256")
+    token, _ = service.auth.login(
+        mount, FieldData({"role": "r", "jwt": signed}, JWT_LOGIN_FIELDS), ""
+    )
+    return str(token.id)
+
+
+def test_client_secrets_are_sealed_and_rows_tamper_evident(service: Any) -> None:
+    service.auth.enable("sealed", "azure")
+    mount = service.auth.mount("sealed")
+    body = {"tenant_id": "t", "resource": "r", "client_id": "c", "client_secret": "hush-hush-123"}
+    service.auth.write_config(mount, FieldData(body, AZURE_CONFIG_FIELDS))
+    raw = service.store.table.get_entity(AUTH_PARTITION, f"config:{mount.uuid}")
+    assert "cred_ct" in raw
+    assert not any(
+        b"hush-hush" in (v if isinstance(v, bytes) else str(v).encode()) for v in raw.values()
+    )
+    assert "client_secret" not in service.auth.render_config(mount)
+    # An update that leaves the secret out keeps it (the plugin merges its config).
+    service.auth.write_config(mount, FieldData({"resource": "r2"}, AZURE_CONFIG_FIELDS))
+    item = service.store.get_auth_item(mount.uuid)
+    assert service.auth._open(mount, item) == {"client_secret": "hush-hush-123"}
+    raw["json"] = json.dumps({**json.loads(raw["json"]), "tenant_id": "attacker"})
+    service.store.table.upsert_entity(raw)
+    with pytest.raises(RowTampered):
+        service.auth.config(mount)
+
+
+def test_a_disable_that_died_is_finished(service: Any) -> None:
+    mount = jwt_method(service, "halfway")
+    token = login(service, mount)
+    marked = service.store.update_auth_mount(
+        replace(mount, state="disabling", changed=mount.created - dt.timedelta(hours=1))
+    )
+    with pytest.raises(PermissionDenied):  # no login while it is being disabled
+        service.auth.mount("halfway")
+    assert service.tokens.check(token).id == token  # not revoked yet: the disable died
+    assert service.auth.settle(older_than=300) == [
+        "auth method halfway/: a disable that did not finish was finished"
+    ]
+    with pytest.raises(PermissionDenied):
+        service.tokens.check(token)
+    assert service.store.get_auth_mount("halfway") is None
+    assert service.store.get_auth_item(marked.uuid) is None
+    assert service.store.auth_tokens(marked.uuid) == []
+    service.auth.disable("halfway")  # nothing there: no error
+
+
+def test_a_login_that_races_a_disable_takes_its_token_back(service: Any) -> None:
+    mount = jwt_method(service, "racing")
+    filed: list[str] = []
+    with pytest.raises(PermissionDenied):
+        service.tokens.login(
+            path="auth/racing/login",
+            policies=[],
+            no_default_policy=False,
+            display="racing-s",
+            meta={"role": "r"},
+            internal={"mount_uuid": mount.uuid, "mount": "racing", "role": "r"},
+            ttl=60,
+            max_ttl=0,
+            explicit_max_ttl=0,
+            period=0,
+            num_uses=0,
+            bound_cidrs=[],
+            entity_id="e",
+            file_under=filed.append,
+            still_valid=lambda: False,  # the method was disabled while the token was written
+        )
+    [salted] = filed
+    assert service.store.get_token(salted) is None
