@@ -113,6 +113,9 @@ def token_settings(
     settings["token_policies"] = sorted(
         {p.strip().lower() for p in settings["token_policies"] if p.strip()}
     )
+    if "root" in settings["token_policies"]:
+        # A login must never mint a root token (the root token comes from settings only).
+        raise InvalidRequest("token_policies: the root policy cannot be given by a role")
     settings["token_bound_cidrs"] = parse_cidrs(list(settings["token_bound_cidrs"]))
     token_type = settings["token_type"] or "default"
     if token_type in ("batch", "default-batch"):

@@ -242,3 +242,8 @@ def jwks_keys(client: jwt.PyJWKClient, token: str) -> list[Any]:
         ) from None
     except jwt.PyJWKClientError:
         return []
+    except (jwt.PyJWTError, ValueError):  # not JSON, or a set without one usable key
+        raise UpstreamUnavailable(
+            "error validating token: the signing keys could not be read: the key set URL did "
+            "not answer a JWK Set with usable keys"
+        ) from None

@@ -370,3 +370,31 @@ def test_redirects_and_huge_documents_are_refused():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_key_set_that_is_not_one_is_a_503():
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<html>not json</html>" if self.path == "/html" else b'{"keys": []}')
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for path in ("/html", "/empty"):
+            client = keys.jwks_client(f"http://127.0.0.1:{server.server_port}{path}", "")
+            with pytest.raises(UpstreamUnavailable):
+                keys.jwks_keys(client, sign())
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_role_cannot_give_the_root_policy():
+    base = {"role_type": "jwt", "user_claim": "oid", "bound_audiences": "a"}
+    with pytest.raises(InvalidRequest, match="root policy cannot be given"):
+        jwt.role_from(_role_data({**base, "token_policies": "a,ROOT"}), {}, system_max=3600)
