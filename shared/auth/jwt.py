@@ -304,9 +304,26 @@ def _glob(pattern: str, value: str) -> bool:
     )
 
 
+def claim_value(claims: Mapping[str, Any], name: str) -> Any:
+    """A claim by name, or by JSON pointer (``/groups/0``, ``/address/country``) as Vault's
+    getClaim takes one; None when absent."""
+    if not name.startswith("/"):
+        return claims.get(name)
+    value: Any = claims
+    for raw in name[1:].split("/"):
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(value, Mapping):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
 def check_bound_claims(claims: Mapping[str, Any], role: Mapping[str, Any]) -> None:
     for claim, expected in (role.get("bound_claims") or {}).items():
-        actual = claims.get(claim)
+        actual = claim_value(claims, claim)
         if actual is None:
             raise InvalidRequest(f'error validating claims: claim "{claim}" is missing')
         wanted = expected if isinstance(expected, list) else [expected]
@@ -349,7 +366,7 @@ def login_identity(claims: Mapping[str, Any], role: Mapping[str, Any]) -> Identi
         raise InvalidRequest(f'claim "{user_claim}" could not be converted to string')
     metadata: dict[str, str] = {}
     for claim, key in (role.get("claim_mappings") or {}).items():
-        value = claims.get(claim)
+        value = claim_value(claims, claim)
         if value is None:
             continue
         text = _text(value)

@@ -398,3 +398,17 @@ def test_a_role_cannot_give_the_root_policy():
     base = {"role_type": "jwt", "user_claim": "oid", "bound_audiences": "a"}
     with pytest.raises(InvalidRequest, match="root policy cannot be given"):
         jwt.role_from(_role_data({**base, "token_policies": "a,ROOT"}), {}, system_max=3600)
+
+
+def test_bound_claims_and_mappings_take_json_pointers():
+    claims = {"aud": "a", "oid": OID, "address": {"country": "NL"}, "a/b": "slash"}
+    role = {"bound_claims": {"/address/country": "NL", "/a~1b": "slash"}}
+    jwt.check_bound_claims(claims, role)
+    with pytest.raises(InvalidRequest, match=r'claim "/address/country" does not match'):
+        jwt.check_bound_claims({**claims, "address": {"country": "BE"}}, role)
+    mapped = {
+        "bound_audiences": ["a"],
+        "user_claim": "oid",
+        "claim_mappings": {"/address/country": "c"},
+    }
+    assert jwt.login_identity(claims, mapped).metadata == {"c": "NL"}
