@@ -129,19 +129,41 @@ def discover(document_url: str, ca_pem: str, *, context: ssl.SSLContext | None =
     return found
 
 
+class _BoundedJWKClient(jwt.PyJWKClient):
+    """PyJWKClient (its caches and kid refetch rate limit) fetching through ``fetch_json``, so
+    a key set answer is bounded in size as every other fetch is (PyJWT reads all of it)."""
+
+    def __init__(self, uri: str, *, context: ssl.SSLContext, **options: Any) -> None:
+        super().__init__(uri, ssl_context=context, **options)
+        self._context = context
+
+    def fetch_data(self) -> Any:
+        try:
+            data = fetch_json(self.uri, self._context)
+        except UpstreamUnavailable as exc:
+            raise jwt.PyJWKClientConnectionError(str(exc)) from None
+        if not isinstance(data, dict):
+            raise jwt.PyJWKClientError("The JWKS endpoint did not return a JSON object")
+        if self.jwk_set_cache is not None:
+            self.jwk_set_cache.put(data)
+        # What PyJWT 2.15.1's own fetch_data records for its refetch cooldown (pinned).
+        self._last_successful_fetch = time.monotonic()
+        return data
+
+
 def jwks_client(uri: str, ca_pem: str, *, context: ssl.SSLContext | None = None) -> jwt.PyJWKClient:
     """One PyJWKClient per key set URL (and CA) per process: its cache is the JWKS cache."""
     key = (uri, ca_pem)
     with _lock:
         client = _jwks.get(key)
         if client is None:
-            client = jwt.PyJWKClient(
+            client = _BoundedJWKClient(
                 uri,
+                context=context or tls_context(ca_pem),
                 cache_keys=False,
                 cache_jwk_set=True,
                 lifespan=JWKS_LIFESPAN,
                 timeout=FETCH_TIMEOUT,
-                ssl_context=context or tls_context(ca_pem),
                 cooldown_duration=JWKS_COOLDOWN,
             )
             _jwks[key] = client

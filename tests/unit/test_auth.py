@@ -377,7 +377,12 @@ def test_a_key_set_that_is_not_one_is_a_503():
         def do_GET(self) -> None:
             self.send_response(200)
             self.end_headers()
-            self.wfile.write(b"<html>not json</html>" if self.path == "/html" else b'{"keys": []}')
+            if self.path == "/big":
+                self.wfile.write(b'{"keys": [' + b"{}," * keys.MAX_DOCUMENT + b"{}]}")
+            else:
+                self.wfile.write(
+                    b"<html>not json</html>" if self.path == "/html" else b'{"keys": []}'
+                )
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -385,7 +390,7 @@ def test_a_key_set_that_is_not_one_is_a_503():
     server = HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        for path in ("/html", "/empty"):
+        for path in ("/html", "/empty", "/big"):
             client = keys.jwks_client(f"http://127.0.0.1:{server.server_port}{path}", "")
             with pytest.raises(UpstreamUnavailable):
                 keys.jwks_keys(client, sign())
