@@ -22,12 +22,12 @@ from typing import Any
 
 from shared.auth import azure, common, jwt
 from shared.errors import ConcurrentChange, InvalidRequest, PermissionDenied
-from shared.names import check_mount
+from shared.names import check_mount, is_mount_name
 from shared.records import AuthItem, AuthMount, TokenEntry, TokenInfo, utcnow
 from shared.seal import Sealer
 from shared.settings import Settings
 from shared.store import Store, optimistic
-from shared.tokens import TokenStore
+from shared.tokens import TokenStore, address_allowed
 from shared.vaultapi import FieldData
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class AuthMethods:
     def get(self, path: str) -> AuthMount | None:
         """The active method at ``path``, or None."""
         name = path.strip("/")
-        if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
+        if not is_mount_name(name):
             return None
         mount = self.store.get_auth_mount(name)
         return mount if mount is not None and mount.state == "active" else None
@@ -260,8 +260,6 @@ class AuthMethods:
 
     @staticmethod
     def _cidrs_allow(role: Mapping[str, Any], remote_address: str) -> None:
-        from shared.tokens import address_allowed
-
         cidrs = role.get("token_bound_cidrs") or []
         if cidrs and not address_allowed(remote_address, cidrs):
             raise PermissionDenied()
