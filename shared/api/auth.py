@@ -129,7 +129,10 @@ AZURE_CONFIG_FIELDS = [
         )
     ),
 ]
+# hvac sends the role's name in the body too; Vault's role paths declare it (the URL's wins).
+ROLE_NAME_FIELD = Field("name", vaultapi.accepted, "the role's name (the path's)")
 JWT_ROLE_FIELDS = [
+    ROLE_NAME_FIELD,
     Field("role_type", vaultapi.weak_str, "jwt (bearer JWT login) or oidc (stored only)"),
     Field("bound_audiences", vaultapi.comma_list, "aud values accepted"),
     Field("user_claim", vaultapi.weak_str, "claim that names the user (required)"),
@@ -150,6 +153,7 @@ JWT_ROLE_FIELDS = [
     *TOKEN_FIELDS,
 ]
 AZURE_ROLE_FIELDS = [
+    ROLE_NAME_FIELD,
     Field("bound_service_principal_ids", vaultapi.comma_list, "oid values accepted"),
     Field("bound_group_ids", vaultapi.comma_list, "group ids accepted (groups claim)"),
     Field("bound_locations", vaultapi.comma_list, "refused: needs ARM reads"),

@@ -458,3 +458,56 @@ def test_azure_login_refuses_an_unbound_principal(
     call(root, "POST", f"auth/{azure_mount}/config", json={"resource": ARM.rstrip("/")})
     response = login(url, azure_mount, token, role="app")
     assert errors(response) == [f"service principal not authorized: {other}"]
+
+
+def test_hvac_configures_both_methods(url: str, kv: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = hvac.Client(url=url, token=ROOT_TOKEN)
+    path = f"hv{uuid.uuid4().hex[:6]}"
+    client.sys.enable_auth_method("jwt", path=path)
+    client.auth.jwt.configure(
+        jwks_url=f"{kv.authority_host}/{kv.tenant_id}/discovery/v2.0/keys",
+        jwks_ca_pem=Path(kv.ca_path).read_text(),
+        bound_issuer=kv.issuer.issuer,
+        path=path,
+    )
+    created = client.auth.jwt.create_role(
+        "ci",
+        user_claim="oid",
+        allowed_redirect_uris=None,
+        bound_audiences=[AUDIENCE],
+        token_policies=["mounts-reader"],
+        path=path,
+    )
+    assert created.status_code == 204  # no warning about the name hvac also sends
+    assert client.auth.jwt.read_role("ci", path=path)["data"]["bound_audiences"] == [AUDIENCE]
+    assert client.auth.jwt.read_config(path=path)["data"]["bound_issuer"] == kv.issuer.issuer
+    # hvac's list_roles sends the LIST verb, which Azure Functions does not route (README).
+    listed = requests.get(
+        f"{url}/v1/auth/{path}/role?list=true", headers={"X-Vault-Token": ROOT_TOKEN}, timeout=60
+    )
+    assert listed.json()["data"]["keys"] == ["ci"]
+    login = hvac.Client(url=url).auth.jwt.jwt_login(
+        "ci", mi_token(kv, monkeypatch, AUDIENCE), path=path
+    )
+    assert login["auth"]["policies"] == ["default", "mounts-reader"]
+
+    azure_path = f"hz{uuid.uuid4().hex[:6]}"
+    client.sys.enable_auth_method("azure", path=azure_path)
+    client.auth.azure.configure(
+        tenant_id=kv.tenant_id, resource=ARM, client_secret="s3cr3t-value", mount_point=azure_path
+    )
+    client.auth.azure.create_role(
+        "app",
+        policies=["mounts-reader"],
+        ttl="10m",
+        bound_service_principal_ids=[kv.system_identity.object_id],
+        mount_point=azure_path,
+    )
+    role = client.auth.azure.read_role("app", mount_point=azure_path)
+    assert role["token_policies"] == ["mounts-reader"] and role["token_ttl"] == 600
+    config = client.auth.azure.read_config(mount_point=azure_path)
+    assert config["tenant_id"] == kv.tenant_id and "client_secret" not in config
+    methods = client.sys.list_auth_methods()
+    assert methods[f"{path}/"]["type"] == "jwt" and methods[f"{azure_path}/"]["type"] == "azure"
+    client.sys.disable_auth_method(path)
+    client.sys.disable_auth_method(azure_path)
