@@ -21,6 +21,7 @@ import jwt as pyjwt
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tests.fixtures.funchost import ROOT_TOKEN
 from tests.fixtures.openbao import BaoCli
@@ -131,6 +132,30 @@ def test_bao_enables_lists_and_disables_auth_methods(url: str, root: Any, tmp_pa
     assert listed["token/"]["type"] == "token"
     refused = bao("auth", "enable", "-path=cli-x", "userpass", ok=False)
     assert "plugin not found in the catalog: userpass" in refused.stderr
+    role = tmp_path / "role.json"  # maps (bound_claims) need a JSON body, as with Vault's CLI
+    role.write_text(
+        json.dumps(
+            {
+                "role_type": "jwt",
+                "user_claim": "oid",
+                "bound_audiences": ["api://azure-keymgmt"],
+                "bound_claims": {"roles": ["KeyOperator"]},
+                "token_policies": ["kms-admin"],
+            }
+        )
+    )
+    pem = tmp_path / "key.pem"
+    pem.write_text(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    bao("write", "auth/cli-jwt/config", f"jwt_validation_pubkeys=@{pem}")
+    bao("write", "auth/cli-jwt/role/kms-operator", f"@{role}")
+    read = json.loads(bao("read", "-format=json", "auth/cli-jwt/role/kms-operator").stdout)
+    assert read["data"]["bound_claims"] == {"roles": ["KeyOperator"]}
+    assert json.loads(bao("list", "-format=json", "auth/cli-jwt/role").stdout) == ["kms-operator"]
     bao("auth", "disable", "cli-jwt")
     assert "cli-jwt/" not in json.loads(bao("auth", "list", "-format=json").stdout)
 
