@@ -340,6 +340,7 @@ class TokenStore:
                 return entry
             if entry.num_uses == 1:  # the last use: it is gone before the request runs
                 self.store.delete_token(entry, conditional=True)
+                self._unfile(entry)
                 return replace(entry, num_uses=-1)
             return self.store.update_token(replace(entry, num_uses=entry.num_uses - 1))
 
@@ -798,10 +799,17 @@ class TokenStore:
                 self.store.drop_token_child(entry.parent, salted)
             if entry.expiry_slot:
                 self.store.drop_token_expiry(entry.expiry_slot)
+            self._unfile(entry)
             removed = True
         if parent is not None:
             self.store.drop_token_child(parent, salted)
         return removed
+
+    def _unfile(self, entry: TokenEntry) -> None:
+        """A login token that ends (revoked, expired, used up) leaves its method's index."""
+        mount_uuid = (entry.internal or {}).get("mount_uuid")
+        if mount_uuid:
+            self.store.drop_auth_tokens(mount_uuid, [entry.salted_id])
 
     def _orphan(self, child: str, parent: str) -> None:
         """Make a child an orphan: no parent, no cap; its own children follow its new end."""

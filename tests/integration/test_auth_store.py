@@ -124,3 +124,15 @@ def test_a_login_that_races_a_disable_takes_its_token_back(service: Any) -> None
         )
     [salted] = filed
     assert service.store.get_token(salted) is None
+
+
+def test_a_token_that_ends_leaves_its_methods_index(service: Any) -> None:
+    mount = jwt_method(service, "index")
+    first, second = login(service, mount), login(service, mount)
+    assert len(service.store.auth_tokens(mount.uuid)) == 2
+    service.tokens.revoke(first)
+    [left] = service.store.auth_tokens(mount.uuid)
+    assert left == service.tokens.salted(second)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=800)  # past its TTL (768h default)
+    assert service.tokens.tidy(now=later)["revoked"] >= 1
+    assert service.store.auth_tokens(mount.uuid) == []
