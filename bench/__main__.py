@@ -5,7 +5,8 @@
 - the same read with a token from the token store holding three policies vs. with the root
   token from settings (no lookup): the difference, in Table point reads (at most one);
 - the ACL per request vs. one HMAC-SHA256 of a token (bench/policy.py, no servers);
-- distribution (bench/distribution.py).
+- distribution (bench/distribution.py);
+- audit devices: a read with a file, log or blob device vs. with none (bench/audit.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable
 
 import requests
 
-from bench import policy
+from bench import audit, policy
 from bench.common import report
 from tools.localstack import Azurite, FuncHost, engine_settings, wait_healthy
 
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     policy.main([])
     bench_keys(args.creates, args.reads)
+    audit.main([])
     try:
         from bench import distribution
     except ImportError:

@@ -67,6 +67,8 @@ locals {
 
   app_settings_engine = {
     KEYMGMT_STORAGE__tableServiceUri = trimsuffix(azurerm_storage_account.this.primary_table_endpoint, "/")
+    # The blob audit device's account (same identity and credential as the tables).
+    KEYMGMT_STORAGE__blobServiceUri  = trimsuffix(azurerm_storage_account.this.primary_blob_endpoint, "/")
     KEYMGMT_STORAGE__credential      = "managedidentity"
     KEYMGMT_TABLE_PREFIX             = var.table_prefix
     KEYMGMT_SEAL_KEY_ID              = local.seal_key_id
@@ -77,6 +79,12 @@ locals {
     KEYMGMT_DISABLE_FOREIGN_VERSIONS = tostring(var.disable_foreign_versions)
     AZURE_TENANT_ID                  = local.tenant_id
     AZURE_ENVIRONMENT                = var.environment
+  }
+
+  # Audit devices (audit.tf), declared here rather than through the API, as OpenBao 2.3+ requires
+  # (CVE-2025-6000): `bao audit list` shows them, `bao audit enable` is refused.
+  app_settings_audit = {
+    KEYMGMT_AUDIT_DEVICES = jsonencode(local.audit_devices)
   }
 
   # The app gets only the SHA-256 digest of the root token: it needs no access to secrets. The
@@ -90,6 +98,8 @@ locals {
   app_settings_optional = {
     KEYMGMT_KEYVAULT_URLS  = join(",", [for name, url in var.keyvault_url_overrides : "${name}=${url}"])
     KEYMGMT_PRIVATE_RANGES = join(",", var.private_ranges)
+    # auth/azure's default resource (the audience of login tokens); unset unless configured.
+    AZURE_AD_RESOURCE = var.auth_azure_resource
   }
 
   app_settings = merge(
@@ -97,6 +107,7 @@ locals {
     local.app_settings_host_storage,
     { for k, v in local.app_settings_user_assigned : k => v if local.user_assigned },
     local.app_settings_engine,
+    local.app_settings_audit,
     local.app_settings_root_token,
     { for k, v in local.app_settings_optional : k => v if v != "" },
   )

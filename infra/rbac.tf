@@ -23,6 +23,22 @@ resource "azurerm_role_assignment" "app_storage_table" {
   description          = "keymgmt engine tables"
 }
 
+# The audit log (audit.tf): create append blobs and append to them, in the audit container only.
+# Storage Blob Data Contributor is the narrowest built-in role that writes blobs (the other blob
+# data roles are Reader and Delegator, which cannot write, and Owner, which adds POSIX ACLs):
+# https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/storage. What it
+# also allows, overwrite and delete, the container's WORM policy refuses to every principal for
+# audit_retention_days. This assignment does not narrow what the identity can do today (it holds
+# Storage Blob Data Owner on the whole account, above, for the Functions host), but it keeps the
+# audit trail's grant explicit and correct if the host's storage moves to another account.
+resource "azurerm_role_assignment" "app_audit_blob" {
+  scope                = azurerm_storage_container.audit.id
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = local.principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "keymgmt audit log: create and append blobs in the audit container"
+}
+
 # Seal key: read, wrapKey and unwrapKey, nothing else (no create, delete, sign, secrets). Vault
 # scope, because the vault holds no other key and the key may be created outside Terraform
 # (manage_vault_data_plane = false), after this assignment.

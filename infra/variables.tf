@@ -219,6 +219,124 @@ variable "log_retention_days" {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Audit devices (KEYMGMT_AUDIT_DEVICES) and their WORM container (audit.tf)
+# ---------------------------------------------------------------------------------------------
+
+variable "audit_container_name" {
+  description = "Name of the blob container, in the app's storage account, that holds the audit log (one append blob per UTC day or hour) under a time-based immutability (WORM) policy."
+  type        = string
+  default     = "audit"
+
+  validation {
+    # Azure's container naming rules: 3-63 lowercase letters, digits and single dashes, starting
+    # and ending with a letter or digit.
+    condition     = can(regex("^[a-z0-9](-?[a-z0-9])+$", var.audit_container_name)) && length(var.audit_container_name) >= 3 && length(var.audit_container_name) <= 63
+    error_message = "audit_container_name must be 3-63 lowercase letters, digits and single dashes, starting and ending with a letter or digit (Azure's container naming rules)."
+  }
+}
+
+variable "audit_retention_days" {
+  description = "Days each audit blob stays immutable (no overwrite, no delete; appends only) after it is created: the container's time-based retention policy. 365 by default: PCI DSS v4.0 requirement 10.5.1 asks for 12 months of audit log history, and Microsoft's security benchmark (LT-6) leaves the period to the compliance regime. Retention counts from each blob's creation, so with daily blobs the last line of a day is kept at least this many days minus one. Azure allows 1 to 146000 days; once the policy is locked it can only be extended (README, Audit log)."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = var.audit_retention_days >= 1 && var.audit_retention_days <= 146000 && floor(var.audit_retention_days) == var.audit_retention_days
+    error_message = "audit_retention_days must be a whole number of days from 1 to 146000 (Azure's range for a time-based retention policy)."
+  }
+}
+
+variable "audit_retention_locked" {
+  description = "Lock the audit container's immutability policy. IRREVERSIBLE: a locked policy can never be unlocked or deleted, its retention can only be extended (at most five times), protected append writes can no longer be changed, and the container, the storage account and the resource group cannot be deleted until every audit blob's retention has expired. Microsoft recommends an unlocked policy only for testing: compliance regimes (SEC 17a-4(f) and the like) need it locked. Lock it once a deployment is known to work (README, Audit log)."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "audit_blob_rotate" {
+  description = "How often the blob audit device starts a new append blob (<path>/<yyyy>/<mm>/<dd>[/<hh>].log, UTC): \"day\" or \"hour\". An append blob takes at most 50,000 appends, so choose \"hour\" when the API serves more than about 25,000 requests a day (each request writes a request and a response entry). Used by the default audit_devices."
+  type        = string
+  default     = "day"
+  nullable    = false
+
+  validation {
+    condition     = contains(["day", "hour"], var.audit_blob_rotate)
+    error_message = "audit_blob_rotate must be \"day\" or \"hour\"."
+  }
+}
+
+variable "audit_devices" {
+  description = "Audit devices of the engine (KEYMGMT_AUDIT_DEVICES, shown by `bao audit list`): a list of {path, type (\"blob\", \"log\" or \"file\"), description, options (string => string)}. Null (the default): a \"blob\" device writing to audit_container_name with rotate = audit_blob_rotate, and a \"log\" device (JSON lines on the process log, shipped to Application Insights). A request is refused when no device can record it, so with both a storage outage leaves only the log device recording; list the blob device alone to refuse requests whenever the WORM container cannot be written. Options of every type: log_raw, hmac_accessor, elide_list_responses; blob: container (it must be audit_container_name), rotate; file: file_path (required), mode."
+  type = list(object({
+    path        = string
+    type        = string
+    description = optional(string, "")
+    options     = optional(map(string), {})
+  }))
+  default = null
+
+  validation {
+    condition     = var.audit_devices == null || length(coalesce(var.audit_devices, [])) > 0
+    error_message = "audit_devices must list at least one device (null gives the default blob and log devices): the engine audits every request."
+  }
+
+  validation {
+    condition     = alltrue([for d in coalesce(var.audit_devices, []) : can(regex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", d.path))])
+    error_message = "audit_devices paths must be 1-64 letters, digits, dots, dashes and underscores, starting with a letter or digit (no slash: `bao audit list` shows \"<path>/\")."
+  }
+
+  validation {
+    condition     = length(distinct([for d in coalesce(var.audit_devices, []) : d.path])) == length(coalesce(var.audit_devices, []))
+    error_message = "audit_devices paths must be unique."
+  }
+
+  validation {
+    condition     = alltrue([for d in coalesce(var.audit_devices, []) : contains(["blob", "log", "file"], d.type)])
+    error_message = "audit_devices types must be \"blob\", \"log\" or \"file\"."
+  }
+
+  validation {
+    # A misspelt option would otherwise fall back to its default without a word.
+    condition = alltrue(flatten([for d in coalesce(var.audit_devices, []) : [
+      for name in keys(d.options) : contains(concat(["log_raw", "hmac_accessor", "elide_list_responses"], lookup({ blob = ["container", "rotate"], file = ["file_path", "mode"] }, d.type, [])), name)
+    ]]))
+    error_message = "audit_devices options must be among log_raw, hmac_accessor and elide_list_responses, plus container and rotate for \"blob\", file_path and mode for \"file\"."
+  }
+
+  validation {
+    condition     = alltrue([for d in coalesce(var.audit_devices, []) : d.type != "file" || trimspace(lookup(d.options, "file_path", "")) != ""])
+    error_message = "audit_devices of type \"file\" need options.file_path (a path, or \"stdout\")."
+  }
+
+  validation {
+    condition     = alltrue([for d in coalesce(var.audit_devices, []) : d.type != "blob" || contains(["day", "hour"], lookup(d.options, "rotate", "day"))])
+    error_message = "audit_devices of type \"blob\": options.rotate must be \"day\" or \"hour\"."
+  }
+
+  validation {
+    # Only the WORM container is append-only, and only it carries the app's audit role.
+    condition     = alltrue([for d in coalesce(var.audit_devices, []) : d.type != "blob" || lookup(d.options, "container", "audit") == var.audit_container_name])
+    error_message = "audit_devices of type \"blob\" must write to the WORM container: options.container must be audit_container_name (\"audit\" when unset)."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Auth methods
+# ---------------------------------------------------------------------------------------------
+
+variable "auth_azure_resource" {
+  description = "Default `resource` of the auth/azure method (app setting AZURE_AD_RESOURCE, the environment fallback Vault's azure plugin reads; `bao write auth/azure/config resource=...` overrides it): the audience (`aud`) a login token must carry, compared byte for byte (a trailing slash matters). Use the identifier URI of the app registration that represents this API (e.g. api://keymgmt-prod: auth/azure takes v1.0 tokens, whose aud is the URI requested; v2.0 tokens, whose aud is the client id GUID, belong to auth/jwt), or \"https://management.azure.com/\" for roles bound to subscriptions, resource groups, locations or scale sets: Entra ID adds the xms_mirid claim those bindings need only to tokens for first-party Microsoft resources such as Azure Resource Manager. Empty (the default): the setting is left out and auth/azure/config must set resource. AZURE_TENANT_ID and AZURE_ENVIRONMENT, the fallbacks for tenant_id and environment, are always set (the deployment's tenant and var.environment)."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.auth_azure_resource == "" || can(regex("^(https://[^\\s]+|api://[^\\s]+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$", var.auth_azure_resource))
+    error_message = "auth_azure_resource must be empty, an https:// or api:// identifier URI without spaces, or an application (client) id GUID."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
 # The engine's own Key Vault: seal key and root token
 # ---------------------------------------------------------------------------------------------
 

@@ -74,6 +74,7 @@ def is_mount_name(value: str) -> bool:
 KEY = "key"
 KMS_PROVIDER = "KMS provider"
 POLICY = "policy"
+AUDIT_DEVICE = "audit device"
 ROLE = "role"
 AUTH_PATH = "auth method path"
 PARAM_RULES: Mapping[str, Callable[[str], str]] = {
@@ -84,4 +85,5 @@ PARAM_RULES: Mapping[str, Callable[[str], str]] = {
     # Auth method roles are stored lower-cased, as Vault's jwt and azure plugins store them.
     ROLE: lambda value: check_name(value, ROLE).lower(),
     AUTH_PATH: check_auth_path,
+    AUDIT_DEVICE: lambda value: check_name(value.rstrip("/"), AUDIT_DEVICE),
 }

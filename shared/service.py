@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import settings as settings_module
+from shared.audit import Broker
 from shared.auth import AuthMethods
 from shared.distribution import Distributor
 from shared.errors import UpstreamUnavailable
@@ -40,6 +41,7 @@ class Service:
     kms: Kms
     distribution: Distributor
     reconciler: Reconciler
+    audit: Broker
 
 
 def _seal_key(settings: Settings) -> SealKey:
@@ -84,6 +86,7 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
         kms=kms,
         distribution=distribution,
         reconciler=Reconciler(store, kms, distribution),
+        audit=Broker(settings, store),
     )
 
     def ensure_default_mounts() -> None:
@@ -95,6 +98,7 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
         service.mounts.forget,
         service.policies.forget,
         service.kms.forget,
+        service.audit.forget,
         ensure_default_mounts,
     ]
     ensure_default_mounts()

@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -36,11 +38,48 @@ class StorageSettings:
 
     connection_string: str | None = None
     table_service_uri: str | None = None
+    # The same account's blob endpoint (identity-based), for the blob audit device.
+    blob_service_uri: str | None = None
     client_id: str | None = None  # user-assigned identity for storage
 
     @property
     def uses_identity(self) -> bool:
         return self.connection_string is None
+
+
+AUDIT_TYPES = ("file", "blob", "log")
+# Every option a device type takes, with its default (as OpenBao's devices default them).
+_AUDIT_COMMON_OPTIONS = {
+    "log_raw": "false",
+    "hmac_accessor": "true",
+    "elide_list_responses": "false",
+}
+AUDIT_OPTIONS: Mapping[str, Mapping[str, str | None]] = {
+    "file": {**_AUDIT_COMMON_OPTIONS, "file_path": None, "mode": "0600"},
+    "blob": {**_AUDIT_COMMON_OPTIONS, "container": "audit", "rotate": "day"},
+    "log": dict(_AUDIT_COMMON_OPTIONS),
+}
+AUDIT_SETTING = "KEYMGMT_AUDIT_DEVICES"
+
+
+@dataclass(frozen=True)
+class AuditDevice:
+    """One audit device declared in KEYMGMT_AUDIT_DEVICES (OpenBao's config-declared device).
+
+    ``options`` holds the options as declared (what ``GET sys/audit`` shows); the typed
+    attributes below are those options parsed, defaults applied."""
+
+    path: str  # without the trailing "/"
+    type: str
+    description: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+    log_raw: bool = False
+    hmac_accessor: bool = True
+    elide_list_responses: bool = False
+    file_path: str = ""  # file: a path, or "stdout"
+    mode: int = 0o600  # file: exec bits already stripped; 0 = leave the mode alone
+    container: str = "audit"  # blob
+    rotate: str = "day"  # blob: "day" or "hour"
 
 
 @dataclass(frozen=True)
@@ -85,6 +124,9 @@ class Settings:
     # max_lease_ttl; both in seconds.
     token_default_ttl: int = DEFAULT_TOKEN_TTL
     token_max_ttl: int = DEFAULT_TOKEN_TTL
+    # Audit devices (KEYMGMT_AUDIT_DEVICES), and how long one may take to write an entry.
+    audit_devices: tuple[AuditDevice, ...] = ()
+    audit_write_timeout: float = 10.0
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -167,13 +209,16 @@ def _url_overrides(raw: str | None) -> dict[str, str]:
 def _storage(env: Mapping[str, str]) -> StorageSettings:
     conn = _get(env, STORAGE_PREFIX)
     uri = _get(env, f"{STORAGE_PREFIX}__tableServiceUri")
-    if conn and uri:
+    blob_uri = _get(env, f"{STORAGE_PREFIX}__blobServiceUri")
+    if conn and (uri or blob_uri):
         raise SettingsError(
             f"set either {STORAGE_PREFIX} (connection string) or "
-            f"{STORAGE_PREFIX}__tableServiceUri (identity-based), not both"
+            f"{STORAGE_PREFIX}__tableServiceUri / __blobServiceUri (identity-based), not both"
         )
     if conn:
         return StorageSettings(connection_string=conn)
+    if blob_uri and not blob_uri.startswith("https://"):
+        raise SettingsError(f"{STORAGE_PREFIX}__blobServiceUri must be an https:// URL")
     if uri:
         # The Functions convention for identity-based connections: __credential is
         # "managedidentity", the only value it defines, and the only one the store uses
@@ -186,6 +231,7 @@ def _storage(env: Mapping[str, str]) -> StorageSettings:
             )
         return StorageSettings(
             table_service_uri=uri.rstrip("/"),
+            blob_service_uri=blob_uri.rstrip("/") if blob_uri else None,
             client_id=_get(env, f"{STORAGE_PREFIX}__clientId"),
         )
     raise SettingsError(
@@ -226,6 +272,119 @@ def _root_token_hash(env: Mapping[str, str]) -> str | None:
     return None
 
 
+_DEVICE_PATH = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+
+
+def _audit_bool(device: str, options: Mapping[str, str], name: str) -> bool:
+    raw = options[name]
+    if raw in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if raw in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise SettingsError(f'{AUDIT_SETTING}: device "{device}": {name} must be "true" or "false"')
+
+
+def _audit_device(item: object, index: int) -> AuditDevice:
+    where = f"{AUDIT_SETTING}[{index}]"
+    if not isinstance(item, dict):
+        raise SettingsError(f"{where} must be an object with path, type, description, options")
+    unknown = sorted(set(item) - {"path", "type", "description", "options"})
+    if unknown:
+        raise SettingsError(
+            f"{where}: unknown keys {unknown}; a device takes path, type, description, options"
+        )
+    path = item.get("path")
+    if not isinstance(path, str) or not _DEVICE_PATH.fullmatch(path.rstrip("/")):
+        raise SettingsError(
+            f"{where}: path must be 1-63 letters, digits, '_', '-' or '.', starting with a "
+            "letter or digit"
+        )
+    path = path.rstrip("/")
+    kind = item.get("type")
+    if kind not in AUDIT_TYPES:
+        raise SettingsError(
+            f'{AUDIT_SETTING}: device "{path}": type must be one of {", ".join(AUDIT_TYPES)}'
+        )
+    description = item.get("description", "")
+    if not isinstance(description, str):
+        raise SettingsError(f'{AUDIT_SETTING}: device "{path}": description must be a string')
+    declared = item.get("options") or {}
+    if not isinstance(declared, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in declared.items()
+    ):
+        raise SettingsError(
+            f'{AUDIT_SETTING}: device "{path}": options must be an object of strings to strings'
+        )
+    allowed = AUDIT_OPTIONS[kind]
+    unknown = sorted(set(declared) - set(allowed))
+    if unknown:
+        raise SettingsError(
+            f'{AUDIT_SETTING}: device "{path}" ({kind}): unknown options {unknown}; allowed are '
+            f"{', '.join(allowed)}"
+        )
+    options = {k: v for k, v in allowed.items() if v is not None} | declared
+    extra: dict[str, object] = {}
+    if kind == "file":
+        file_path = options.get("file_path", "").strip()
+        if not file_path:
+            raise SettingsError(f'{AUDIT_SETTING}: device "{path}" (file): file_path is required')
+        try:
+            mode = int(options["mode"], 8)
+        except ValueError:
+            mode = -1
+        if not 0 <= mode <= 0o777:
+            raise SettingsError(
+                f'{AUDIT_SETTING}: device "{path}" (file): mode must be octal like "0600"'
+            )
+        extra = {"file_path": file_path, "mode": mode & ~0o111}  # exec bits stripped, as OpenBao
+    elif kind == "blob":
+        if not _CONTAINER.fullmatch(options["container"]):
+            raise SettingsError(
+                f'{AUDIT_SETTING}: device "{path}" (blob): container must be a valid container '
+                "name (3-63 lower-case letters, digits and single hyphens)"
+            )
+        if options["rotate"] not in ("day", "hour"):
+            raise SettingsError(
+                f'{AUDIT_SETTING}: device "{path}" (blob): rotate must be "day" or "hour"'
+            )
+        extra = {"container": options["container"], "rotate": options["rotate"]}
+    return AuditDevice(
+        path=path,
+        type=kind,
+        description=description,
+        options=dict(declared),
+        log_raw=_audit_bool(path, options, "log_raw"),
+        hmac_accessor=_audit_bool(path, options, "hmac_accessor"),
+        elide_list_responses=_audit_bool(path, options, "elide_list_responses"),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def _audit_devices(env: Mapping[str, str], storage: StorageSettings) -> tuple[AuditDevice, ...]:
+    raw = _get(env, AUDIT_SETTING)
+    if raw is None:
+        return ()
+    try:
+        items = json.loads(raw)
+    except ValueError:
+        raise SettingsError(f"{AUDIT_SETTING} must be a JSON array of devices") from None
+    if not isinstance(items, list):
+        raise SettingsError(f"{AUDIT_SETTING} must be a JSON array of devices")
+    devices = tuple(_audit_device(item, i) for i, item in enumerate(items))
+    seen: set[str] = set()
+    for device in devices:
+        if device.path in seen:
+            raise SettingsError(f'{AUDIT_SETTING}: device "{device.path}" is declared twice')
+        seen.add(device.path)
+        if device.type == "blob" and storage.uses_identity and not storage.blob_service_uri:
+            raise SettingsError(
+                f'{AUDIT_SETTING}: device "{device.path}" (blob) needs the storage account\'s '
+                f"blob endpoint: set {STORAGE_PREFIX}__blobServiceUri"
+            )
+    return devices
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -240,8 +399,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         )
     ranges = _csv(_get(env, "KEYMGMT_PRIVATE_RANGES"))
     token_default_ttl, token_max_ttl = _token_ttls(env)
+    storage = _storage(env)
     return Settings(
-        storage=_storage(env),
+        storage=storage,
         table_prefix=prefix,
         seal_key=seal_key,
         seal_key_id=seal_key_id,
@@ -267,6 +427,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         unknown_import_wait=_int(env, "KEYMGMT_UNKNOWN_IMPORT_WAIT", 90),
         token_default_ttl=token_default_ttl,
         token_max_ttl=token_max_ttl,
+        audit_devices=_audit_devices(env, storage),
+        audit_write_timeout=_int(env, "KEYMGMT_AUDIT_WRITE_TIMEOUT", 10),
     )
 
 

@@ -74,6 +74,7 @@ MAX_STRING_PROPERTY = 32 * 1024
 MAX_BINARY_PROPERTY = 64 * 1024
 MAC_KEY_ROW = "row-mac-key"  # in SYS_PARTITION: the row MAC key, sealed (AEAD-protected)
 TOKEN_SALT_ROW = "token-salt"  # in SYS_PARTITION: the token store's salt, sealed
+AUDIT_SALT_ROW_PREFIX = "audit-salt:"  # in SYS_PARTITION: + device path: its HMAC salt, sealed
 # Tokens: each in a partition of its own, named by its salted id (the row "token", and one
 # "child:<salted id>" row per child); accessors and the expiry index in one partition each.
 TOKEN_PARTITION_PREFIX = "_token:"
@@ -1435,6 +1436,40 @@ class Store:
             self._token_salt = None
         fresh = self.token_salt()
         return not hmac.compare_digest(fresh[0], cached[0])
+
+    def audit_salt(self, device: str) -> str:
+        """The audit device ``device``'s HMAC salt: a random UUID string, as Vault's, sealed
+        in ``_sys/audit-salt:<device>`` (its AEAD binds it to this table and device). The
+        first instance that needs it creates it; one that loses that race reads the winner's,
+        so every instance hashes alike. Callers cache it."""
+        row_key = AUDIT_SALT_ROW_PREFIX + device
+        context = f"azure-keymgmt/v1/audit-salt/{self.table_name}/{device}"
+        for _ in range(3):
+            entity = self._get(SYS_PARTITION, row_key)
+            if entity is not None:
+                sealed = _sealed_from(entity, "seal")
+                if sealed is None:
+                    raise RowTampered(f"stored row {SYS_PARTITION}/{row_key} is damaged")
+                try:
+                    return self._sealer.open(sealed, context).decode()
+                except (SealError, UnicodeDecodeError):
+                    raise RowTampered(
+                        f"stored row {SYS_PARTITION}/{row_key} (an audit salt) does not open "
+                        "with the seal key: it was replaced, or the seal key changed"
+                    ) from None
+            salt = str(uuid.uuid4())
+            row = {
+                "PartitionKey": SYS_PARTITION,
+                "RowKey": row_key,
+                "created": utcnow(),
+                **_sealed_fields("seal", self._sealer.seal(salt.encode(), context)),
+            }
+            try:
+                self.commit([create_op(row)])
+            except ConcurrentChange:
+                continue  # another instance made it first: use theirs
+            return salt
+        raise UpstreamUnavailable(f"the salt of audit device {device} could not be read or created")
 
     def get_token(self, salted_id: str) -> TokenEntry | None:
         """One point read: the token's row, or None."""

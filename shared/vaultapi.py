@@ -7,6 +7,7 @@ and ``ApiResponse`` back into the trigger's response. Field parsing follows Vaul
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
 import re
@@ -59,9 +60,16 @@ def _json_response(status: int, payload: Any) -> ApiResponse:
     return ApiResponse(status, json.dumps(payload).encode(), {"Content-Type": JSON})
 
 
+# The id of the request being handled, set by handle(): the answer's request_id is the id its
+# audit entries carry (shared.audit), as in Vault.
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "keymgmt_request_id", default=None
+)
+
+
 def envelope(data: Any, warnings: Sequence[str] | None = None) -> dict[str, Any]:
     return {
-        "request_id": str(uuid.uuid4()),
+        "request_id": REQUEST_ID.get() or str(uuid.uuid4()),
         "lease_id": "",
         "renewable": False,
         "lease_duration": 0,

@@ -96,11 +96,24 @@ def _write_private(path: Path, text: str) -> None:
         fh.write(text)
 
 
+def _audit_device(path: Path) -> dict[str, Any]:
+    """The local stack's audit device: a file in the data folder, its owner's only."""
+    return {
+        "path": "file",
+        "type": "file",
+        "description": "make run: the local audit log",
+        "options": {"file_path": str(path), "mode": "0600"},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.devstack", description=__doc__)
     parser.add_argument("--port", type=int, default=int(os.environ.get("FUNCHOST_PORT", 7071)))
     parser.add_argument(
         "--table-port", type=int, default=int(os.environ.get("AZURITE_PORT", 10002))
+    )
+    parser.add_argument(
+        "--blob-port", type=int, default=int(os.environ.get("AZURITE_BLOB_PORT", 10000))
     )
     parser.add_argument("--vault-port", type=int, default=int(os.environ.get("KVEMU_PORT", 8443)))
     parser.add_argument(
@@ -138,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     for port, what in (
         (args.port, "local host"),
         (args.table_port, "Azurite"),
+        (args.blob_port, "Azurite's Blob service"),
         (args.vault_port, "Key Vault emulator"),
         (args.identity_port, "identity endpoint"),
         (args.identity_port + 1, "the emulator's authority"),
@@ -153,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     seal_file = args.data_dir / "seal.key"
     if not seal_file.exists():
         _write_private(seal_file, new_seal_key())
-    for path in (seal_file, args.data_dir / "kvemu", args.data_dir / "azurite"):
+    audit_log = args.data_dir / "audit.log"
+    for path in (seal_file, args.data_dir / "kvemu", args.data_dir / "azurite", audit_log):
         _tighten(path)
 
     # The host's keys go to the host only.
@@ -176,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.Popen(
                 azurite_command(
                     args.table_port,
+                    blob_port=args.blob_port,
                     location=args.data_dir / "azurite" if args.persist else None,
                 ),
                 cwd=args.data_dir,  # where Azurite would write anything it writes
@@ -185,13 +201,15 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         _wait(args.table_port, children[-1], "Azurite")
+        _wait(args.blob_port, children[-1], "Azurite's Blob service")
 
         env["PYTHONPATH"] = str(ROOT)
         env.update(
             engine_app_settings(
-                connection_string(args.table_port),
+                connection_string(args.table_port, args.blob_port),
                 seal_key=seal_file.read_text().strip(),
                 root_token=args.token,
+                KEYMGMT_AUDIT_DEVICES=json.dumps([_audit_device(audit_log)]),
             )
         )
         # The Event Grid system key, new each run: the emulator's webhook URL carries it, as
@@ -217,7 +235,11 @@ def main(argv: list[str] | None = None) -> int:
         print("", flush=True)
         for line in emulator_lines:
             print(line)
-        print(f"ready: http://127.0.0.1:{args.port}  (Azurite tables on {args.table_port})")
+        print(
+            f"ready: http://127.0.0.1:{args.port}  (Azurite tables on {args.table_port}, "
+            f"blobs on {args.blob_port})"
+        )
+        print(f"audit log: {audit_log}  (file device 'file/', HMAC'd; see docs/audit.md)")
         print("try:")
         print(f"  export BAO_ADDR=http://127.0.0.1:{args.port} BAO_TOKEN={args.token}")
         print(f"  export VAULT_ADDR=$BAO_ADDR VAULT_TOKEN={args.token}")

@@ -1,5 +1,5 @@
-"""The local stack's parts, written once: Azurite's Table service, the local Functions host,
-and the app settings that point the engine at them.
+"""The local stack's parts, written once: Azurite's Table and Blob services, the local Functions
+host, and the app settings that point the engine at them.
 
 ``make run`` (tools.devstack), the test fixtures (tests/fixtures) and the benchmarks (bench/)
 all start the stack from here, so a new flag or setting is added in one place.
@@ -89,29 +89,57 @@ def stop_process(proc: subprocess.Popen) -> None:
 # -- Azurite ----------------------------------------------------------------------------------
 
 
-def connection_string(port: int) -> str:
-    """The development account's connection string for Azurite's Table service on ``port``."""
+def connection_string(port: int, blob_port: int | None = None) -> str:
+    """The development account's connection string for Azurite's Table service on ``port``
+    (and its Blob service on ``blob_port``: the blob audit device writes there)."""
+    blob = f"BlobEndpoint=http://{LOOPBACK}:{blob_port}/{DEV_ACCOUNT};" if blob_port else ""
     return (
         f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
-        f"TableEndpoint=http://{LOOPBACK}:{port}/{DEV_ACCOUNT};"
+        f"TableEndpoint=http://{LOOPBACK}:{port}/{DEV_ACCOUNT};{blob}"
     )
 
 
-def azurite_binary() -> Path:
-    """``azurite-table`` from node_modules (``npm ci``), else from PATH."""
-    binary = ROOT / "node_modules" / ".bin" / "azurite-table"
+def azurite_binary(name: str = "azurite-table") -> Path:
+    """``name`` (``azurite-table``, or ``azurite`` for every service) from node_modules
+    (``npm ci``), else from PATH."""
+    binary = ROOT / "node_modules" / ".bin" / name
     if not binary.exists():
-        found = shutil.which("azurite-table")
+        found = shutil.which(name)
         if found is None:
-            raise RuntimeError("azurite-table not found: run `make test` (it runs npm ci)")
+            raise RuntimeError(f"{name} not found: run `make test` (it runs npm ci)")
         binary = Path(found)
     return binary
 
 
-def azurite_command(port: int, *, location: Path | None = None) -> list[str]:
-    """Azurite's Table service on ``port``: its tables in memory, or in ``location``."""
+def azurite_command(
+    port: int,
+    *,
+    blob_port: int | None = None,
+    queue_port: int | None = None,
+    location: Path | None = None,
+) -> list[str]:
+    """Azurite's Table service on ``port`` (and, with ``blob_port``, its Blob service: then
+    the all-services binary runs, its Queue service on ``queue_port``, unused): in memory, or
+    in ``location``."""
+    # azure-storage-blob 12.31 speaks a service version newer than Azurite 3.35 knows; the
+    # engine's client keeps the SDK's version (Azure's own), so the emulator skips its check.
+    services = (
+        [
+            "--skipApiVersionCheck",
+            "--blobHost",
+            LOOPBACK,
+            "--blobPort",
+            str(blob_port),
+            "--queueHost",
+            LOOPBACK,
+            "--queuePort",
+            str(queue_port or free_port()),
+        ]
+        if blob_port
+        else []
+    )
     return [
-        str(azurite_binary()),
+        str(azurite_binary("azurite" if blob_port else "azurite-table")),
         *(["--location", str(location)] if location is not None else ["--inMemoryPersistence"]),
         "--disableTelemetry",
         "--silent",
@@ -119,22 +147,25 @@ def azurite_command(port: int, *, location: Path | None = None) -> list[str]:
         LOOPBACK,
         "--tablePort",
         str(port),
+        *services,
     ]
 
 
 class Azurite:
-    """Azurite's Table service, in memory, on a free port (or ``port``)."""
+    """Azurite's Table and Blob services, in memory, on free ports (or ``port``)."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, blob_port: int | None = None) -> None:
         self.port = port or free_port()
+        self.blob_port = blob_port or free_port()
         self.proc = subprocess.Popen(
-            azurite_command(self.port),
+            azurite_command(self.port, blob_port=self.blob_port),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
         wait_for_port(self.port, self.proc)
-        self.connection_string = connection_string(self.port)
+        wait_for_port(self.blob_port, self.proc)
+        self.connection_string = connection_string(self.port, self.blob_port)
 
     def stop(self) -> None:
         stop_process(self.proc)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shared import vaultapi
+from shared.audit import Trail
 from shared.errors import DeniedByPolicy, EngineError, UnsupportedOperation
 from shared.mounts import no_route
 from shared.names import PARAM_RULES, is_mount_name
@@ -75,6 +76,9 @@ class PathSpec:
     existence: ExistenceCheck | None = None
     authenticated: bool = True
     mounted: bool = True  # lives under an enabled keymgmt mount
+    # Recorded by the audit devices; Vault answers sys/health and its kin outside the audit
+    # broker, and so does this server.
+    audited: bool = True
     synopsis: str = ""
     help: str = ""
     # Methods the HTTP trigger declares. None: every standard verb reaches the handler, which
@@ -158,8 +162,16 @@ def handle(
     params: Mapping[str, str],
     service_factory: Callable[[], Service],
 ) -> ApiResponse:
+    trail = Trail(request, audited=spec.audited)
+    context = Context(request, params, service_factory)
+    with trail.active():
+        response = _handle(spec, request, context, trail)
+        return trail.after(context, spec, response)  # fail closed: a 500 if nothing recorded it
+
+
+def _handle(spec: PathSpec, request: ApiRequest, context: Context, trail: Trail) -> ApiResponse:
+    params = context.params
     try:
-        context = Context(request, params, service_factory)
         if spec.authenticated:  # first: nothing of the request is looked at before the token
             context.token = context.service.tokens.check(request.token, request.remote_address)
         op = vaultapi.operation(request)
@@ -194,6 +206,7 @@ def handle(
         handler = spec.handler(context.operation)
         if handler is None:  # a path that maps create but not update, on an existing item
             raise UnsupportedOperation("unsupported operation")
+        trail.before(context, spec)  # the request entry, before anything acts
         return handler(context)
     except EngineError as exc:
         return vaultapi.from_exception(exc)

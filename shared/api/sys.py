@@ -197,6 +197,7 @@ def _read_only(
         operations={"read": handler},
         methods=methods,
         authenticated=authenticated,
+        audited=authenticated,  # the unauthenticated status paths are Vault's unaudited ones
         mounted=False,
         synopsis=synopsis,
         help=help,

@@ -181,6 +181,14 @@ def test_standalone_command_line(tmp_path) -> None:
             assert line, process.stderr.read() if process.stderr else "no output"
             key, _, value = line.strip().partition("=") if "=" in line else (line, "", "")
             lines["control API" if line.startswith("control API") else key] = value
+        identity = next(k for k in lines if k.startswith("identity SystemAssigned "))
+        assert identity.split()[-1] == (
+            "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/kvemu"
+            "/providers/Microsoft.Web/sites/kvemu-functions"
+        )
+        v1 = next(k for k in lines if k.startswith("openid-configuration v1.0 ")).split()[-1]
+        metadata = requests.get(v1, verify=lines["KEYMGMT_KEYVAULT_CA_BUNDLE"], timeout=10)
+        assert metadata.json()["issuer"].startswith("https://sts.windows.net/")
         urls = dict(p.split("=", 1) for p in lines["KEYMGMT_KEYVAULT_URLS"].split(","))
         assert set(urls) == {"keyvault-name", "other"}
         ca = lines["KEYMGMT_KEYVAULT_CA_BUNDLE"]

@@ -38,13 +38,15 @@ class Ports:
     table: int
     vault: int
     identity: int  # the emulator's authority listens on the next port
+    blob: int
 
     def all(self) -> tuple[int, ...]:
-        return (self.host, self.table, self.vault, self.identity, self.identity + 1)
+        return (self.host, self.table, self.vault, self.identity, self.identity + 1, self.blob)
 
     def args(self) -> list[str]:
         return [
             *("--port", str(self.host), "--table-port", str(self.table)),
+            *("--blob-port", str(self.blob)),
             *("--vault-port", str(self.vault), "--identity-port", str(self.identity)),
         ]
 
@@ -53,7 +55,7 @@ def free_ports() -> Ports:
     while True:
         identity = free_port()
         if _free(identity + 1):
-            return Ports(free_port(), free_port(), free_port(), identity)
+            return Ports(free_port(), free_port(), free_port(), identity, free_port())
 
 
 def _plain_bind(port: int) -> bool:
@@ -265,6 +267,22 @@ def test_secrets_stay_off_command_lines_and_the_data_folder_is_private(
 
     # The seed's client creates a key: state for the emulator to persist.
     create_key(ports, data, "devstack-state")
+    # The file audit device under the data folder: named in the banner, the root token only
+    # as its HMAC, the file private (checked with the rest below).
+    audit_log = data / "audit.log"
+    assert f"audit log: {audit_log}" in stack.output()
+    mounts = requests.get(
+        f"http://127.0.0.1:{ports.host}/v1/sys/mounts",
+        headers={"X-Vault-Token": "root"},
+        timeout=60,
+    )
+    assert mounts.ok
+    entries = [json.loads(line) for line in audit_log.read_text().splitlines()]
+    assert [e["type"] for e in entries if e["request"]["path"] == "sys/mounts"] == [
+        "request",
+        "response",
+    ]
+    assert entries[-1]["auth"]["client_token"].startswith("hmac-sha256:")
     assert (data / "kvemu" / "state.sqlite").exists()
     for path in [data, *data.rglob("*")]:
         try:

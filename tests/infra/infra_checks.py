@@ -20,7 +20,9 @@ INFRA_DIR = Path(__file__).resolve().parents[2] / "infra"
 # Setting names the engine (shared/settings.py) and the Functions host read in Azure.
 REQUIRED_APP_SETTINGS = {
     "KEYMGMT_STORAGE__tableServiceUri",
+    "KEYMGMT_STORAGE__blobServiceUri",
     "KEYMGMT_STORAGE__credential",
+    "KEYMGMT_AUDIT_DEVICES",
     "KEYMGMT_TABLE_PREFIX",
     "KEYMGMT_SEAL_KEY_ID",
     "KEYMGMT_DEFAULT_MOUNTS",
@@ -33,6 +35,8 @@ REQUIRED_APP_SETTINGS = {
     "AzureWebJobsStorage__blobServiceUri",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 }
+# Set only when their variable is (app_settings_optional drops empty values).
+OPTIONAL_APP_SETTINGS = {"KEYMGMT_KEYVAULT_URLS", "KEYMGMT_PRIVATE_RANGES", "AZURE_AD_RESOURCE"}
 # Development-only settings that must never reach Azure.
 FORBIDDEN_APP_SETTINGS = {"KEYMGMT_SEAL_KEY", "KEYMGMT_STORAGE", "FUNCTIONS_EXTENSION_VERSION"}
 KEYVAULT_EVENT_TYPES = {
@@ -268,6 +272,21 @@ ENGINE_DATA_ACTIONS = {
 }
 
 
+def _variable_problems(tree: Tree, expected: dict[str, tuple[str, Any, bool]]) -> list[str]:
+    """Each variable declared with its type and default, and validated where it must be."""
+    problems = []
+    for name, (vtype, default, validated) in expected.items():
+        body = tree.variables.get(name)
+        if body is None:
+            problems.append(f"variable {name} missing")
+            continue
+        if body.get("type") != vtype or body.get("default") != default:
+            problems.append(f"variable {name} must be {vtype} with default {default!r}")
+        if validated and not body.get("validation"):
+            problems.append(f"variable {name}: no validation")
+    return problems
+
+
 def check_target_vault_permissions(tree: Tree) -> list[str]:
     """Each target vault gets exactly one grant, of its permission model, with only what it needs.
 
@@ -347,15 +366,7 @@ def check_target_vault_permissions(tree: Tree) -> list[str]:
         "target_vault_permission_models": ("${map(string)}", {}, True),
         "target_vault_access_policy_list": ("bool", False, False),
     }
-    for name, (vtype, default, validated) in expected_vars.items():
-        body = tree.variables.get(name)
-        if body is None:
-            problems.append(f"variable {name} missing")
-            continue
-        if body.get("type") != vtype or body.get("default") != default:
-            problems.append(f"variable {name} must be {vtype} with default {default!r}")
-        if validated and not body.get("validation"):
-            problems.append(f"variable {name}: no validation")
+    problems += _variable_problems(tree, expected_vars)
     if not any(
         "target_vault_permission_models" in str(p.get("condition", ""))
         for p in _preconditions(tree)
@@ -428,6 +439,109 @@ def check_app_settings(tree: Tree) -> list[str]:
         for expr in re.findall(r"\$\{(.*?)\}", text):
             if _SECRET_REFERENCE.search(expr) and "sha256(" not in expr:
                 problems.append(f"app setting {key}: interpolates a raw secret ({expr})")
+    return problems
+
+
+# The audit trail (infra/audit.tf): variables with their type, default and whether a validation
+# must guard them.
+AUDIT_VARIABLES = {
+    "audit_container_name": ("string", "audit", True),
+    "audit_retention_days": ("number", 365, True),
+    "audit_retention_locked": ("bool", False, False),
+    "audit_blob_rotate": ("string", "day", True),
+    "audit_devices": (
+        '${list(object({path = string, type = string, description = optional(string, ""), '
+        "options = optional(map(string), {})}))}",
+        None,
+        True,
+    ),
+    "auth_azure_resource": ("string", "", True),
+}
+
+
+def _prevents_destroy(body: dict[str, Any]) -> bool:
+    return _first(body, "lifecycle").get("prevent_destroy") is True
+
+
+def check_audit_storage(tree: Tree) -> list[str]:
+    """The audit container: private, in the app's account, under a WORM policy that allows
+    protected appends to append blobs, retention and lock from validated variables."""
+    problems: list[str] = []
+    containers = dict(tree.of_type("azurerm_storage_container"))
+    container = containers.get("audit")
+    if container is None:
+        return ["no azurerm_storage_container.audit"]
+    where = "azurerm_storage_container.audit"
+    if container.get("container_access_type") != "private":
+        problems.append(f"{where}: container_access_type must be private")
+    if container.get("storage_account_id") != "${azurerm_storage_account.this.id}":
+        problems.append(f"{where}: must be in the app's storage account (through Resource Manager)")
+    if container.get("name") != "${var.audit_container_name}":
+        problems.append(f"{where}: name must be var.audit_container_name")
+    if not _prevents_destroy(container):
+        problems.append(f"{where}: lifecycle.prevent_destroy must be true")
+    policies = [
+        (n, b)
+        for n, b in tree.of_type("azurerm_storage_container_immutability_policy")
+        if b.get("storage_container_resource_manager_id") == "${azurerm_storage_container.audit.id}"
+    ]
+    if len(policies) != 1:
+        problems.append("the audit container needs exactly one immutability policy")
+    for name, body in policies:
+        where = f"azurerm_storage_container_immutability_policy.{name}"
+        if body.get("protected_append_writes_enabled") is not True:
+            problems.append(f"{where}: protected_append_writes_enabled must be true (appends only)")
+        if body.get("protected_append_writes_all_enabled") not in (False, None):
+            problems.append(f"{where}: protected_append_writes_all_enabled must stay false")
+        if body.get("immutability_period_in_days") != "${var.audit_retention_days}":
+            problems.append(
+                f"{where}: immutability_period_in_days must be var.audit_retention_days"
+            )
+        if body.get("locked") != "${var.audit_retention_locked}":
+            problems.append(f"{where}: locked must be var.audit_retention_locked")
+        if not _prevents_destroy(body):
+            problems.append(f"{where}: lifecycle.prevent_destroy must be true")
+    problems += _variable_problems(tree, AUDIT_VARIABLES)
+    return problems
+
+
+def check_audit_role(tree: Tree) -> list[str]:
+    """The app's identity may write blobs in the audit container, with a role scoped to it."""
+    found = [
+        (n, b)
+        for n, b in tree.of_type("azurerm_role_assignment")
+        if b.get("scope") == "${azurerm_storage_container.audit.id}"
+    ]
+    if not found:
+        return ["no role assignment scoped to the audit container"]
+    problems = []
+    for name, body in found:
+        where = f"azurerm_role_assignment.{name}"
+        if body.get("principal_id") != "${local.principal_id}":
+            problems.append(
+                f"{where}: principal_id must be the app's identity (local.principal_id)"
+            )
+        if body.get("role_definition_name") != "Storage Blob Data Contributor":
+            problems.append(f"{where}: role must be Storage Blob Data Contributor")
+    return problems
+
+
+def check_audit_settings(tree: Tree) -> list[str]:
+    """The blob endpoint, the devices and auth/azure's resource reach the app from infra/."""
+    problems = []
+    settings = app_settings(tree)
+    blob = str(settings.get("KEYMGMT_STORAGE__blobServiceUri", ""))
+    if "azurerm_storage_account.this.primary_blob_endpoint" not in blob:
+        problems.append(
+            "KEYMGMT_STORAGE__blobServiceUri must be the account's primary blob endpoint"
+        )
+    if settings.get("KEYMGMT_AUDIT_DEVICES") != "${jsonencode(local.audit_devices)}":
+        problems.append("KEYMGMT_AUDIT_DEVICES must be jsonencode(local.audit_devices)")
+    optional = tree.locals.get("app_settings_optional") or {}
+    if optional.get("AZURE_AD_RESOURCE") != "${var.auth_azure_resource}":
+        problems.append(
+            "AZURE_AD_RESOURCE must be var.auth_azure_resource, in app_settings_optional"
+        )
     return problems
 
 
@@ -542,6 +656,9 @@ ALL_CHECKS = (
     check_target_vault_permissions,
     check_role_assignments,
     check_app_settings,
+    check_audit_storage,
+    check_audit_role,
+    check_audit_settings,
     check_function_app,
     check_variables,
     check_outputs,

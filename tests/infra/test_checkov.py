@@ -25,6 +25,7 @@ EXPECTED_SKIPS = {
     ("CKV_AZURE_33", "azurerm_storage_account.this"),
     ("CKV2_AZURE_21", "azurerm_storage_container.deployment"),
     ("CKV2_AZURE_21", "azurerm_storage_container.dead_letter"),
+    ("CKV2_AZURE_21", "azurerm_storage_container.audit"),
     ("CKV_AZURE_40", "azurerm_key_vault_key.seal[0]"),
     ("CKV_AZURE_41", "azurerm_key_vault_secret.root_token[0]"),
     ("CKV_AZURE_211", "azurerm_service_plan.this"),
@@ -41,6 +42,7 @@ MUST_PASS = {
     "CKV2_AZURE_40",  # storage shared key disabled
     "CKV_AZURE_44",  # storage TLS 1.2
     "CKV2_AZURE_31",  # subnets have an NSG
+    "CKV_AZURE_34",  # blob containers private (the audit container among them)
 }
 
 

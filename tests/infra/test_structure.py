@@ -34,14 +34,25 @@ def test_every_tf_file_parses() -> None:
         ic.parse_file(path)
 
 
-def _broken(tree: ic.Tree, rtype: str, name: str, **changes: object) -> ic.Tree:
-    broken = tree.copy()
-    body = ic.resource(broken, rtype, name)
+def _change(body: dict[str, object], changes: dict[str, object]) -> None:
+    """Set each attribute of ``body`` to its new value; None removes it."""
     for key, value in changes.items():
         if value is None:
             body.pop(key, None)
         else:
             body[key] = value
+
+
+def _broken(tree: ic.Tree, rtype: str, name: str, **changes: object) -> ic.Tree:
+    broken = tree.copy()
+    _change(ic.resource(broken, rtype, name), changes)
+    return broken
+
+
+def _broken_variable(tree: ic.Tree, variable: str, change: dict[str, object]) -> ic.Tree:
+    """A copy with one variable's attributes changed."""
+    broken = tree.copy()
+    _change(broken.variables[variable], change)
     return broken
 
 
@@ -181,6 +192,86 @@ MUTATIONS = [
         "azurerm_key_vault_access_policy",
         "app_target_vault",
         {"tenant_id": None},
+    ),
+    # The audit trail (audit.tf, its role in rbac.tf; more in test_audit.py).
+    (
+        ic.check_audit_storage,
+        "azurerm_storage_container",
+        "audit",
+        {"container_access_type": "blob"},
+    ),
+    (
+        ic.check_audit_storage,
+        "azurerm_storage_container",
+        "audit",
+        {"storage_account_id": "${var.other_account_id}"},
+    ),
+    (ic.check_audit_storage, "azurerm_storage_container", "audit", {"lifecycle": None}),
+    (
+        ic.check_audit_storage,
+        "azurerm_storage_container_immutability_policy",
+        "audit",
+        {"protected_append_writes_enabled": False},
+    ),
+    (
+        ic.check_audit_storage,
+        "azurerm_storage_container_immutability_policy",
+        "audit",
+        {"protected_append_writes_enabled": None},
+    ),
+    (
+        ic.check_audit_storage,
+        "azurerm_storage_container_immutability_policy",
+        "audit",
+        {"protected_append_writes_enabled": False, "protected_append_writes_all_enabled": True},
+    ),
+    (
+        ic.check_audit_storage,
+        "azurerm_storage_container_immutability_policy",
+        "audit",
+        {"immutability_period_in_days": 1},
+    ),
+    (
+        ic.check_audit_storage,
+        "azurerm_storage_container_immutability_policy",
+        "audit",
+        {"locked": True},
+    ),
+    (
+        ic.check_audit_storage,
+        "azurerm_storage_container_immutability_policy",
+        "audit",
+        {"storage_container_resource_manager_id": "${azurerm_storage_container.deployment.id}"},
+    ),
+    (
+        ic.check_audit_storage,
+        "azurerm_storage_container_immutability_policy",
+        "audit",
+        {"lifecycle": None},
+    ),
+    (
+        ic.check_audit_role,
+        "azurerm_role_assignment",
+        "app_audit_blob",
+        {"scope": "${azurerm_storage_account.this.id}"},
+    ),
+    (
+        ic.check_audit_role,
+        "azurerm_role_assignment",
+        "app_audit_blob",
+        {"role_definition_name": "Storage Blob Data Owner"},
+    ),
+    (
+        ic.check_audit_role,
+        "azurerm_role_assignment",
+        "app_audit_blob",
+        {"principal_id": "${data.azurerm_client_config.current.object_id}"},
+    ),
+    (
+        ic.check_role_assignments,
+        "azurerm_role_assignment",
+        "app_audit_blob",
+        {"principal_type": None},
     ),
 ]
 
@@ -394,17 +485,24 @@ def _block(path: Path, header: str) -> str:
 
 def _permissions_module(infra: Path, module: Path) -> Path:
     """variables.tf, the target locals and the checking output of ``infra``: no providers."""
-    if TERRAFORM is None:
-        pytest.skip("terraform is not installed")
-    module.mkdir(parents=True, exist_ok=True)
-    shutil.copy(infra / "variables.tf", module / "variables.tf")
-    (module / "main.tf").write_text(
+    return _provider_free_module(
+        infra,
+        module,
         _block(infra / "targets.tf", "locals {")
         + _block(infra / "outputs.tf", 'output "target_vault_permission_models" {')
         + 'output "rbac" { value = keys(local.target_vaults_rbac) }\n'
         + 'output "access_policy" { value = keys(local.target_vaults_access_policy) }\n'
-        + 'output "key_permissions" { value = local.target_vault_key_permissions }\n'
+        + 'output "key_permissions" { value = local.target_vault_key_permissions }\n',
     )
+
+
+def _provider_free_module(infra: Path, module: Path, main_tf: str) -> Path:
+    """A module of ``infra``'s variables.tf plus ``main_tf``, initialised (no providers)."""
+    if TERRAFORM is None:
+        pytest.skip("terraform is not installed")
+    module.mkdir(parents=True, exist_ok=True)
+    shutil.copy(infra / "variables.tf", module / "variables.tf")
+    (module / "main.tf").write_text(main_tf)
     proc = _terraform(module, "init", "-backend=false")
     assert proc.returncode == 0, proc.stderr
     return module
@@ -532,14 +630,7 @@ def test_missing_access_policy_is_caught(tree: ic.Tree) -> None:
 def test_broken_permission_variables_are_caught(
     tree: ic.Tree, variable: str, change: dict[str, object]
 ) -> None:
-    broken = tree.copy()
-    body = broken.variables[variable]
-    for key, value in change.items():
-        if value is None:
-            body.pop(key, None)
-        else:
-            body[key] = value
-    _permission_problems(broken)
+    _permission_problems(_broken_variable(tree, variable, change))
 
 
 def test_missing_unknown_vault_precondition_is_caught(tree: ic.Tree) -> None:

@@ -22,9 +22,24 @@ by ``tests/emulator``:
   ``REQUESTS_CA_BUNDLE=<ca.pem>`` also works but replaces the system CAs for the process.
   The tenant must be the emulator's (the vault challenge names it and azure-identity refuses
   other tenants unless ``additionally_allowed_tenants`` says otherwise).
+* Tokens as Entra ID shapes them, for the engine's logins: v1.0 for Microsoft resources (with
+  ``xms_mirid`` for managed identities), the registered app's version otherwise
+  (``Emulator.register_app``), validated against ``<authority>/<tenant>/.well-known/
+  openid-configuration`` (v1.0) or ``.../<tenant>/v2.0/.well-known/openid-configuration``;
+  signing keys roll over on demand. See docs/kvemu.md.
 """
 
+from .directory import AppRegistration, ResourceNotFound
 from .emulator import ClientApp, Emulator, ManagedIdentity, Recorded
 from .faults import FAULT_KINDS, Fault
 
-__all__ = ["FAULT_KINDS", "ClientApp", "Emulator", "Fault", "ManagedIdentity", "Recorded"]
+__all__ = [
+    "FAULT_KINDS",
+    "AppRegistration",
+    "ClientApp",
+    "Emulator",
+    "Fault",
+    "ManagedIdentity",
+    "Recorded",
+    "ResourceNotFound",
+]

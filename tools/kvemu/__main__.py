@@ -12,7 +12,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .emulator import DEFAULT_TENANT_ID, Emulator
+from .emulator import (
+    DEFAULT_FUNCTION_APP,
+    DEFAULT_RESOURCE_GROUP,
+    DEFAULT_SUBSCRIPTION_ID,
+    DEFAULT_TENANT_ID,
+    Emulator,
+)
 
 # How long a stop may take: a webhook that does not answer must not hold the process for the
 # event poster's whole request timeout.
@@ -160,6 +166,29 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="seconds before a deleted key is visible under /deletedkeys (default 3)",
     )
+    parser.add_argument(
+        "--subscription-id",
+        default=DEFAULT_SUBSCRIPTION_ID,
+        help="the subscription of the Function App and its identities (xms_mirid)",
+    )
+    parser.add_argument(
+        "--resource-group",
+        default=DEFAULT_RESOURCE_GROUP,
+        help="the resource group of the Function App and its identities (xms_mirid)",
+    )
+    parser.add_argument(
+        "--function-app",
+        default=DEFAULT_FUNCTION_APP,
+        help="the Function App whose system-assigned identity the MSI endpoint serves",
+    )
+    parser.add_argument(
+        "--app",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='register an API app, as POST /_control/apps: {"client_id", "identifier_uris", '
+        '"access_token_version", "app_roles", "group_membership_claims"}',
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     if not args.vault and not args.hsm_vault:
@@ -187,8 +216,19 @@ def main(argv: list[str] | None = None) -> int:
         state_path=args.state,
         eventgrid_webhook=webhook,
         identity_header=args.identity_header,
+        subscription_id=args.subscription_id,
+        resource_group=args.resource_group,
+        function_app=args.function_app,
         **({} if args.delete_delay is None else {"delete_delay": args.delete_delay}),
     )
+    for text in args.app:
+        try:
+            spec = json.loads(text)
+            if not isinstance(spec, dict):
+                raise ValueError("expected a JSON object")
+            emulator.register_app(**spec)
+        except (ValueError, TypeError) as exc:
+            parser.error(f"--app {text!r}: {exc}")
     for name in args.no_purge_protection:
         emulator.configure_vault(name, purge_protection=False)
     for pair in args.client:
@@ -220,6 +260,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"IDENTITY_HEADER={emulator.identity_header}")
     print(f"AZURE_TENANT_ID={emulator.tenant_id}")
     print(f"AZURE_AUTHORITY_HOST={emulator.authority_host}")
+    for identity in emulator.describe_identities():
+        print(
+            f"identity {identity['type']} client_id {identity['client_id']} "
+            f"object_id {identity['object_id']} resource_id {identity['resource_id']}"
+        )
+    for app in emulator.directory.apps():
+        print(
+            f"app {app.client_id} identifier_uris {','.join(app.identifier_uris) or '-'} "
+            f"token version {app.token_version}"
+        )
+    tenant = f"{emulator.authority_host}/{emulator.tenant_id}"
+    print(f"openid-configuration v1.0 {tenant}/.well-known/openid-configuration")
+    print(f"openid-configuration v2.0 {tenant}/v2.0/.well-known/openid-configuration")
     print(f"control API: {emulator.control_url}")
     sys.stdout.flush()
 

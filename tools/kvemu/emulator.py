@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
+import re
 import secrets
 import threading
 import uuid
@@ -13,30 +15,85 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from . import certs, events
 from .access import ACCESS_POLICY, PERMISSION_MODELS, RBAC, ROLES, AccessControl
 from .api import OPERATIONS_BY_NAME, VaultApp
+from .directory import AppRegistration, Directory
 from .faults import Fault, FaultBook
 from .identity import MSI_PATH, AuthorityApp, MsiApp
 from .keys import describe as describe_material
 from .store import DEFAULT_DELETE_DELAY, KeyVersion, StateFile, Vault, check_name
-from .tokens import KEYVAULT_AUDIENCE, TokenIssuer
+from .tokens import KEYVAULT_AUDIENCE, SigningKey, TokenIssuer, resource_of
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TENANT_ID = "72f988bf-0000-4000-8000-00000000e0e0"
-TOKEN_KEY_FILE = "token-signing-key.pem"
+DEFAULT_SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
+DEFAULT_RESOURCE_GROUP = "kvemu"
+DEFAULT_FUNCTION_APP = "kvemu-functions"
+TOKEN_KEY_FILE = "token-signing-key.pem"  # the signing key before rollovers were modelled
+TOKEN_KEYS_FILE = "token-signing-keys.json"  # current, next and previous signing keys
+
+
+def _check_subscription(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError(f"a subscription id is a GUID, got {value!r}") from None
+
+
+def _check_arm_name(value: str, what: str) -> str:
+    # ARM names: letters, digits and - _ . ( ); no slashes (the name is a resource id segment).
+    if not re.fullmatch(r"[A-Za-z0-9_.()-]{1,90}", value or ""):
+        raise ValueError(f"invalid {what} name {value!r}: letters, digits and -_.() only")
+    return value
 
 
 @dataclass(frozen=True)
 class ManagedIdentity:
+    """A managed identity: the Function App's system-assigned one or a user-assigned one."""
+
     client_id: str
     object_id: str
-    resource_id: str
+    subscription_id: str
+    resource_group: str
+    name: str
+    user_assigned: bool
+
+    @property
+    def provider(self) -> str:
+        if self.user_assigned:
+            return f"Microsoft.ManagedIdentity/userAssignedIdentities/{self.name}"
+        return f"Microsoft.Web/sites/{self.name}"
+
+    @property
+    def resource_id(self) -> str:
+        """The ARM resource id (``mi_res_id``): ``resourceGroups`` as ARM spells it."""
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/{self.provider}"
+        )
+
+    @property
+    def xms_mirid(self) -> str:
+        """The ``xms_mirid`` claim: the same id with ``resourcegroups`` lower-cased, as Entra
+        writes it."""
+        return (
+            f"/subscriptions/{self.subscription_id}/resourcegroups/{self.resource_group}"
+            f"/providers/{self.provider}"
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "client_id": self.client_id,
+            "object_id": self.object_id,
+            "subscription_id": self.subscription_id,
+            "resource_group": self.resource_group,
+            "name": self.name,
+            "resource_id": self.resource_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -91,6 +148,9 @@ class Emulator:
         access_policy_vaults: Iterable[str] = (),
         record: bool = False,
         host: str = "127.0.0.1",
+        subscription_id: str = DEFAULT_SUBSCRIPTION_ID,
+        resource_group: str = DEFAULT_RESOURCE_GROUP,
+        function_app: str = DEFAULT_FUNCTION_APP,
     ) -> None:
         self.host = host
         self.tenant_id = tenant_id
@@ -108,12 +168,17 @@ class Emulator:
         self.access = AccessControl()
         self._clients: dict[str, ClientApp] = {}
         seed = uuid.uuid5(uuid.NAMESPACE_URL, f"kvemu:{tenant_id}")
+        self.subscription_id = _check_subscription(subscription_id)
+        self.resource_group = _check_arm_name(resource_group, "resource group")
         self.system_identity = ManagedIdentity(
             client_id=str(uuid.uuid5(seed, "system-client")),
             object_id=str(uuid.uuid5(seed, "system-object")),
-            resource_id="/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/"
-            "kvemu/providers/Microsoft.Web/sites/kvemu-functions",
+            subscription_id=self.subscription_id,
+            resource_group=self.resource_group,
+            name=_check_arm_name(function_app, "function app"),
+            user_assigned=False,
         )
+        self.directory = Directory()
         self._user_identities: dict[str, ManagedIdentity] = {}
         self._ports: dict[str, int] = {}
         self.vaults: dict[str, Vault] = {}
@@ -140,6 +205,7 @@ class Emulator:
         self._authority_port = authority_port
         self._servers: list[tuple[BaseWSGIServer, threading.Thread]] = []
         self.issuer: TokenIssuer = TokenIssuer(tenant_id)
+        self._issuer_state: Path | None = None
         self.tls: certs.TlsFiles | None = None
         self._started = False
 
@@ -149,7 +215,7 @@ class Emulator:
         if self._started:
             return self
         self.tls = certs.ensure_tls(self.cert_dir)
-        self.issuer = TokenIssuer(self.tenant_id, self._token_key())
+        self.issuer = self._token_issuer()
         if self._state is not None:
             saved = self._state.load()
             self._snapshots = dict(saved)
@@ -166,6 +232,7 @@ class Emulator:
         self._identity_port = msi.port
         authority = self._serve(AuthorityApp(self), self._authority_port, ssl_context)
         self._authority_port = authority.port
+        self.issuer.authority = self.authority_host  # the v2.0 issuer names this authority
         self._started = True
         return self
 
@@ -205,18 +272,22 @@ class Emulator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _token_key(self) -> rsa.RSAPrivateKey:
-        """Reuse the token-signing key across restarts, so cached tokens stay valid."""
-        path = self.cert_dir / TOKEN_KEY_FILE
-        if path.exists():
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            if isinstance(key, rsa.RSAPrivateKey):
-                return key
+    def _token_issuer(self) -> TokenIssuer:
+        """Reuse the token-signing keys across restarts, so cached tokens stay valid."""
         issuer = TokenIssuer(self.tenant_id)
-        certs._write_private(path, issuer.signing_key_pem())
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        assert isinstance(key, rsa.RSAPrivateKey)
-        return key
+        self._issuer_state = self.cert_dir / TOKEN_KEYS_FILE
+        legacy = self.cert_dir / TOKEN_KEY_FILE
+        if self._issuer_state.exists():
+            issuer.load_state(json.loads(self._issuer_state.read_text("utf-8")))
+        elif legacy.exists():
+            issuer.current = SigningKey.from_pem(legacy.read_bytes())
+        self._save_issuer(issuer)
+        return issuer
+
+    def _save_issuer(self, issuer: TokenIssuer | None = None) -> None:
+        if self._issuer_state is not None:
+            state = (issuer or self.issuer).to_state()
+            certs._write_private(self._issuer_state, json.dumps(state).encode("utf-8"))
 
     # --- addresses --------------------------------------------------------------------------
 
@@ -271,17 +342,36 @@ class Emulator:
             return self._clients.get(client_id)
 
     def add_user_assigned_identity(
-        self, client_id: str, object_id: str | None = None
+        self,
+        client_id: str,
+        object_id: str | None = None,
+        *,
+        name: str | None = None,
+        resource_group: str | None = None,
+        subscription_id: str | None = None,
     ) -> ManagedIdentity:
+        """A user-assigned identity attached to the Function App (named after its client id
+        unless ``name`` is given; the emulator's subscription and resource group by default)."""
         identity = ManagedIdentity(
             client_id=client_id,
             object_id=object_id or str(uuid.uuid5(uuid.NAMESPACE_URL, f"kvemu:uami:{client_id}")),
-            resource_id="/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/"
-            f"kvemu/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{client_id}",
+            subscription_id=_check_subscription(subscription_id or self.subscription_id),
+            resource_group=_check_arm_name(resource_group or self.resource_group, "resource group"),
+            name=_check_arm_name(name or client_id, "identity name"),
+            user_assigned=True,
         )
         with self._lock:
             self._user_identities[client_id] = identity
         return identity
+
+    def describe_identities(self) -> list[dict[str, Any]]:
+        """The system-assigned identity first, then the user-assigned ones."""
+        with self._lock:
+            users = list(self._user_identities.values())
+        return [
+            {**self.system_identity.describe(), "type": "SystemAssigned"},
+            *({**i.describe(), "type": "UserAssigned"} for i in users),
+        ]
 
     def find_managed_identity(
         self,
@@ -302,6 +392,91 @@ class Emulator:
                     return identity
         return None
 
+    def token_for(
+        self,
+        resource: str,
+        *,
+        object_id: str,
+        app_id: str,
+        client_auth: str,
+        managed_identity: ManagedIdentity | None = None,
+    ) -> tuple[str, int]:
+        """An access token as Entra issues it for ``resource`` (an identifier URI or app id,
+        a scope's ``/.default`` removed): the resource decides the version; raises
+        ``ResourceNotFound`` for a resource that is neither first-party nor registered."""
+        requested = resource_of(resource)
+        target = self.directory.resolve(requested)
+        extra = self.directory.claims_for(target, object_id)
+        if managed_identity is not None and target.first_party:
+            extra["xms_mirid"] = managed_identity.xms_mirid
+        return self.issuer.issue(
+            audience=requested if target.version == 1 else target.app_id,
+            object_id=object_id,
+            app_id=app_id,
+            version=target.version,
+            client_auth=client_auth,
+            extra=extra,
+        )
+
+    # --- app registrations, app roles, groups, signing keys ----------------------------------
+
+    def register_app(
+        self,
+        *,
+        client_id: str | None = None,
+        identifier_uris: Iterable[str] = (),
+        access_token_version: int | None = None,
+        app_roles: Any = None,
+        group_membership_claims: str | None = None,
+    ) -> AppRegistration:
+        """Register an API (app registration + service principal) that tokens can be asked
+        for; ``access_token_version`` is the manifest's ``accessTokenAcceptedVersion``."""
+        return self.directory.register_app(
+            client_id=client_id,
+            identifier_uris=identifier_uris,
+            access_token_version=access_token_version,
+            app_roles=app_roles,
+            group_membership_claims=group_membership_claims,
+        )
+
+    def assign_app_role(self, app: str, principal: str, role: str) -> None:
+        """Assign an app role of a registered API (client id or identifier URI) to a service
+        principal: an object id, or a client id of a registered client or managed identity."""
+        self.directory.assign_app_role(app, self._object_id(principal), role)
+
+    def add_group_members(self, group_id: str, principals: Iterable[str]) -> list[str]:
+        """Make principals (object ids, or client ids resolved) members of a security group."""
+        return self.directory.add_group_members(group_id, [self._object_id(p) for p in principals])
+
+    def prepare_signing_key(self) -> str:
+        """Publish the next signing key before it signs (as Entra does); returns its kid."""
+        key = self.issuer.prepare_next()
+        self._save_issuer()
+        return key.kid
+
+    def rotate_signing_key(self, *, previous_seconds: float | None = None) -> str:
+        """Roll over: the next key signs; the old one stays published (``previous_seconds``,
+        or until ``retire_signing_keys``). Returns the new kid."""
+        if previous_seconds is not None and previous_seconds < 0:
+            raise ValueError("previous_seconds must be 0 or more")
+        key = self.issuer.rotate(previous_seconds=previous_seconds)
+        self._save_issuer()
+        return key.kid
+
+    def retire_signing_keys(self) -> list[str]:
+        """Stop publishing the previous keys: tokens they signed are refused from now on."""
+        retired = self.issuer.retire_previous()
+        self._save_issuer()
+        return retired
+
+    def signing_keys(self) -> dict[str, Any]:
+        published = {k.kid for k in self.issuer.published()}
+        return {
+            "current": self.issuer.current.kid,
+            "next": [k.kid for k in self.issuer.next],
+            "previous": [k.kid for k, _ in self.issuer.previous if k.kid in published],
+        }
+
     def issue_token(
         self,
         *,
@@ -309,13 +484,21 @@ class Emulator:
         object_id: str | None = None,
         app_id: str | None = None,
         lifetime_seconds: int = 3600,
+        issued_at: int | None = None,
+        version: int = 1,
+        claims: Mapping[str, Any] | None = None,
     ) -> str:
-        """A token from this emulator's issuer (tests: expired or foreign-audience tokens)."""
+        """A token signed by the current published key, shaped by hand (tests: expired, not yet
+        valid (``issued_at`` in the future), foreign-audience or wrong-issuer tokens; ``claims``
+        adds or overrides claims, e.g. ``{"iss": ...}`` or ``{"xms_mirid": ...}``)."""
         token, _ = self.issuer.issue(
             audience=audience,
             object_id=object_id or self.system_identity.object_id,
             app_id=app_id or self.system_identity.client_id,
             lifetime_seconds=lifetime_seconds,
+            now=issued_at,
+            version=version,
+            extra=claims,
         )
         return token
 

@@ -3,10 +3,13 @@
 * ``MsiApp`` (plain HTTP, like App Service's own ``IDENTITY_ENDPOINT``): the App Service /
   Functions managed identity protocol, ``GET /msi/token?resource=...&api-version=2019-08-01``
   with ``X-IDENTITY-HEADER``; system-assigned identity and user-assigned ones by
-  ``client_id``/``object_id``. The same port serves the control API under ``/_control/``.
-* ``AuthorityApp`` (HTTPS): an Entra-ID-like authority for ``ClientSecretCredential``:
-  ``GET /<tenant>/v2.0/.well-known/openid-configuration``, ``POST /<tenant>/oauth2/v2.0/token``
-  (client credentials) and ``GET /<tenant>/discovery/v2.0/keys``.
+  ``client_id``/``object_id``/``mi_res_id``. The same port serves the control API under
+  ``/_control/``.
+* ``AuthorityApp`` (HTTPS): an Entra-ID-like authority: the tenant's v1.0 and v2.0 OpenID
+  metadata (``/<tenant>/.well-known/openid-configuration``,
+  ``/<tenant>/v2.0/.well-known/openid-configuration``), their keys documents
+  (``/<tenant>/discovery/keys``, ``/<tenant>/discovery/v2.0/keys``) and client-credentials
+  tokens (``POST /<tenant>/oauth2/v2.0/token``, and the v1.0 ``/<tenant>/oauth2/token``).
 """
 
 from __future__ import annotations
@@ -17,11 +20,10 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.wrappers import Request, Response
 
+from .directory import ResourceNotFound
 from .faults import Fault
-from .tokens import b64url_encode, scope_to_audience
 
 if TYPE_CHECKING:
     from .emulator import Emulator
@@ -79,10 +81,16 @@ class MsiApp:
         )
         if identity is None:
             return error(400, "Unable to load the proper Managed Identity.")
-        audience = scope_to_audience(resource)
-        token, expires_on = emu.issuer.issue(
-            audience=audience, object_id=identity.object_id, app_id=identity.client_id
-        )
+        try:
+            token, expires_on = emu.token_for(
+                resource,
+                object_id=identity.object_id,
+                app_id=identity.client_id,
+                client_auth="2",  # managed identities authenticate with a certificate
+                managed_identity=identity,
+            )
+        except ResourceNotFound as exc:
+            return error(400, "AADSTS500011: " + _resource_not_found(exc.resource, emu.tenant_id))
         return _json(
             200,
             {
@@ -144,10 +152,55 @@ class MsiApp:
                 emu.add_client(body["client_id"], body["secret"], body.get("tenant_id"))
                 return _json(201, {"client_id": body["client_id"]})
             if path == "/identities" and request.method == "POST":
-                identity = emu.add_user_assigned_identity(body["client_id"], body.get("object_id"))
-                return _json(
-                    201, {"client_id": identity.client_id, "object_id": identity.object_id}
+                identity = emu.add_user_assigned_identity(
+                    body["client_id"],
+                    body.get("object_id"),
+                    name=body.get("name"),
+                    resource_group=body.get("resource_group"),
+                    subscription_id=body.get("subscription_id"),
                 )
+                return _json(201, identity.describe())
+            if path == "/identities" and request.method == "GET":
+                return _json(200, {"identities": emu.describe_identities()})
+            if path == "/apps" and request.method == "POST":
+                app = emu.register_app(
+                    client_id=body.get("client_id"),
+                    identifier_uris=body.get("identifier_uris") or [],
+                    access_token_version=body.get("access_token_version"),
+                    app_roles=body.get("app_roles"),
+                    group_membership_claims=body.get("group_membership_claims"),
+                )
+                return _json(201, app.describe())
+            if path == "/apps" and request.method == "GET":
+                return _json(200, {"apps": [a.describe() for a in emu.directory.apps()]})
+            if path == "/app-role-assignments" and request.method == "POST":
+                emu.assign_app_role(
+                    _text(body, "app"), _text(body, "principal"), _text(body, "role")
+                )
+                return _json(201, {})
+            if path == "/groups" and request.method == "POST":
+                members = body.get("members")
+                if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+                    raise ValueError("members must be a list of object ids or client ids")
+                group_id = body.get("group_id") or str(uuid.uuid4())
+                listed = emu.add_group_members(group_id, members)
+                return _json(201, {"group_id": str(uuid.UUID(group_id)), "members": listed})
+            if path == "/signing-keys" and request.method == "GET":
+                return _json(200, emu.signing_keys())
+            if path == "/signing-keys/next" and request.method == "POST":
+                emu.prepare_signing_key()
+                return _json(201, emu.signing_keys())
+            if path == "/signing-keys/rotate" and request.method == "POST":
+                seconds = body.get("previous_seconds")
+                if seconds is not None and (
+                    isinstance(seconds, bool) or not isinstance(seconds, int | float)
+                ):
+                    raise ValueError("previous_seconds must be a number of seconds")
+                emu.rotate_signing_key(previous_seconds=seconds)
+                return _json(200, emu.signing_keys())
+            if path == "/signing-keys/previous" and request.method == "DELETE":
+                emu.retire_signing_keys()
+                return _json(200, emu.signing_keys())
             if path == "/vaults" and request.method == "GET":
                 return _json(200, {"vaults": emu.describe()})
         except (KeyError, ValueError, TypeError) as exc:
@@ -161,6 +214,22 @@ class MsiApp:
                 }
             },
         )
+
+
+def _text(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} is required (a string)")
+    return value
+
+
+def _resource_not_found(resource: str, tenant: str) -> str:
+    return (
+        f"The resource principal named {resource} was not found in the tenant "
+        f"named {tenant}. This can happen if the application has not been installed by the "
+        "administrator of the tenant or consented to by any user in the tenant. You might have "
+        "sent your authentication request to the wrong tenant."
+    )
 
 
 def _fault_json(fault: Fault) -> dict[str, Any]:
@@ -195,6 +264,74 @@ def _aad_error(status: int, error: str, code: int, description: str) -> Response
     )
 
 
+def _metadata_common(base: str) -> dict[str, Any]:
+    return {
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_post",
+            "private_key_jwt",
+            "client_secret_basic",
+        ],
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "http_logout_supported": True,
+        "frontchannel_logout_supported": True,
+        "kerberos_endpoint": f"{base}/kerberos",
+        "tenant_region_scope": None,
+        "cloud_instance_name": "microsoftonline.com",
+        "cloud_graph_host_name": "graph.windows.net",
+        "msgraph_host": "graph.microsoft.com",
+        "rbac_url": "https://pas.windows.net",
+    }
+
+
+def _metadata_v1(base: str, issuer: str) -> dict[str, Any]:
+    """The tenant's v1.0 OpenID metadata: issuer ``https://sts.windows.net/<tenant>/``."""
+    return {
+        "token_endpoint": f"{base}/oauth2/token",
+        **_metadata_common(base),
+        "jwks_uri": f"{base}/discovery/keys",
+        "response_types_supported": [
+            "code", "id_token", "code id_token", "token id_token", "token",
+        ],
+        "scopes_supported": ["openid"],
+        "issuer": issuer,
+        "microsoft_multi_refresh_token": True,
+        "authorization_endpoint": f"{base}/oauth2/authorize",
+        "device_authorization_endpoint": f"{base}/oauth2/devicecode",
+        "end_session_endpoint": f"{base}/oauth2/logout",
+        "userinfo_endpoint": f"{base}/openid/userinfo",
+        "check_session_iframe": f"{base}/oauth2/checksession",
+        "claims_supported": [
+            "sub", "iss", "cloud_instance_name", "cloud_instance_host_name",
+            "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat", "auth_time", "acr",
+            "amr", "nonce", "email", "given_name", "family_name", "nickname",
+        ],
+    }  # fmt: skip
+
+
+def _metadata_v2(base: str, issuer: str) -> dict[str, Any]:
+    """The tenant's v2.0 OpenID metadata: issuer ``<authority>/<tenant>/v2.0``."""
+    return {
+        "token_endpoint": f"{base}/oauth2/v2.0/token",
+        **_metadata_common(base),
+        "jwks_uri": f"{base}/discovery/v2.0/keys",
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "issuer": issuer,
+        "request_uri_parameter_supported": False,
+        "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
+        "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+        "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+        "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+        "claims_supported": [
+            "sub", "iss", "cloud_instance_name", "cloud_instance_host_name",
+            "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat", "auth_time", "acr",
+            "nonce", "preferred_username", "name", "tid", "ver", "at_hash", "c_hash", "email",
+        ],
+    }  # fmt: skip
+
+
 class AuthorityApp:
     """An Entra-ID-like authority: OpenID configuration and client-credentials tokens."""
 
@@ -222,51 +359,23 @@ class AuthorityApp:
                 "and are signing into the correct cloud.",
             )
         tenant = self.emulator.tenant_id
-        base = f"https://{request.host}/{tenant}"
-        if rest in ("v2.0/.well-known/openid-configuration", ".well-known/openid-configuration"):
-            return _json(
-                200,
-                {
-                    "token_endpoint": f"{base}/oauth2/v2.0/token",
-                    "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-                    "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
-                    "jwks_uri": f"{base}/discovery/v2.0/keys",
-                    "issuer": f"{base}/v2.0",
-                    "token_endpoint_auth_methods_supported": [
-                        "client_secret_post",
-                        "private_key_jwt",
-                        "client_secret_basic",
-                    ],
-                    "response_types_supported": [
-                        "code",
-                        "id_token",
-                        "code id_token",
-                        "id_token token",
-                    ],
-                    "subject_types_supported": ["pairwise"],
-                    "id_token_signing_alg_values_supported": ["RS256"],
-                    "tenant_region_scope": None,
-                },
-            )
+        base = f"{self.emulator.authority_host}/{tenant}"
+        if rest == ".well-known/openid-configuration":
+            return _json(200, _metadata_v1(base, self.emulator.issuer.issuer))
+        if rest == "v2.0/.well-known/openid-configuration":
+            return _json(200, _metadata_v2(base, self.emulator.issuer.issuer_v2))
+        if rest == "discovery/keys":
+            return _json(200, {"keys": [k.jwk() for k in self.emulator.issuer.published()]})
         if rest == "discovery/v2.0/keys":
-            return _json(200, {"keys": [self._jwk()]})
-        if rest == "oauth2/v2.0/token" and request.method == "POST":
-            return self._token(request)
+            issuer = self.emulator.issuer.issuer_v2
+            return _json(
+                200, {"keys": [k.jwk(issuer=issuer) for k in self.emulator.issuer.published()]}
+            )
+        if rest in ("oauth2/v2.0/token", "oauth2/token") and request.method == "POST":
+            return self._token(request, v1_endpoint=rest == "oauth2/token")
         return _json(404, {"error": "not_found"})
 
-    def _jwk(self) -> dict[str, Any]:
-        public = self.emulator.issuer.public_key
-        assert isinstance(public, rsa.RSAPublicKey)
-        numbers = public.public_numbers()
-        return {
-            "kty": "RSA",
-            "use": "sig",
-            "kid": self.emulator.issuer.key_id,
-            "n": b64url_encode(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
-            "e": b64url_encode(numbers.e.to_bytes(3, "big")),
-        }
-
-    def _token(self, request: Request) -> Response:
+    def _token(self, request: Request, *, v1_endpoint: bool) -> Response:
         emu = self.emulator
         form = request.form
         if form.get("grant_type") != "client_credentials":
@@ -298,22 +407,36 @@ class AuthorityApp:
                 "the client secret value, not the client secret ID, for a secret added to app "
                 f"'{client_id}'.",
             )
-        scope = form.get("scope", "")
-        scopes = scope.split()
-        if len(scopes) != 1 or not scopes[0].endswith("/.default"):
-            return _aad_error(
-                400,
-                "invalid_scope",
-                1002012,
-                f"The provided value for scope {scope} is not valid. Client credential flows "
-                "must have a scope value with /.default suffixed to the resource identifier "
-                "(application ID URI).",
+        if v1_endpoint:  # the v1.0 endpoint names a resource, not a scope
+            resource = form.get("resource", "")
+            if not resource:
+                return _aad_error(
+                    400,
+                    "invalid_request",
+                    900144,
+                    "The request body must contain the following parameter: 'resource'.",
+                )
+        else:
+            scope = form.get("scope", "")
+            scopes = scope.split()
+            if len(scopes) != 1 or not scopes[0].endswith("/.default"):
+                return _aad_error(
+                    400,
+                    "invalid_scope",
+                    1002012,
+                    f"The provided value for scope {scope} is not valid. Client credential flows "
+                    "must have a scope value with /.default suffixed to the resource identifier "
+                    "(application ID URI).",
+                )
+            resource = scopes[0]
+        try:
+            token, expires_on = emu.token_for(
+                resource, object_id=client.object_id, app_id=client.client_id, client_auth="1"
             )
-        token, expires_on = emu.issuer.issue(
-            audience=scope_to_audience(scopes[0]),
-            object_id=client.object_id,
-            app_id=client.client_id,
-        )
+        except ResourceNotFound as exc:
+            return _aad_error(
+                400, "invalid_resource", 500011, _resource_not_found(exc.resource, emu.tenant_id)
+            )
         lifetime = expires_on - int(datetime.datetime.now(datetime.UTC).timestamp())
         return _json(
             200,
