@@ -1,77 +1,31 @@
-"""auth/azure's login end to end in the engine (Azurite, the emulator's signing keys and
-managed-identity tokens), through the tenant's v1.0 metadata document.
-
-Until the emulator serves the v1.0 document (the identity branch), a small local server
-answers it here in Entra's real shape (issuer ``https://sts.windows.net/<tid>/``, jwks_uri on
-the authority), pointing at the emulator's own key set; the tests over HTTP in
-tests/e2e/test_auth_clients.py use the emulator's document and are xfail until then.
-"""
+"""auth/azure's login end to end in the engine (Azurite, and the emulator's Entra-like
+authority: the tenant's v1.0 metadata, its signing keys, managed-identity tokens with
+``xms_mirid`` for first-party audiences)."""
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import jwt as pyjwt
 import pytest
 
 from shared.api.auth import AZURE_CONFIG_FIELDS, AZURE_LOGIN_FIELDS, AZURE_ROLE_FIELDS
-from shared.auth import keys
 from shared.errors import InvalidRequest, PermissionDenied
 from shared.vaultapi import FieldData
 from tests.fixtures.funchost import build_service
 
 ARM = "https://management.azure.com"
-SUB = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
-MIRID = f"/subscriptions/{SUB}/resourcegroups/apps/providers/Microsoft.Web/sites/keymgmt-func"
 
 
 @pytest.fixture(scope="module")
-def authority(kv_emulator: Any) -> Iterator[str]:
-    tenant = kv_emulator.tenant_id
-
-    class Metadata(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path != f"/{tenant}/.well-known/openid-configuration":
-                self.send_response(404)
-                self.end_headers()
-                return
-            body = {
-                "issuer": f"https://sts.windows.net/{tenant}/",
-                "jwks_uri": f"{kv_emulator.authority_host}/{tenant}/discovery/v2.0/keys",
-                "token_endpoint": f"https://login.microsoftonline.com/{tenant}/oauth2/token",
-                "id_token_signing_alg_values_supported": ["RS256"],
-            }
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(json.dumps(body).encode())
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Metadata)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        keys.forget_cached()
-
-
-@pytest.fixture(scope="module")
-def service(azurite: Any, kv_emulator: Any, authority: str) -> Any:
+def service(azurite: Any, kv_emulator: Any) -> Any:
     return build_service(
         azurite,
         f"az{os.getpid()}",
-        AZURE_AUTHORITY_HOST=authority,
+        AZURE_AUTHORITY_HOST=kv_emulator.authority_host,
         KEYMGMT_KEYVAULT_CA_BUNDLE=kv_emulator.ca_path,
         AZURE_TENANT_ID=kv_emulator.tenant_id,
         AZURE_AD_RESOURCE=ARM,
@@ -154,23 +108,34 @@ def test_refusals_in_the_plugins_order(service: Any, kv_emulator: Any) -> None:
         assert token not in str(caught.value)
 
 
-def test_resource_binding_uses_the_signed_xms_mirid(service: Any, kv_emulator: Any) -> None:
-    kv = kv_emulator
+def test_resource_binding_uses_the_signed_xms_mirid(
+    service: Any, kv_emulator: Any, kv_managed_identity: Any
+) -> None:
+    identity = kv_emulator.system_identity
+    sub, group = identity.subscription_id, identity.resource_group
     mount = method(
         service,
-        bound_service_principal_ids=kv.system_identity.object_id,
-        bound_subscription_ids=SUB,
-        bound_resource_groups="apps",
+        bound_service_principal_ids=identity.object_id,
+        bound_subscription_ids=sub,
+        bound_resource_groups=group.upper(),  # compared case-insensitively
     )
-    token = crafted(kv, xms_mirid=MIRID)
+    token = kv_managed_identity.get_token(f"{ARM}/.default").token  # carries xms_mirid
     issued = login(
-        service, mount, token, subscription_id=SUB, resource_group_name="Apps", resource_id=MIRID
+        service,
+        mount,
+        token,
+        subscription_id=sub,
+        resource_group_name=group,
+        resource_id=identity.resource_id,
     )
-    assert issued.meta["resource_id"] == MIRID
+    assert issued.meta["resource_id"] == identity.resource_id
     with pytest.raises(InvalidRequest, match="does not match resource_group_name"):
-        login(service, mount, token, subscription_id=SUB, resource_group_name="other")
+        login(service, mount, token, subscription_id=sub, resource_group_name="other")
+    with pytest.raises(InvalidRequest, match="does not match vm_name"):
+        login(service, mount, token, subscription_id=sub, resource_group_name=group, vm_name="vm1")
+    without = crafted(kv_emulator)  # a token without the claim
     with pytest.raises(InvalidRequest, match="xms_az_rid and xms_mirid claims are missing"):
-        login(service, mount, crafted(kv), subscription_id=SUB, resource_group_name="apps")
+        login(service, mount, without, subscription_id=sub, resource_group_name=group)
 
 
 def test_bound_cidrs_at_login(service: Any, kv_emulator: Any) -> None:

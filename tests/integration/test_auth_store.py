@@ -4,10 +4,12 @@ token back."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
 import time
+import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -16,16 +18,21 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from shared import service as service_module
+from shared import settings as settings_module
+from shared.api import auth as auth_api
+from shared.api import handle
 from shared.api.auth import (
     AZURE_CONFIG_FIELDS,
     JWT_CONFIG_FIELDS,
     JWT_LOGIN_FIELDS,
     JWT_ROLE_FIELDS,
 )
+from shared.audit import Broker, Sink
 from shared.errors import PermissionDenied, RowTampered
 from shared.store import AUTH_PARTITION
-from shared.vaultapi import FieldData
-from tests.fixtures.funchost import build_service
+from shared.vaultapi import ApiRequest, FieldData
+from tests.fixtures.funchost import build_service, engine_settings
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 PEM = (
@@ -136,3 +143,43 @@ def test_a_token_that_ends_leaves_its_methods_index(service: Any) -> None:
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=800)  # past its TTL (768h default)
     assert service.tokens.tidy(now=later)["revoked"] >= 1
     assert service.store.auth_tokens(mount.uuid) == []
+
+
+class Recording(Sink):
+    inline = True
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def write(self, line: bytes) -> None:
+        self.lines.append(line)
+
+
+def test_a_login_is_audited_without_the_jwt_or_the_token_in_clear(azurite: Any) -> None:
+    devices = json.dumps([{"path": "rec", "type": "log"}])
+    settings = settings_module.load(
+        engine_settings(azurite, f"al{uuid.uuid4().hex[:8]}", KEYMGMT_AUDIT_DEVICES=devices)
+    )
+    built = service_module.build(settings)
+    sink = Recording()
+    engine = dataclasses.replace(built, audit=Broker(settings, built.store, sinks={"rec": sink}))
+    mount = jwt_method(engine, "audited")
+    signed = pyjwt.encode(
+        {"aud": "a", "sub": "s", "exp": int(time.time()) + 60}, KEY, algorithm="RS256"
+    )
+    request = ApiRequest(
+        "POST",
+        headers={"content-type": "application/json"},
+        body=json.dumps({"role": "r", "jwt": signed}).encode(),
+        remote_address="192.0.2.7",
+    )
+    answer = handle(auth_api.LOGIN, request, {"mount": mount.path}, lambda: engine)
+    assert answer.status == 200, answer.body
+    issued = json.loads(answer.body)["auth"]["client_token"]
+    entries = [json.loads(line) for line in sink.lines]
+    assert [e["type"] for e in entries] == ["request", "response"]
+    assert entries[0]["request"]["path"] == f"auth/{mount.path}/login"
+    assert entries[0]["request"]["remote_address"] == "192.0.2.7"
+    text = b"".join(sink.lines).decode()
+    assert signed not in text and issued not in text
+    assert entries[1]["response"]["auth"]["client_token"].startswith("hmac-sha256:")
