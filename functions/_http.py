@@ -2,18 +2,53 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import azure.functions as func
 
 from shared import service, vaultapi
 from shared.api import PathSpec, handle
 
 
+def _address(entry: str) -> str:
+    """``1.2.3.4``, ``1.2.3.4:5678``, ``[2001:db8::1]:5678`` or ``2001:db8::1`` → the IP;
+    "" for anything else."""
+    entry = entry.strip()
+    if entry.startswith("["):
+        entry = entry[1:].partition("]")[0]
+    elif entry.count(":") == 1:
+        entry = entry.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(entry))
+    except ValueError:
+        return ""
+
+
+def client_address(headers: dict[str, str]) -> str:
+    """The client's address as App Service's front end reports it to the app.
+
+    The front end sets ``client-ip`` (``ip:port``) on every request and overwrites one a
+    client sent, so it cannot be spoofed (Azure/app-service-linux-docs,
+    Things_You_Should_Know/headers.md, "client-ip"). It also appends ``ip:port`` to
+    ``X-Forwarded-For`` (azure-functions-host#3790, pbojinov/request-ip#29): a client may
+    send that header with anything in it, so only its last entry, the one the front end
+    added, is used when ``client-ip`` is missing. Behind another proxy (Front Door,
+    Application Gateway) both name that proxy, not the client: docs/auth.md says so."""
+    direct = _address(headers.get("client-ip", ""))
+    if direct:
+        return direct
+    forwarded = headers.get("x-forwarded-for", "")
+    return _address(forwarded.rsplit(",", 1)[-1]) if forwarded else ""
+
+
 def to_api_request(req: func.HttpRequest) -> vaultapi.ApiRequest:
+    headers = {k.lower(): v for k, v in req.headers.items()}
     return vaultapi.ApiRequest(
         method=req.method.upper(),
         query=dict(req.params),
-        headers={k.lower(): v for k, v in req.headers.items()},
+        headers=headers,
         body=req.get_body() or b"",
+        remote_address=client_address(headers),
     )
 
 

@@ -43,6 +43,7 @@ def cleanup(service: Service) -> dict[str, list[str]]:
             errors.append(f"{what}: internal error ({type(exc).__name__})")
 
     attempt("mounts", lambda: done.extend(service.mounts.settle()))
+    attempt("auth methods", lambda: done.extend(service.auth.settle()))
     store, keys = service.store, service.keys
     for mount in store.list_mounts():
         for name in store.deleting_keys(mount.name):

@@ -52,6 +52,17 @@ def check_mount(value: str) -> str:
     return value
 
 
+def check_auth_path(value: str) -> str:
+    """An auth method's path (``sys/auth/<path>``, ``auth/<path>/...``): one segment."""
+    return _check(
+        value.strip("/"),
+        "auth method path",
+        MAX_MOUNT,
+        _MOUNT,
+        "use one path segment of letters, digits, '-' and '_'",
+    )
+
+
 def is_mount_name(value: str) -> bool:
     """Whether ``value`` could name a mount (no storage lookup for anything else)."""
     return len(value) <= MAX_MOUNT and bool(_MOUNT.fullmatch(value))
@@ -64,10 +75,15 @@ KEY = "key"
 KMS_PROVIDER = "KMS provider"
 POLICY = "policy"
 AUDIT_DEVICE = "audit device"
+ROLE = "role"
+AUTH_PATH = "auth method path"
 PARAM_RULES: Mapping[str, Callable[[str], str]] = {
     KEY: lambda value: check_name(value, KEY),
     KMS_PROVIDER: lambda value: check_name(value, KMS_PROVIDER),
     # Policy names are stored lower-cased, as Vault stores them.
     POLICY: lambda value: check_name(value, POLICY).lower(),
+    # Auth method roles are stored lower-cased, as Vault's jwt and azure plugins store them.
+    ROLE: lambda value: check_name(value, ROLE).lower(),
+    AUTH_PATH: check_auth_path,
     AUDIT_DEVICE: lambda value: check_name(value.rstrip("/"), AUDIT_DEVICE),
 }

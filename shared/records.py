@@ -137,6 +137,11 @@ class TokenEntry:
     expiry_slot: str = ""  # the expiry index entry for ``ends`` (opaque to all but the store)
     type: str = "service"
     entity_id: str = ""
+    # A login token's own maximum TTL (its role's token_max_ttl), 0 = the system's.
+    max_ttl: int = 0
+    bound_cidrs: tuple[str, ...] = ()  # networks it may be used from; () = anywhere
+    # What the auth method that issued it keeps for its renewal (mount uuid, role); never shown.
+    internal: Mapping[str, str] | None = None
     etag: str | None = field(default=None, compare=False)
 
     @property
@@ -175,6 +180,7 @@ class TokenInfo:
     last_renewal: dt.datetime | None = None
     entity_id: str = ""
     meta: Mapping[str, str] | None = None
+    bound_cidrs: tuple[str, ...] = ()
     entry: TokenEntry | None = field(default=None, repr=False)
 
     @property
@@ -191,4 +197,33 @@ class PolicyRecord:
     text: str
     version: int
     modified: dt.datetime
+    etag: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class AuthMount:
+    """An enabled auth method (``sys/auth/<path>``): its type, and the uuid its config, roles
+    and issued tokens are filed under (so a method enabled again at the same path starts
+    empty even if a disable died part-way)."""
+
+    path: str
+    type: str  # "jwt" | "azure"
+    description: str
+    accessor: str  # auth_<type>_<8 hex>, as Vault names mount accessors
+    uuid: str
+    created: dt.datetime
+    state: str = "active"  # "active" | "disabling" (logins refused; see AuthMethods.disable)
+    changed: dt.datetime | None = None
+    etag: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class AuthItem:
+    """A method's config (name ``""``) or one of its roles: the fields as JSON, and its
+    secrets (client secrets) sealed apart."""
+
+    mount_uuid: str
+    name: str
+    settings: Mapping[str, object]
+    secret: Sealed | None = None
     etag: str | None = field(default=None, compare=False)

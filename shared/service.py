@@ -10,6 +10,7 @@ from typing import Any
 
 from shared import settings as settings_module
 from shared.audit import Broker
+from shared.auth import AuthMethods
 from shared.distribution import Distributor
 from shared.errors import UpstreamUnavailable
 from shared.keys import KeyEngine
@@ -32,6 +33,7 @@ class Service:
     settings: Settings
     store: Store
     tokens: TokenStore
+    auth: AuthMethods
     policies: Policies
     mounts: Mounts
     keys: KeyEngine
@@ -69,10 +71,14 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
         propagator=distribution,
         mount_keeps=mounts.keeps,
     )
+    tokens = TokenStore(store, settings, policy_exists=policies.exists)
+    auth = AuthMethods(store, tokens, settings, sealer)
+    tokens.login_renewal = auth.renewal  # the token store imports no auth method
     service = Service(
         settings=settings,
         store=store,
-        tokens=TokenStore(store, settings, policy_exists=policies.exists),
+        tokens=tokens,
+        auth=auth,
         policies=policies,
         mounts=mounts,
         keys=keys,

@@ -105,6 +105,8 @@ class Settings:
     azure_client_secret: str | None = field(default=None, repr=False)
     azure_tenant_id: str | None = None
     azure_authority_host: str | None = None
+    # auth/azure's fallback for its config's ``resource`` (the variable Vault's plugin reads).
+    azure_ad_resource: str | None = None
     private_ranges: tuple[str, ...] = DEFAULT_PRIVATE_RANGES
     # Test-only knob: allow auto_rotate_period below one hour.
     allow_short_rotation: bool = False
@@ -415,6 +417,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         azure_client_secret=_get(env, "AZURE_CLIENT_SECRET"),
         azure_tenant_id=_get(env, "AZURE_TENANT_ID"),
         azure_authority_host=_get(env, "AZURE_AUTHORITY_HOST"),
+        azure_ad_resource=_get(env, "AZURE_AD_RESOURCE"),
         private_ranges=ranges or DEFAULT_PRIVATE_RANGES,
         allow_short_rotation=_bool(env, "KEYMGMT_ALLOW_SHORT_ROTATION"),
         disable_foreign_versions=_bool(env, "KEYMGMT_DISABLE_FOREIGN_VERSIONS"),

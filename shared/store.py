@@ -43,6 +43,8 @@ from shared.errors import (
     UpstreamUnavailable,
 )
 from shared.records import (
+    AuthItem,
+    AuthMount,
     Distribution,
     KeyRecord,
     KmsRecord,
@@ -79,6 +81,8 @@ TOKEN_PARTITION_PREFIX = "_token:"
 TOKEN_ROW = "token"
 TOKEN_ACCESSOR_PARTITION = "_token_accessor"
 TOKEN_EXPIRY_PARTITION = "_token_expiry"
+AUTH_PARTITION = "_auth"  # auth methods: mount:<path>, config:<uuid>, role:<uuid>:<name>
+AUTH_TOKENS_PREFIX = "_auth_tokens:"  # + mount uuid: one row per token the method issued
 MAC_COLUMN = "mac"
 SEALED_PREFIXES = ("seal", "cred")  # each sealed value is <prefix>_kid, _dek, _ct (+ _sha)
 _BLOB_COLUMNS = frozenset(f"{p}_{part}" for p in SEALED_PREFIXES for part in ("kid", "dek", "ct"))
@@ -390,6 +394,12 @@ def _token_entity(t: TokenEntry) -> dict[str, Any]:
     }
     if t.meta is not None:
         entity["meta"] = json.dumps(dict(t.meta), sort_keys=True)
+    if t.max_ttl:
+        entity["max_ttl"] = _int64(t.max_ttl)
+    if t.bound_cidrs:
+        entity["bound_cidrs"] = json.dumps(list(t.bound_cidrs))
+    if t.internal is not None:
+        entity["internal"] = json.dumps(dict(t.internal), sort_keys=True)
     _optional_time(entity, "expire_time", t.expire_time)
     _optional_time(entity, "cap", t.cap)
     _optional_time(entity, "last_renewal", t.last_renewal)
@@ -421,6 +431,66 @@ def _token_from(entity: Any, salted_id: str) -> TokenEntry:
         expiry_slot=entity.get("expiry_slot") or "",
         type=entity.get("type", "service"),
         entity_id=entity.get("entity_id") or "",
+        max_ttl=_plain_int(entity.get("max_ttl", 0)),
+        bound_cidrs=tuple(json.loads(entity.get("bound_cidrs") or "[]")),
+        internal=None if entity.get("internal") is None else json.loads(entity["internal"]),
+        etag=entity.metadata.get("etag"),
+    )
+
+
+def _auth_mount_entity(m: AuthMount) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": AUTH_PARTITION,
+        "RowKey": f"mount:{m.path}",
+        "path": m.path,
+        "type": m.type,
+        "description": m.description,
+        "accessor": m.accessor,
+        "uuid": m.uuid,
+        "created": m.created,
+        "state": m.state,
+    }
+    _optional_time(entity, "changed", m.changed)
+    return entity
+
+
+def _auth_mount_from(entity: Any) -> AuthMount:
+    return AuthMount(
+        path=entity["path"],
+        type=entity["type"],
+        description=entity.get("description", ""),
+        accessor=entity["accessor"],
+        uuid=entity["uuid"],
+        created=entity["created"],
+        state=entity.get("state", "active"),
+        changed=entity.get("changed"),
+        etag=entity.metadata.get("etag"),
+    )
+
+
+def _auth_item_rk(mount_uuid: str, name: str) -> str:
+    return f"role:{mount_uuid}:{name}" if name else f"config:{mount_uuid}"
+
+
+def _auth_item_entity(item: AuthItem) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": AUTH_PARTITION,
+        "RowKey": _auth_item_rk(item.mount_uuid, item.name),
+        "mount_uuid": item.mount_uuid,
+        "name": item.name,
+        "json": json.dumps(dict(item.settings), sort_keys=True),
+    }
+    if item.secret is not None:
+        entity.update(_sealed_fields("cred", item.secret))
+    return entity
+
+
+def _auth_item_from(entity: Any) -> AuthItem:
+    return AuthItem(
+        mount_uuid=entity["mount_uuid"],
+        name=entity.get("name") or "",
+        settings=json.loads(entity["json"]),
+        secret=_sealed_from(entity, "cred"),
         etag=entity.metadata.get("etag"),
     )
 
@@ -1484,3 +1554,62 @@ class Store:
             on_tampered=on_tampered,
         )
         return [ExpiryEntry(e["RowKey"], e["token"], e["accessor"], e["parent"]) for e in rows]
+
+    # -- auth methods --------------------------------------------------------------------------
+
+    def get_auth_mount(self, path: str) -> AuthMount | None:
+        entity = self._get(AUTH_PARTITION, f"mount:{path}")
+        return None if entity is None else _auth_mount_from(entity)
+
+    def list_auth_mounts(self) -> list[AuthMount]:
+        return [_auth_mount_from(e) for e in self._range(AUTH_PARTITION, "mount:")]
+
+    def create_auth_mount(self, mount: AuthMount) -> None:
+        """ConcurrentChange if a method is enabled at that path already."""
+        self.commit([create_op(_auth_mount_entity(mount))])
+
+    def update_auth_mount(self, mount: AuthMount) -> AuthMount:
+        [etag] = self.commit([update_op(_auth_mount_entity(mount), mount.etag)])
+        return replace(mount, etag=etag)
+
+    def delete_auth_mount(self, mount: AuthMount) -> None:
+        self.delete_rows(AUTH_PARTITION, [(f"mount:{mount.path}", mount.etag)])
+
+    def get_auth_item(self, mount_uuid: str, name: str = "") -> AuthItem | None:
+        """A method's config (``name`` empty) or one of its roles."""
+        entity = self._get(AUTH_PARTITION, _auth_item_rk(mount_uuid, name))
+        return None if entity is None else _auth_item_from(entity)
+
+    def put_auth_item(self, item: AuthItem) -> AuthItem:
+        """Create the item (no ETag on the record) or replace the one read (its ETag)."""
+        entity = _auth_item_entity(item)
+        [etag] = self.commit([update_op(entity, item.etag) if item.etag else create_op(entity)])
+        return replace(item, etag=etag)
+
+    def delete_auth_item(self, mount_uuid: str, name: str = "") -> None:
+        self.delete_rows(AUTH_PARTITION, [(_auth_item_rk(mount_uuid, name), None)])
+
+    def auth_role_names(self, mount_uuid: str) -> list[str]:
+        prefix = f"role:{mount_uuid}:"
+        return [
+            e["RowKey"].removeprefix(prefix)
+            for e in self._range(AUTH_PARTITION, prefix, select=["RowKey"], verify=False)
+        ]
+
+    def add_auth_token(self, mount_uuid: str, salted_id: str) -> None:
+        """File a token (salted id) under the method that issues it, before it exists."""
+        self.commit(
+            [upsert_op({"PartitionKey": AUTH_TOKENS_PREFIX + mount_uuid, "RowKey": salted_id})]
+        )
+
+    def auth_tokens(self, mount_uuid: str) -> list[str]:
+        """The salted ids of the tokens filed under a method (one partition query)."""
+        return [
+            e["RowKey"]
+            for e in self._query(
+                "PartitionKey eq @pk", {"pk": AUTH_TOKENS_PREFIX + mount_uuid}, select=["RowKey"]
+            )
+        ]
+
+    def drop_auth_tokens(self, mount_uuid: str, salted_ids: Sequence[str]) -> None:
+        self.delete_rows(AUTH_TOKENS_PREFIX + mount_uuid, [(s, None) for s in salted_ids])

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import re
@@ -164,6 +165,28 @@ def calculate_ttl(
     return ttl, warnings
 
 
+def address_allowed(remote_address: str, cidrs: Sequence[str]) -> bool:
+    """Whether ``remote_address`` (an IP, as the adapter reports it) is in one of ``cidrs``
+    (Vault's ``cidrutil.RemoteAddrIsOk``); an unknown or unparseable address is in none."""
+    try:
+        address = ipaddress.ip_address(remote_address)
+    except ValueError:
+        return False
+    for cidr in cidrs:
+        network = ipaddress.ip_network(cidr, strict=False)
+        if address.version == network.version and address in network:
+            return True
+        mapped = getattr(address, "ipv4_mapped", None)
+        if mapped is not None and network.version == 4 and mapped in network:
+            return True
+    return False
+
+
+# What renewing a login token asks of the auth method that issued it (Vault's pathLoginRenew):
+# the role's current (ttl, max_ttl, period), or an InvalidRequest when the role is gone.
+LoginRenewal = Callable[[TokenEntry], tuple[int, int, int]]
+
+
 def expiry_slot(ends: dt.datetime, salted_id: str) -> str:
     return f"{int(ends.timestamp()):012d}:{salted_id}"
 
@@ -205,8 +228,11 @@ class TokenStore:
         *,
         policy_exists: Callable[[str], bool] = builtin_policy_exists,
         clock: Callable[[], dt.datetime] = utcnow,
+        login_renewal: LoginRenewal | None = None,
     ) -> None:
         self.store = store
+        # Set by service.build once the auth methods exist (the store imports none of them).
+        self.login_renewal = login_renewal
         self._root_sha256 = settings.root_token_sha256
         self._default_ttl = settings.token_default_ttl
         self._max_ttl = settings.token_max_ttl
@@ -274,30 +300,32 @@ class TokenStore:
             last_renewal=entry.last_renewal,
             entity_id=entry.entity_id,
             meta=entry.meta,
+            bound_cidrs=entry.bound_cidrs,
             entry=entry,
         )
 
     # -- checking a request's token ------------------------------------------------------------
 
-    def check(self, token: str | None) -> TokenInfo:
+    def check(self, token: str | None, remote_address: str = "") -> TokenInfo:
         """The token a request presents, or PermissionDenied: one point read of its row, plus
         one write for a token with limited uses (its last use removes it). Expired, revoked,
         used-up tokens and children of an ended parent are refused on every instance at once:
-        nothing is cached."""
+        nothing is cached. A token with bound CIDRs is refused from any other address (and
+        from an unknown one), before its use is counted."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise PermissionDenied()
         if self._is_root(token):
             return self._root_info(token)
         try:
-            return self._use(token)
+            return self._use(token, remote_address)
         except _Unknown:
             # Another instance may have recreated a lost table, with a new salt: read it
             # again (at most every token_salt_recheck seconds, on a refusal only).
             if not self.store.reload_token_salt():
                 raise
-            return self._use(token)
+            return self._use(token, remote_address)
 
-    def _use(self, token: str) -> TokenInfo:
+    def _use(self, token: str, remote_address: str) -> TokenInfo:
         salted = self.salted(token)
 
         def use() -> TokenEntry:
@@ -306,10 +334,13 @@ class TokenStore:
                 raise _Unknown()
             if not entry.alive(self._now()):
                 raise PermissionDenied()
+            if entry.bound_cidrs and not address_allowed(remote_address, entry.bound_cidrs):
+                raise PermissionDenied()
             if entry.num_uses == 0:
                 return entry
             if entry.num_uses == 1:  # the last use: it is gone before the request runs
                 self.store.delete_token(entry, conditional=True)
+                self._unfile(entry)
                 return replace(entry, num_uses=-1)
             return self.store.update_token(replace(entry, num_uses=entry.num_uses - 1))
 
@@ -504,6 +535,96 @@ class TokenStore:
     def _expiry_entry(entry: TokenEntry) -> ExpiryEntry:
         return ExpiryEntry(entry.expiry_slot, entry.salted_id, entry.accessor, entry.parent)
 
+    # -- login -------------------------------------------------------------------------------
+
+    def login(
+        self,
+        *,
+        path: str,
+        policies: Sequence[str],
+        no_default_policy: bool,
+        display: str,
+        meta: Mapping[str, str],
+        internal: Mapping[str, str],
+        ttl: int,
+        max_ttl: int,
+        explicit_max_ttl: int,
+        period: int,
+        num_uses: int,
+        bound_cidrs: Sequence[str],
+        entity_id: str,
+        file_under: Callable[[str], None],
+        still_valid: Callable[[], bool],
+    ) -> tuple[TokenInfo, list[str]]:
+        """The orphan service token a successful login gets (Vault's LoginCreateToken): the
+        role's policies (+ ``default``), TTL by CalculateTTL from the role's TTLs under the
+        system maximum. ``file_under(salted_id)`` records it with its method before it
+        exists; ``still_valid()`` is asked after: a method disabled meanwhile takes the token
+        back (the disable lists what was filed, so no token outlives its method)."""
+        final = sanitize_policies(policies, not no_default_policy)
+        if no_default_policy:
+            final = [p for p in final if p != DEFAULT_POLICY]
+        for policy in final:
+            if policy in NON_ASSIGNABLE_POLICIES or policy == ROOT_POLICY:
+                raise InvalidRequest(f'cannot assign policy "{policy}"')
+        if len(json.dumps(dict(meta))) > MAX_META_JSON:
+            raise InvalidRequest(
+                f"token metadata is too large: at most {MAX_META_JSON} characters as JSON "
+                "(check the role's claim_mappings)"
+            )
+        now = self._now()
+        start = int(now.timestamp())
+        chosen_ttl, warnings = calculate_ttl(
+            increment=0,
+            backend_ttl=ttl,
+            period=period,
+            explicit_max_ttl=explicit_max_ttl,
+            start=start,
+            now=start,
+            default_ttl=self._default_ttl,
+            max_ttl=_effective_max(max_ttl, self._max_ttl),
+        )
+        new_id = _new_token_id()
+        salted = self.salted(new_id)
+        accessor = self.accessor_of(new_id)
+        entry = TokenEntry(
+            salted_id=salted,
+            accessor=self.salted(accessor),
+            parent="",
+            policies=tuple(final),
+            path=path,
+            display_name=display,
+            meta=dict(meta),
+            num_uses=num_uses,
+            creation_time=start,
+            creation_ttl=chosen_ttl,
+            lease_ttl=chosen_ttl,
+            explicit_max_ttl=explicit_max_ttl,
+            period=period,
+            renewable=True,
+            issue_time=now,
+            expire_time=now + dt.timedelta(seconds=chosen_ttl),
+            entity_id=entity_id,
+            max_ttl=max_ttl,
+            bound_cidrs=tuple(bound_cidrs),
+            internal=dict(internal),
+        )
+        file_under(salted)
+        entry = self._write_new(entry)
+        if not still_valid():
+            self._revoke_tree(salted)
+            raise PermissionDenied()
+        # No warning for a policy that does not exist: Vault's logins give none.
+        log.info(
+            "login token created: %s, policies %s, ttl %ds", display, ",".join(final), chosen_ttl
+        )
+        return self._info(entry, token=new_id, accessor=accessor, now=now), warnings
+
+    def revoke_salted(self, salted_ids: Sequence[str]) -> None:
+        """Revoke tokens by their salted ids (an auth method being disabled)."""
+        for salted in salted_ids:
+            self._revoke_tree(salted)
+
     # -- lookup ------------------------------------------------------------------------------
 
     def lookup(self, token: str) -> TokenInfo:
@@ -555,20 +676,26 @@ class TokenStore:
                 raise InvalidRequest("lease is not renewable")
             ended[:] = [entry.ends]
             now = self._now()
+            backend_ttl, max_ttl, period = entry.lease_ttl, entry.max_ttl, entry.period
+            if entry.internal is not None and self.login_renewal is not None:
+                # A login token: its method checks the role again and says the TTLs now.
+                backend_ttl, max_ttl, period = self.login_renewal(entry)
             ttl, notes = calculate_ttl(
                 increment=increment,
-                backend_ttl=entry.lease_ttl,
-                period=entry.period,
+                backend_ttl=backend_ttl,
+                period=period,
                 explicit_max_ttl=entry.explicit_max_ttl,
                 start=int(entry.issue_time.timestamp()),
                 now=int(now.timestamp()),
                 default_ttl=self._default_ttl,
-                max_ttl=self._max_ttl,
+                max_ttl=_effective_max(max_ttl, self._max_ttl),
             )
             warnings[:] = notes
             renewed = replace(
                 entry,
                 lease_ttl=ttl,
+                max_ttl=max_ttl,
+                period=period,
                 expire_time=now + dt.timedelta(seconds=ttl),
                 last_renewal=now,
             )
@@ -672,10 +799,17 @@ class TokenStore:
                 self.store.drop_token_child(entry.parent, salted)
             if entry.expiry_slot:
                 self.store.drop_token_expiry(entry.expiry_slot)
+            self._unfile(entry)
             removed = True
         if parent is not None:
             self.store.drop_token_child(parent, salted)
         return removed
+
+    def _unfile(self, entry: TokenEntry) -> None:
+        """A login token that ends (revoked, expired, used up) leaves its method's index."""
+        mount_uuid = (entry.internal or {}).get("mount_uuid")
+        if mount_uuid:
+            self.store.drop_auth_tokens(mount_uuid, [entry.salted_id])
 
     def _orphan(self, child: str, parent: str) -> None:
         """Make a child an orphan: no parent, no cap; its own children follow its new end."""
@@ -785,6 +919,12 @@ class TokenStore:
                     return "extended"
         self._revoke_tree(entry.salted_id)
         return "revoked"
+
+
+def _effective_max(own: int, system: int) -> int:
+    """A token's maximum TTL: its own (a role's token_max_ttl) when set and below the
+    system's, else the system's (CalculateTTL's rule for a backend max)."""
+    return own if 0 < own < system else system
 
 
 class _Unknown(PermissionDenied):

@@ -173,7 +173,7 @@ def _handle(spec: PathSpec, request: ApiRequest, context: Context, trail: Trail)
     params = context.params
     try:
         if spec.authenticated:  # first: nothing of the request is looked at before the token
-            context.token = context.service.tokens.check(request.token)
+            context.token = context.service.tokens.check(request.token, request.remote_address)
         op = vaultapi.operation(request)
         if not spec.supports(op):
             raise UnsupportedOperation("unsupported operation")

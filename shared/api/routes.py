@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.api import PathSpec, audit, keys, kms, policies, sys, tokens
+from shared.api import PathSpec, audit, auth, keys, kms, policies, sys, tokens
 
 ALL: tuple[PathSpec, ...] = (
     sys.HEALTH,
@@ -15,6 +15,7 @@ ALL: tuple[PathSpec, ...] = (
     sys.RECONCILE_STATUS,
     *tokens.ALL,
     *audit.ALL,
+    *auth.ALL,
     policies.POLICIES_ACL,
     policies.POLICY_ACL,
     policies.POLICY_LIST_LEGACY,

@@ -152,6 +152,11 @@ def render_lookup(token: TokenInfo) -> dict[str, Any]:
         data["last_renewal_time"] = int(token.last_renewal.timestamp())
     if token.period:
         data["period"] = token.period
+    if token.bound_cidrs:  # Vault shows a /32 (/128) as the bare address
+        data["bound_cidrs"] = [
+            c.removesuffix("/32") if ":" not in c else c.removesuffix("/128")
+            for c in token.bound_cidrs
+        ]
     return dict(sorted(data.items()))
 
 

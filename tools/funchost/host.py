@@ -158,6 +158,7 @@ class FunctionHost:
         for key, value in request.headers.items():
             key = key.lower()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        headers.update(_front_end_headers(request, headers))
         req = func.HttpRequest(
             method=request.method.upper(),
             url=request.url,
@@ -346,3 +347,20 @@ def _error_messages(response: Response) -> list[str]:
     if not isinstance(errors, list):
         return []
     return [e for e in errors if isinstance(e, str)]
+
+
+def _front_end_headers(request: Request, headers: Mapping[str, str]) -> dict[str, str]:
+    """What App Service's front end adds for the peer it accepted the connection from: the
+    ``client-ip`` header (``ip:port``, replacing any a client sent) and the same ``ip:port``
+    appended to ``X-Forwarded-For`` (Azure/app-service-linux-docs
+    Things_You_Should_Know/headers.md; docs/auth.md)."""
+    peer = request.remote_addr or ""
+    if not peer:
+        return {}
+    port = request.environ.get("REMOTE_PORT", "0")
+    entry = f"[{peer}]:{port}" if ":" in peer else f"{peer}:{port}"
+    forwarded = headers.get("x-forwarded-for")
+    return {
+        "client-ip": entry,
+        "x-forwarded-for": f"{forwarded}, {entry}" if forwarded else entry,
+    }
