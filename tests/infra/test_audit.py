@@ -301,12 +301,6 @@ def test_terraform_accepts_good_audit_inputs(
 
 # --- The names the app reads -----------------------------------------------------------------
 
-# Settings another branch of issue 14 teaches shared/settings.py to read (auth: AZURE_AD_RESOURCE). Once merged, these pass and strict xfail fails:
-# remove the marks then.
-PENDING_IN_SETTINGS = {
-    "AZURE_AD_RESOURCE",
-}
-
 
 def _engine_setting_names() -> list[str]:
     tree = ic.load_tree()
@@ -320,15 +314,7 @@ def _read_by_settings_py(name: str) -> bool:
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(
-            n,
-            marks=pytest.mark.xfail(strict=True, reason="settings from the audit/auth branches"),
-        )
-        if n in PENDING_IN_SETTINGS
-        else n
-        for n in _engine_setting_names()
-    ],
+    _engine_setting_names(),
 )
 def test_every_engine_setting_is_read_by_the_engine(name: str) -> None:
     assert _read_by_settings_py(name), f"shared/settings.py does not read {name}"
@@ -336,7 +322,11 @@ def test_every_engine_setting_is_read_by_the_engine(name: str) -> None:
 
 def test_the_settings_cross_check_sees_new_names() -> None:
     names = set(_engine_setting_names())
-    assert PENDING_IN_SETTINGS <= names
+    assert {
+        "KEYMGMT_AUDIT_DEVICES",
+        "KEYMGMT_STORAGE__blobServiceUri",
+        "AZURE_AD_RESOURCE",
+    } <= names
     assert {"KEYMGMT_SEAL_KEY_ID", "KEYMGMT_STORAGE__tableServiceUri"} <= names
     assert _read_by_settings_py("KEYMGMT_STORAGE__tableServiceUri")
     assert not _read_by_settings_py("KEYMGMT_NO_SUCH_SETTING")
