@@ -219,15 +219,24 @@ class Identity:
     metadata: dict[str, str]
 
 
-def _key_set(config: Mapping[str, Any], token: str) -> list[Any]:
+def _key_set(config: Mapping[str, Any], token: str) -> tuple[list[Any], str]:
+    """The keys that may have signed ``token``, and the issuer its source vouches for (the
+    discovered provider's; "" for static keys and a bare JWKS URL)."""
     if config["jwt_validation_pubkeys"]:
-        return [keys.load_public_key(pem) for pem in config["jwt_validation_pubkeys"]]
+        return [keys.load_public_key(pem) for pem in config["jwt_validation_pubkeys"]], ""
     if config["jwks_url"]:
         client = keys.jwks_client(config["jwks_url"], config["jwks_ca_pem"])
-    else:
-        found = _discovery(config)
-        client = keys.jwks_client(found.jwks_uri, config["oidc_discovery_ca_pem"])
-    return keys.jwks_keys(client, token)
+        return keys.jwks_keys(client, token), ""
+    found = _discovery(config)
+    client = keys.jwks_client(found.jwks_uri, config["oidc_discovery_ca_pem"])
+    return keys.jwks_keys(client, token), found.issuer
+
+
+# Claims every login token must carry. Stricter than Vault, which checks only the ones present:
+# a bearer token without an expiry, an issuer or an audience is a credential for anyone who
+# holds it, for ever, anywhere. (nbf is checked when present; without it iat is the start, as
+# in Vault: some issuers, Google's ID tokens among them, send no nbf.)
+REQUIRED_CLAIMS = ("exp", "iat", "iss", "aud")
 
 
 def _number(claims: Mapping[str, Any], name: str, what: str) -> float | None:
@@ -249,12 +258,22 @@ def validate(
     """The token's claims, once its signature and standard claims pass (cap's order)."""
     algorithms = list(config.get("jwt_supported_algs") or keys.ALLOWED_ALGORITHMS)
     try:
-        claims = keys.verified_claims(token, _key_set(config, token), algorithms)
+        key_set, discovered = _key_set(config, token)
+        claims = keys.verified_claims(token, key_set, algorithms)
     except keys.SignatureError as exc:
         raise InvalidRequest(f"error validating token: {exc}") from None
-    issuer = config.get("bound_issuer") or ""
-    if issuer and claims.get("iss") != issuer:
-        raise InvalidRequest("error validating token: invalid issuer (iss) claim")
+    missing = [name for name in REQUIRED_CLAIMS if claims.get(name) in (None, "", [])]
+    if missing:
+        raise InvalidRequest(
+            f"error validating token: the token has no {', '.join(missing)} claim: this server "
+            f"requires {', '.join(REQUIRED_CLAIMS)} in every login token"
+        )
+    # With discovery, the token must also come from the provider discovered (go-oidc's rule;
+    # Vault checks only bound_issuer): a key set shared by several issuers does not let one
+    # stand in for another.
+    for issuer in (config.get("bound_issuer") or "", discovered):
+        if issuer and claims.get("iss") != issuer:
+            raise InvalidRequest("error validating token: invalid issuer (iss) claim")
     subject = role.get("bound_subject") or ""
     if subject and claims.get("sub") != subject:
         raise InvalidRequest("error validating token: invalid subject (sub) claim")
@@ -270,17 +289,12 @@ def validate(
     now = time.time() if now is None else now
     # As OpenBao 2.7.2 answers (observed; see docs/auth.md): one leeway, clock_skew_leeway
     # (60 s when 0, none when -1), for every time claim; expiration_leeway and
-    # not_before_leeway are stored and shown but change nothing. A token must carry at least
-    # one of the three; without nbf, iat is when it becomes valid.
+    # not_before_leeway are stored and shown but change nothing. Without nbf, iat is when the
+    # token becomes valid.
     skew = _leeway(role.get("clock_skew_leeway", 0), DEFAULT_CLOCK_SKEW)
     exp = _number(claims, "exp", "expiration time")
     nbf = _number(claims, "nbf", "not before")
     iat = _number(claims, "iat", "issued at")
-    if exp is None and nbf is None and iat is None:
-        raise InvalidRequest(
-            "error validating token: no issued at (iat), not before (nbf), or expiration time "
-            "(exp) claims in token"
-        )
     if exp is not None and now > exp + skew:
         raise InvalidRequest(
             "error validating token: invalid expiration time (exp) claim: token is expired"

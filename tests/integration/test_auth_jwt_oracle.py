@@ -329,7 +329,7 @@ def logins(s: Side, mount: str) -> list[Any]:
     out = [
         login("kms-operator", token()),
         login("kms-operator", token(aud="api://other")),
-        login("kms-operator", token(aud=None)),
+        # No aud: refused here too, by the stricter required-claims rule (tests/unit/test_auth.py)
         login("kms-operator", token(iss=f"https://sts.windows.net/{TENANT}/")),
         login("kms-operator", token(roles=["Reader"])),
         login("kms-operator", token(tid=None)),

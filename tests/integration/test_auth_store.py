@@ -60,7 +60,11 @@ def jwt_method(service: Any, path: str) -> Any:
 
 def login(service: Any, mount: Any) -> str:
     now = int(time.time())
-    signed = pyjwt.encode({"aud": "a", "sub": "s", "exp": now + 60}, KEY, algorithm="RS256")
+    signed = pyjwt.encode(
+        {"aud": "a", "sub": "s", "iss": "https://issuer.test", "iat": now, "exp": now + 60},
+        KEY,
+        algorithm="RS256",
+    )
     token, _ = service.auth.login(
         mount, FieldData({"role": "r", "jwt": signed}, JWT_LOGIN_FIELDS), ""
     )
@@ -165,7 +169,15 @@ def test_a_login_is_audited_without_the_jwt_or_the_token_in_clear(azurite: Any) 
     engine = dataclasses.replace(built, audit=Broker(settings, built.store, sinks={"rec": sink}))
     mount = jwt_method(engine, "audited")
     signed = pyjwt.encode(
-        {"aud": "a", "sub": "s", "exp": int(time.time()) + 60}, KEY, algorithm="RS256"
+        {
+            "aud": "a",
+            "sub": "s",
+            "iss": "https://issuer.test",
+            "iat": int(time.time()),
+            "exp": int(time.time()) + 60,
+        },
+        KEY,
+        algorithm="RS256",
     )
     request = ApiRequest(
         "POST",
