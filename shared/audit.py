@@ -618,6 +618,18 @@ class Broker:
                 self._accessors[mount] = known
         return known
 
+    def auth_mount(self, name: str) -> tuple[str, str]:
+        """An auth method's type and accessor, ("", "") when there is none. Not cached: a
+        method disabled and enabled again has a new accessor, and only its own (rare)
+        requests pay this read."""
+        if not is_mount_name(name):
+            return "", ""
+        try:
+            record = self._store.get_auth_mount(name)
+        except EngineError:  # storage trouble: the entry goes without the mount
+            return "", ""
+        return ("", "") if record is None else (record.type, record.accessor)
+
     def _write_one(self, device: AuditDevice, kind: str, record: Record) -> None:
         salt = self.salt(device.path)
         self._sinks[device.path].write(encode_entry(format_entry(kind, record, device, salt)))
@@ -817,9 +829,14 @@ def _mount(spec: Any, params: Mapping[str, str], broker: Broker) -> Mount:
         if not accessor:
             return Mount()
         return Mount(f"{name}/", "keymgmt", accessor, "secret")
-    if pattern.startswith("auth/"):
-        method = pattern.split("/")[1]
-        return Mount(f"auth/{method}/", method, "", "auth")
+    if pattern.startswith("auth/token/"):
+        from shared.api.auth import TOKEN_METHOD
+
+        return Mount("auth/token/", "token", str(TOKEN_METHOD["accessor"]), "auth")
+    if pattern.startswith("auth/:mount/"):
+        name = params.get("mount", "")
+        method, accessor = broker.auth_mount(name)
+        return Mount(f"auth/{name}/", method, accessor, "auth") if method else Mount()
     if pattern.startswith("sys/"):
         return Mount("sys/", "system", "", "secret")
     return Mount()

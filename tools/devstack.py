@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         if master_key is not None:
             admin += f' -H "x-functions-key: <your {MASTER_KEY_VARIABLE}>"'
         print(f"{admin}  # run a timer now")
+        _print_login_recipe(args, env)
         print("(the bao CLI is in .venv/bin; Ctrl-C stops everything)", flush=True)
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
@@ -289,6 +291,23 @@ def _signal_group(child: subprocess.Popen, signum: int) -> None:
         os.killpg(child.pid, signum)
     except ProcessLookupError:
         pass
+
+
+def _print_login_recipe(args: argparse.Namespace, env: Mapping[str, str]) -> None:
+    """How to log in as the Function App's managed identity, as it would in Azure: a token for
+    Resource Manager from the identity endpoint, then auth/azure (docs/auth.md)."""
+    oid = getattr(args, "system_object_id", "") or "<the identity's object id>"
+    arm = "https://management.azure.com/"
+    header = args.data_dir / "identity-header"
+    print("log in as the Function App's managed identity (docs/auth.md; uses jq):")
+    print("  bao auth enable azure")
+    print(f"  bao write auth/azure/config tenant_id={SEED_TENANT_ID} resource={arm}")
+    print(f"  bao write auth/azure/role/app bound_service_principal_ids={oid} token_ttl=15m")
+    print(
+        f'  JWT=$(curl -s -H "X-IDENTITY-HEADER: $(cat {header})" '
+        f'"{env["IDENTITY_ENDPOINT"]}?api-version=2019-08-01&resource={arm}" | jq -r .access_token)'
+    )
+    print('  bao write auth/azure/login role=app jwt="$JWT"')
 
 
 # The seed document's example service principal and tenant (HashiCorp's docs; not secrets):
@@ -363,6 +382,13 @@ def _start_emulator(
     else:
         raise SystemExit(f"the Key Vault emulator exited with code {proc.wait()}")
     threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
+    # The identity endpoint's header, as App Service gives a Function App its
+    # IDENTITY_HEADER: in a file only its owner reads, for the login recipe the banner prints.
+    _write_private(args.data_dir / "identity-header", env["IDENTITY_HEADER"])
+    system = next(
+        (line.split() for line in lines if line.startswith("identity SystemAssigned")), []
+    )
+    args.system_object_id = system[system.index("object_id") + 1] if "object_id" in system else ""
     return [
         f"Key Vault emulator: vault {args.vault!r} at https://127.0.0.1:{args.vault_port} "
         f"(CA {env['KEYMGMT_KEYVAULT_CA_BUNDLE']}); Event Grid events go to the local host",

@@ -283,6 +283,7 @@ def test_secrets_stay_off_command_lines_and_the_data_folder_is_private(
         "response",
     ]
     assert entries[-1]["auth"]["client_token"].startswith("hmac-sha256:")
+    login_as_the_managed_identity(stack, ports, tmp_path)
     assert (data / "kvemu" / "state.sqlite").exists()
     for path in [data, *data.rglob("*")]:
         try:
@@ -291,6 +292,37 @@ def test_secrets_stay_off_command_lines_and_the_data_folder_is_private(
             continue
         expected = 0o700 if stat.S_ISDIR(info.st_mode) else 0o600
         assert stat.S_IMODE(info.st_mode) == expected, f"{path}: {oct(info.st_mode)}"
+
+
+def login_as_the_managed_identity(stack: Devstack, ports: Ports, home: Path) -> None:
+    """The banner's login recipe, run as printed: a managed-identity token for Resource
+    Manager from the identity endpoint, then auth/azure, with the bao CLI."""
+    lines = stack.output().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("log in as the Function"))
+    recipe = [line.strip() for line in lines[start + 1 : start + 6]]
+    assert recipe[0] == "bao auth enable azure" and recipe[-1].startswith(
+        "bao write auth/azure/login"
+    )
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "BAO_ADDR": f"http://127.0.0.1:{ports.host}",
+        "BAO_TOKEN": "root",
+        "HOME": str(home),
+    }
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", "\n".join(recipe)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (
+        "token_meta_role" in done.stdout
+        and 'token_policies                    ["default"]' in done.stdout
+    )
 
 
 def create_key(ports: Ports, data_dir: Path, name: str) -> None:

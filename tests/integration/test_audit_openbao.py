@@ -25,15 +25,14 @@ from tests.helpers import write_policy
 pytestmark = [pytest.mark.xdist_group("audit")]
 
 # Keys OpenBao writes that this server does not: client_id (entity-based client counting),
-# mount_running_*version (plugin versions), the sys/ and auth/token/ mounts' accessors (they
-# are not mount records here; keymgmt mounts have theirs), and the client's address (the
-# HTTP adapter fills ApiRequest.remote_address in on the auth branch; unit-tested here).
+# mount_running_*version (plugin versions), the sys/ mount's accessor (not a mount record
+# here; keymgmt mounts, auth/token/ and auth methods have theirs), and the client's port (the
+# HTTP adapter keeps the address only).
 NOT_HERE = {
     "client_id",
     "mount_running_version",
     "mount_running_plugin_version",
     "mount_accessor",
-    "remote_address",
     "remote_port",
 }
 

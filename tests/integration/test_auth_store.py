@@ -192,6 +192,11 @@ def test_a_login_is_audited_without_the_jwt_or_the_token_in_clear(azurite: Any) 
     assert [e["type"] for e in entries] == ["request", "response"]
     assert entries[0]["request"]["path"] == f"auth/{mount.path}/login"
     assert entries[0]["request"]["remote_address"] == "192.0.2.7"
+    for entry in entries:  # the method's own mount, as Vault records it
+        assert entry["request"]["mount_point"] == f"auth/{mount.path}/"
+        assert entry["request"]["mount_type"] == "jwt"
+        assert entry["request"]["mount_accessor"] == mount.accessor
+        assert entry["request"]["mount_class"] == "auth"
     text = b"".join(sink.lines).decode()
     assert signed not in text and issued not in text
     assert entries[1]["response"]["auth"]["client_token"].startswith("hmac-sha256:")
