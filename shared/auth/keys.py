@@ -43,7 +43,7 @@ ALLOWED_ALGORITHMS = (
 FETCH_TIMEOUT = 10.0  # seconds, per request
 MAX_DOCUMENT = 1024 * 1024  # bytes: a discovery document or key set is a few KB
 JWKS_LIFESPAN = 300.0
-JWKS_COOLDOWN = 30.0
+JWKS_COOLDOWN = 5.0  # an unannounced key rotation is seen at most this long after a fetch
 DISCOVERY_LIFESPAN = 3600.0
 
 NO_KEY = "error verifying token signature: no known key successfully validated the token signature"

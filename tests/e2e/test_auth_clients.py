@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tests.fixtures.funchost import ROOT_TOKEN
 from tests.fixtures.openbao import BaoCli
-from tests.helpers import errors, write_policy
+from tests.helpers import errors, wait_until, write_policy
 
 AUDIENCE = "api://azure-keymgmt"
 # What azure-identity asks for with the scope https://management.azure.com/.default: the aud
@@ -204,6 +204,23 @@ def test_hvac_jwt_login_gets_a_token_its_policies_govern(
     # The same principal always gets the same entity id from the same method.
     again = client.auth.jwt.jwt_login("r", mi_token(kv, monkeypatch, AUDIENCE), path=mount)
     assert again["auth"]["entity_id"] == result["auth"]["entity_id"]
+
+
+@pytest.mark.xdist_group("signing-key-rotation")
+def test_a_rotated_signing_key_is_fetched_and_the_previous_one_still_verifies(
+    url: str, root: Any, kv: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mount = jwks_mount(root, kv)
+    before = mi_token(kv, monkeypatch, AUDIENCE)
+    assert login(url, mount, before).status_code == 200  # the host caches the key set now
+    old_kid = pyjwt.get_unverified_header(before)["kid"]
+    new_kid = kv.rotate_signing_key()  # unannounced: not in the host's cached set
+    assert new_kid != old_kid
+    after = crafted(kv)  # signed with the new current key
+    assert pyjwt.get_unverified_header(after)["kid"] == new_kid
+    # The unknown kid makes the host fetch the set again (rate-limited: within seconds).
+    wait_until(lambda: login(url, mount, after).status_code == 200, 30, "the new key used")
+    assert login(url, mount, before).status_code == 200  # the previous key is still published
 
 
 def test_jwt_login_through_oidc_discovery(url: str, root: Any, kv: Any) -> None:
