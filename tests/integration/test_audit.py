@@ -106,19 +106,45 @@ def test_the_issue_sequence_is_recorded_on_every_device_with_no_secret_in_clear(
     audited: Audited, azurite: Any, kv: Emulator
 ):
     api = audited.api
-    jwt = f"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ{uuid.uuid4().hex}.c2lnbmF0dXJl"
-    login_secret = f"login-secret-{uuid.uuid4().hex}"
     policy = uid("reader")
     write_policy(api.url, policy, 'path "keymgmt/key/*" { capabilities = ["read"] }')
 
-    # The token-issuing step (auth/jwt is the auth branch's): its body carries a JWT and a
-    # client secret, as a login's would; they are ignored fields here, and recorded hashed.
-    issued = api.post(
-        "auth/token/create",
-        json={"policies": [policy], "jwt": jwt, "client_secret": login_secret},
+    # The login: auth/azure with the Function App's managed-identity token for Resource
+    # Manager, as a workload in Azure logs in. Its config carries a client secret (for the
+    # method's own Graph/ARM calls in Vault); both are recorded hashed only.
+    method = uid("az")
+    assert api.post(f"sys/auth/{method}", json={"type": "azure"}).status_code == 204
+    login_secret = f"login-secret-{uuid.uuid4().hex}"
+    arm = "https://management.azure.com/"
+    configured = api.post(
+        f"auth/{method}/config",
+        json={
+            "tenant_id": kv.tenant_id,
+            "resource": arm,
+            "client_id": str(uuid.uuid4()),
+            "client_secret": login_secret,
+        },
+    )
+    assert configured.status_code == 204, configured.text
+    principal = kv.system_identity
+    role = api.post(
+        f"auth/{method}/role/app",
+        json={"bound_service_principal_ids": [principal.object_id], "token_policies": [policy]},
+    )
+    assert role.status_code == 204, role.text
+    jwt, _ = kv.token_for(
+        arm,
+        object_id=principal.object_id,
+        app_id=principal.client_id,
+        client_auth="2",
+        managed_identity=principal,
+    )
+    issued = requests.post(
+        f"{api.url}/v1/auth/{method}/login", json={"role": "app", "jwt": jwt}, timeout=60
     )
     assert issued.status_code == 200, issued.text
     token, accessor = issued.json()["auth"]["client_token"], issued.json()["auth"]["accessor"]
+    assert issued.json()["auth"]["policies"] == ["default", policy]
 
     key = uid("k")
     assert api.post(f"keymgmt/key/{key}", json={"type": "rsa-2048"}).status_code == 204
@@ -142,7 +168,7 @@ def test_the_issue_sequence_is_recorded_on_every_device_with_no_secret_in_clear(
     assert bad.status_code == 400
 
     steps = [
-        ("update", "auth/token/create"),
+        ("update", f"auth/{method}/login"),
         ("create", f"keymgmt/key/{key}"),
         ("create", f"keymgmt/kms/{provider}"),
         ("create", f"keymgmt/kms/{provider}/key/{key}"),
@@ -181,11 +207,18 @@ def test_the_issue_sequence_is_recorded_on_every_device_with_no_secret_in_clear(
         assert denial["request"]["client_token_accessor"] == hashed(accessor)
         assert denial["auth"]["policy_results"] == {"allowed": False}
         assert denial_response["error"] == "1 error occurred:\n\t* permission denied\n\n"
-        [login] = [
-            e for e in entries if e["type"] == "request" and "jwt" in e["request"].get("data", {})
+        [login, login_response] = [
+            e for e in entries if e["request"]["path"] == f"auth/{method}/login"
         ]
         assert login["request"]["data"]["jwt"] == hashed(jwt)
-        assert login["request"]["data"]["client_secret"] == hashed(login_secret)
+        assert login_response["response"]["auth"]["client_token"] == hashed(token)
+        assert login["request"]["mount_type"] == "azure"
+        [config] = [
+            e
+            for e in entries
+            if e["type"] == "request" and e["request"]["path"] == f"auth/{method}/config"
+        ]
+        assert config["request"]["data"]["client_secret"] == hashed(login_secret)
         [kms] = [
             e
             for e in entries
