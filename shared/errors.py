@@ -85,3 +85,9 @@ class RowTampered(EngineError):
     """A stored row failed its integrity check: changed outside the engine. Never acted on."""
 
     status = 500
+
+
+# Texts clients show or parse, as Vault sends them (docs/compat-messages.md lists the rest).
+# A write on a key that does not exist: Vault's transit answers 400 with this text
+# (openbao internal/builtin/logical/transit/path_rotate.go), so the CLI shows a reason.
+KEY_NOT_FOUND = "key not found"

@@ -92,10 +92,11 @@ class Policies:
 
     def write(self, name: str, text: str) -> None:
         name = name.lower()
-        if name == ROOT_POLICY:
-            raise InvalidRequest('cannot update "root" policy')
+        # The text is checked first, as OpenBao does (handlePoliciesSet before the store).
         if not text.strip():
             raise InvalidRequest("'policy' parameter not supplied or empty")
+        if name == ROOT_POLICY:
+            raise InvalidRequest('cannot update "root" policy')
         if len(text) > MAX_POLICY_TEXT:
             raise InvalidRequest(
                 f"policy is too long: {len(text)} characters, at most {MAX_POLICY_TEXT}"
