@@ -43,7 +43,17 @@ class NotFound(EngineError):
 
 
 class UnsupportedOperation(EngineError):
+    """A path that does not serve this operation. Vault's router wraps
+    ``logical.ErrUnsupportedOperation`` in go-multierror, so the 405 reads
+    ``1 error occurred:\n\t* unsupported operation\n\n`` (OpenBao 2.7.2: DELETE on
+    auth/token/create, POST on sys/policies/acl); every message here is sent that way."""
+
     status = 405
+
+    def __init__(self, *messages: str) -> None:
+        super().__init__(
+            *(f"1 error occurred:\n\t* {m}\n\n" for m in (messages or ("unsupported operation",)))
+        )
 
 
 class PayloadTooLarge(EngineError):
@@ -87,7 +97,7 @@ class RowTampered(EngineError):
     status = 500
 
 
-# Texts clients show or parse, as Vault sends them (docs/compat-messages.md lists the rest).
+# Texts clients show or parse, as Vault sends them (docs/compatibility.md lists them).
 # A write on a key that does not exist: Vault's transit answers 400 with this text
 # (openbao internal/builtin/logical/transit/path_rotate.go), so the CLI shows a reason.
 KEY_NOT_FOUND = "key not found"

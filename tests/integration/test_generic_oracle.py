@@ -190,6 +190,17 @@ def unknown_fields(s: Side) -> list[Any]:
     return seen
 
 
+def unsupported_operations(s: Side) -> list[Any]:
+    """A known path, an operation it does not serve: 405 with Vault's multierror text."""
+    return [
+        observe(s, s.call("DELETE", "auth/token/lookup-self")),
+        observe(s, s.call("DELETE", "auth/token/create")),
+        observe(s, s.call("POST", "sys/policies/acl", body={"policy": "x"})),
+        observe(s, s.call("DELETE", "sys/policy")),
+        s.cli("delete", "auth/token/create"),
+    ]
+
+
 def cli_texts(s: Side) -> list[Any]:
     return [
         s.cli("read", "sys/policies/acl/gm-missing"),
@@ -347,6 +358,7 @@ CASES = [
     Case(engine_missing_key),
     Case(list_forms),
     Case(unknown_fields),
+    Case(unsupported_operations),
     Case(cli_texts),
     Case(unrouted, "routing"),
     Case(wrong_methods, "routing"),
