@@ -90,8 +90,8 @@ def _view(value: Any) -> Any:
     """A body's shape: the keys of every object, the values of none (ids, times differ)."""
     if isinstance(value, dict):
         return {k: _view(v) for k, v in sorted(value.items())}
-    if isinstance(value, list):
-        return [_view(v) for v in value]
+    if isinstance(value, list):  # the kinds of element, not their number (others add some)
+        return sorted({json.dumps(_view(v), sort_keys=True) for v in value})
     return type(value).__name__
 
 
@@ -134,6 +134,16 @@ def accessor_texts(s: Side) -> list[Any]:
     ]
 
 
+def capabilities_texts(s: Side) -> list[Any]:
+    return [
+        observe(s, s.call("POST", "sys/capabilities", body={"token": "nope", "paths": ["a"]})),
+        observe(
+            s, s.call("POST", "sys/capabilities-accessor", body={"accessor": "x", "paths": ["a"]})
+        ),
+        observe(s, s.call("POST", "sys/capabilities", body={"token": "root", "paths": ["a"]})),
+    ]
+
+
 def policy_texts(s: Side) -> list[Any]:
     return [
         observe(s, s.call("PUT", "sys/policies/acl/root", body={"policy": ""})),
@@ -148,6 +158,10 @@ def auth_mount_texts(s: Side) -> list[Any]:
     """Terraform's auth backends look for "No auth engine at" (mountutil.IsMountNotFoundError)."""
     seen = [
         observe(s, s.call("GET", "sys/auth/gm-nope")),
+        observe(s, s.call("GET", "auth/gm-nope/config")),
+        observe(s, s.call("PUT", "auth/gm-nope/role/r1", body={"a": 1})),
+        observe(s, s.call("GET", "auth/gm-nope/role", params={"list": "true"})),
+        observe(s, s.call("POST", "auth/gm-nope/login", token=None, body={"jwt": "x"})),
         observe(s, s.call("POST", "sys/auth/gm-jwt", body={"type": "jwt"})),
         observe(s, s.call("POST", "sys/auth/gm-jwt", body={"type": "jwt"})),
         observe(s, s.call("POST", "sys/auth/gm-x", body={"type": "nope"})),
@@ -169,8 +183,10 @@ def engine_missing_key(s: Side) -> list[Any]:
 
 def list_forms(s: Side) -> list[Any]:
     s.call("PUT", "sys/policies/acl/gm-listed", body={"policy": 'path "a" {capabilities=["read"]}'})
+    listed = s.call("GET", "sys/policies/acl", params={"list": "true"})
     seen = [
-        observe(s, s.call("GET", "sys/policies/acl", params={"list": "true"}), data=True),
+        observe(s, listed, data=True),
+        "gm-listed" in listed.json()["data"]["keys"],
         observe(s, s.call("GET", "sys/policies/acl", params={"list": "True"}), data=True),
         observe(s, s.call("GET", "sys/policies/acl/gm-listed/"), data=False),
     ]
@@ -353,6 +369,7 @@ class Case:
 
 CASES = [
     Case(accessor_texts),
+    Case(capabilities_texts),
     Case(policy_texts),
     Case(auth_mount_texts),
     Case(engine_missing_key),
