@@ -228,6 +228,44 @@ def cli_texts(s: Side) -> list[Any]:
     ]
 
 
+def _hvac(s: Side, call: Callable[[Any], Any]) -> Any:
+    """One hvac call: what it returned (its shape), or the exception it raised and its text."""
+    import hvac
+
+    client = hvac.Client(url=s.url, token="root")
+    try:
+        result = call(client)
+    except hvac.exceptions.VaultError as exc:
+        return {"raised": type(exc).__name__, "text": s.normal(str(exc))}
+    if isinstance(result, requests.Response):
+        return {"status": result.status_code}
+    return {"returned": _view(result)}
+
+
+def hvac_calls(s: Side) -> list[Any]:
+    return [
+        _hvac(s, lambda c: c.read("sys/policies/acl/gm-missing")),
+        _hvac(s, lambda c: c.read(s.key("gm-missing"))),
+        _hvac(s, lambda c: c.write(f"{s.key('gm-missing')}/rotate")),
+        _hvac(s, lambda c: c.adapter.request("DELETE", "v1/auth/token/create")),
+        _hvac(s, lambda c: c.is_authenticated()),
+    ]
+
+
+def hvac_mount_calls(s: Side) -> list[Any]:
+    path = f"gm-hv-{uuid.uuid4().hex[:6]}"
+    seen = [
+        _hvac(s, lambda c: c.sys.enable_secrets_engine(s.engine, path=path)),
+        _hvac(s, lambda c: c.sys.tune_mount_configuration(path, default_lease_ttl="1h")),
+        _hvac(s, lambda c: c.sys.read_mount_configuration(path)),
+        _hvac(s, lambda c: c.sys.move_backend(path, f"{path}-2")),
+        _hvac(s, lambda c: c.sys.read_mount_configuration("gm-nope")),
+        _hvac(s, lambda c: c.sys.disable_secrets_engine(f"{path}-2")),
+    ]
+    s.call("DELETE", f"sys/mounts/{path}")
+    return seen
+
+
 # -- cases another branch of issue 15 makes pass ----------------------------------------------
 
 
@@ -377,6 +415,7 @@ CASES = [
     Case(unknown_fields),
     Case(unsupported_operations),
     Case(cli_texts),
+    Case(hvac_calls),
     Case(unrouted, "routing"),
     Case(wrong_methods, "routing"),
     Case(list_verb, "routing"),
@@ -387,6 +426,7 @@ CASES = [
     Case(mount_texts, "mounts"),
     Case(mount_settings, "mounts"),
     Case(mount_move, "mounts"),
+    Case(hvac_mount_calls, "mounts"),
     Case(wrapping, "wrapping"),
     Case(help_and_ui, "help"),
 ]
