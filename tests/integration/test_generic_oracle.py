@@ -45,6 +45,12 @@ class Side:
     engine: str
     keys: str  # the engine's key collection path: "keys" (transit) or "key" (keymgmt)
     session: requests.Session = field(default_factory=requests.Session)
+    mounts: list[str] = field(default_factory=list)  # enabled by the running case: disabled after
+
+    def mount(self, path: str) -> str:
+        """A mount path the case may enable; disabled when the case ends, however it ends."""
+        self.mounts.append(path)
+        return path
 
     def call(
         self,
@@ -253,7 +259,8 @@ def hvac_calls(s: Side) -> list[Any]:
 
 
 def hvac_mount_calls(s: Side) -> list[Any]:
-    path = f"gm-hv-{uuid.uuid4().hex[:6]}"
+    path = s.mount(f"gm-hv-{uuid.uuid4().hex[:6]}")
+    s.mount(f"{path}-2")
     seen = [
         _hvac(s, lambda c: c.sys.enable_secrets_engine(s.engine, path=path)),
         _hvac(s, lambda c: c.sys.tune_mount_configuration(path, default_lease_ttl="1h")),
@@ -262,7 +269,6 @@ def hvac_mount_calls(s: Side) -> list[Any]:
         _hvac(s, lambda c: c.sys.read_mount_configuration("gm-nope")),
         _hvac(s, lambda c: c.sys.disable_secrets_engine(f"{path}-2")),
     ]
-    s.call("DELETE", f"sys/mounts/{path}")
     return seen
 
 
@@ -335,7 +341,7 @@ def mount_texts(s: Side) -> list[Any]:
 
 
 def mount_settings(s: Side) -> list[Any]:
-    path = f"gm-set-{uuid.uuid4().hex[:6]}"
+    path = s.mount(f"gm-set-{uuid.uuid4().hex[:6]}")
     body = {
         "type": s.engine,
         "description": "set on enable",
@@ -354,20 +360,18 @@ def mount_settings(s: Side) -> list[Any]:
     data = (tune.json().get("data") or {}) if tune.status_code == 200 else {}
     seen.append({k: data.get(k) for k in ("default_lease_ttl", "max_lease_ttl", "description")})
     seen.append(s.cli("secrets", "tune", "-max-lease-ttl=3h", path))
-    s.call("DELETE", f"sys/mounts/{path}")
     return seen
 
 
 def mount_move(s: Side) -> list[Any]:
-    old, new = f"gm-mv-{uuid.uuid4().hex[:6]}", f"gm-mvd-{uuid.uuid4().hex[:6]}"
+    old, new = s.mount(f"gm-mv-{uuid.uuid4().hex[:6]}"), s.mount(f"gm-mvd-{uuid.uuid4().hex[:6]}")
+    s.mount(f"{new}-2")
     s.call("POST", f"sys/mounts/{old}", body={"type": s.engine})
     started = s.call("POST", "sys/remount", body={"from": old, "to": new})
     seen: list[Any] = [observe(s, started, data=True)]
     seen.append(s.cli("secrets", "move", new, f"{new}-2").get("exit"))
     seen.append(observe(s, s.call("GET", f"sys/mounts/{old}")))
     seen.append(observe(s, s.call("GET", f"sys/mounts/{new}-2"), data=False)["status"])
-    for path in (old, new, f"{new}-2"):
-        s.call("DELETE", f"sys/mounts/{path}")
     return seen
 
 
@@ -494,6 +498,11 @@ def _run(case: Case, side: Side) -> list[Any]:
         return case.run(side)
     except Exception as exc:  # reported as the observation: it differs from the other side
         return [{"broke": f"{type(exc).__name__}: {side.normal(str(exc))[:80]}"}]
+    finally:
+        for path in side.mounts:
+            side.call("DELETE", f"sys/mounts/{path}")
+        side.mounts.clear()
+        side.call("DELETE", "sys/auth/gm-jwt")
 
 
 @pytest.fixture(scope="module")
