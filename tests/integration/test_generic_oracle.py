@@ -19,7 +19,6 @@ import json
 import os
 import re
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +47,8 @@ class Side:
     mounts: list[str] = field(default_factory=list)  # enabled by the running case: disabled after
 
     def mount(self, path: str) -> str:
-        """A mount path the case may enable; disabled when the case ends, however it ends."""
+        """A mount path the case may enable (the same on both sides: it shows in texts);
+        disabled when the case ends, however it ends."""
         self.mounts.append(path)
         return path
 
@@ -259,7 +259,7 @@ def hvac_calls(s: Side) -> list[Any]:
 
 
 def hvac_mount_calls(s: Side) -> list[Any]:
-    path = s.mount(f"gm-hv-{uuid.uuid4().hex[:6]}")
+    path = s.mount("gm-hv")
     s.mount(f"{path}-2")
     seen = [
         _hvac(s, lambda c: c.sys.enable_secrets_engine(s.engine, path=path)),
@@ -341,7 +341,7 @@ def mount_texts(s: Side) -> list[Any]:
 
 
 def mount_settings(s: Side) -> list[Any]:
-    path = s.mount(f"gm-set-{uuid.uuid4().hex[:6]}")
+    path = s.mount("gm-set")
     body = {
         "type": s.engine,
         "description": "set on enable",
@@ -364,7 +364,7 @@ def mount_settings(s: Side) -> list[Any]:
 
 
 def mount_move(s: Side) -> list[Any]:
-    old, new = s.mount(f"gm-mv-{uuid.uuid4().hex[:6]}"), s.mount(f"gm-mvd-{uuid.uuid4().hex[:6]}")
+    old, new = s.mount("gm-mv"), s.mount("gm-mvd")
     s.mount(f"{new}-2")
     s.call("POST", f"sys/mounts/{old}", body={"type": s.engine})
     started = s.call("POST", "sys/remount", body={"from": old, "to": new})
