@@ -534,3 +534,59 @@ def test_generic_endpoint_provider_and_distribution(
     for resource in (key, provider, distribution):
         resource.refresh(client)
         assert resource.state is None, resource.path
+
+
+# -- the provider's own keymgmt resources (internal/vault/keymgmt) ----------------------------
+
+
+def test_keymgmt_resources_lifecycle(
+    kv_funchost: Any, kv: Any, service_principal: dict[str, str]
+) -> None:
+    """vault_keymgmt_key, _azure_kms, _distribute_key and _key_rotate, as their Create, Read,
+    Update and Delete send them: create writes only ``type`` and then ``deletion_allowed``
+    alone; the provider's update sends ``provider`` and the credentials (write-only, so only
+    when credentials_wo_version changes) without ``key_collection``; purpose goes as a list."""
+    url = kv_funchost.url
+    key, kms = f"keymgmt/key/{new_path('tfk')}", f"keymgmt/kms/{new_path('tfp')}"
+    dist = f"{kms}/key/{key.rsplit('/', 1)[1]}"
+    client = terraform_run(url)
+    assert client.write(key, {"type": "rsa-2048"}) is None
+    assert client.write(key, {"deletion_allowed": True}) is None
+    read = (client.read(key) or {})["data"]
+    assert (read["type"], read["deletion_allowed"], read["latest_version"]) == ("rsa-2048", True, 1)
+    assert read["min_enabled_version"] == 1
+
+    credentials = {**service_principal}
+    client.write(
+        kms,
+        {"provider": "azurekeyvault", "key_collection": VAULT, "credentials": credentials},
+    )
+    assert (client.read(kms) or {})["data"] == {
+        "provider": "azurekeyvault",
+        "key_collection": VAULT,
+    }
+    client.write(dist, {"purpose": ["encrypt", "decrypt"], "protection": "hsm"})
+    distributed = (client.read(dist) or {})["data"]
+    assert distributed["protection"] == "hsm" and set(distributed["versions"]) == {"1"}
+
+    client = terraform_run(url)
+    client.write(f"{key}/rotate", {})  # vault_keymgmt_key_rotate, then it reads the key
+    assert (client.read(key) or {})["data"]["latest_version"] == 2
+    assert set((client.read(dist) or {})["data"]["versions"]) == {"1", "2"}
+
+    # Updates: min_enabled_version alone; new credentials (credentials_wo_version bumped).
+    client = terraform_run(url)
+    assert client.write(key, {"min_enabled_version": 2}) is None
+    assert (client.read(key) or {})["data"]["min_enabled_version"] == 2
+    kv.add_client(service_principal["client_id"], "rotated-secret")
+    rotated = {**credentials, "client_secret": "rotated-secret"}
+    assert client.write(kms, {"provider": "azurekeyvault", "credentials": rotated}) is None
+    assert (client.read(kms) or {})["data"]["key_collection"] == VAULT
+
+    # terraform destroy: the rotation is only dropped from state; the rest, dependents first.
+    client = terraform_run(url)
+    for path in (dist, kms, key):
+        client.delete(path)
+    for path in (dist, kms, key):
+        assert client.read(path) is None, path
+    assert all(m != "DELETE" or not p.endswith("/rotate") for m, p in client.sent)
