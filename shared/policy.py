@@ -899,6 +899,30 @@ class ACL:
             return ["deny"]
         return [name for name, bit in _NAMES_BY_BIT if bits & bit]
 
+    def has_mount_access(self, mount: str) -> bool:
+        """Whether the token may see the mount ``mount`` (``"keymgmt/"``, ``"auth/jwt/"``) in
+        sys/internal/ui/mounts and the OpenAPI document (OpenBao's hasMountAccess): a rule
+        that grants something on the mount path itself, or any exact or ``*`` rule at or
+        below it granting anything, or a ``+`` rule whose leading segments match it."""
+        if self._root:
+            return True
+        if self.capabilities(mount) != ["deny"]:
+            return True
+
+        def grants(perms: _Permissions) -> bool:
+            return bool(perms.capabilities) and not perms.capabilities & _DENY
+
+        for table in (self._exact, self._prefix):
+            if any(key.startswith(mount) and grants(p) for key, p in table.items()):
+                return True
+        wanted = mount.rstrip("/").split("/")
+        for pattern, perms in self._segments:
+            parts = pattern.parts[: len(wanted)]
+            if len(parts) == len(wanted) and grants(perms):
+                if all(p == "+" or p == w for p, w in zip(parts, wanted, strict=True)):
+                    return True
+        return False
+
     def allows(
         self,
         path: str,
