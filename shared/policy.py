@@ -903,7 +903,8 @@ class ACL:
         """Whether the token may see the mount ``mount`` (``"keymgmt/"``, ``"auth/jwt/"``) in
         sys/internal/ui/mounts and the OpenAPI document (OpenBao's hasMountAccess): a rule
         that grants something on the mount path itself, or any exact or ``*`` rule at or
-        below it granting anything, or a ``+`` rule whose leading segments match it."""
+        below it granting anything, or a ``+`` rule whose leading segments match it (and
+        OpenBao's quirk: any ``*`` rule covering the mount path when there is no ``+`` rule)."""
         if self._root:
             return True
         if self.capabilities(mount) != ["deny"]:
@@ -915,6 +916,13 @@ class ACL:
         for table in (self._exact, self._prefix):
             if any(key.startswith(mount) and grants(p) for key, p in table.items()):
                 return True
+        if not self._segments and any(
+            n <= len(mount) and mount[:n] in self._prefix for n in self._prefix_lengths
+        ):
+            # OpenBao's CheckAllowedFromNonExactPaths(bareMount) answers the longest prefix
+            # rule whatever it grants when the ACL has no "+" rule: a "mount/*" deny shows the
+            # mount there too (the oracle test pins it).
+            return True
         wanted = mount.rstrip("/").split("/")
         for pattern, perms in self._segments:
             parts = pattern.parts[: len(wanted)]
