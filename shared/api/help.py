@@ -573,3 +573,70 @@ UI_MOUNT = PathSpec(
 )
 
 ALL = (OPENAPI, UI_MOUNTS, UI_MOUNT)
+
+
+# -- help on a backend's root (``bao path-help keymgmt``, ``sys``, ``auth/token``) ---------------
+
+# What Vault calls a backend's Help: the root help's DESCRIPTION.
+BACKEND_HELP = {
+    "system": "The system backend is built in and cannot be remounted or unmounted. It holds "
+    "the paths that configure this server: mounts, auth methods, policies, audit devices, "
+    "status.",
+    "token": "",
+    "keymgmt": "The Key Management secrets engine: keys created and rotated here, their "
+    "material sealed in Azure Table Storage, distributed into Azure Key Vault (BYOK) by KMS "
+    "providers.",
+}
+
+
+def root_help_text(backend: Backend, specs: Iterable[PathSpec]) -> str:
+    """OpenBao's rootHelpTemplate: the backend's description, then every path's route and
+    synopsis, sorted by route."""
+    routes = sorted((route_regex(s), s.synopsis.strip()) for s in specs)
+    text = (
+        f"## DESCRIPTION\n\n{BACKEND_HELP.get(backend.type, '').strip()}\n\n## PATHS\n\n"
+        "The following paths are supported by this backend. To view help for\n"
+        "any of the paths below, use the help command with any route matching\n"
+        "the path pattern. Note that depending on the policy of your auth token,\n"
+        "you may or may not be able to access certain paths.\n\n"
+    )
+    for route, synopsis in routes:
+        text += f"{_indent(4, route)}\n{_indent(8, synopsis)}\n\n"
+    return text.strip()
+
+
+def root_help(backend: Backend, all_specs: Sequence[PathSpec]) -> dict[str, Any]:
+    """The help answer on a backend's root: its text and its paths' OpenAPI document, keyed
+    inside the backend as OpenBao's handleRootHelp keys them (``/key/{name}``)."""
+    specs = _backend_specs(all_specs, backend)
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    for spec in specs:
+        url = _openapi_url(relative_pattern(spec))
+        item, more = path_item(spec, url, backend)
+        paths[url] = item
+        schemas.update(more)
+    return {
+        "help": root_help_text(backend, specs),
+        "openapi": document(dict(sorted(paths.items())), schemas, _version()),
+        "see_also": None,
+    }
+
+
+def root_backend(ctx: Context, path: str) -> Backend | None:
+    """The backend whose root ``path`` (the request path after ``/v1/``, slashes trimmed)
+    names: ``sys``, ``auth/token``, an enabled auth method or keymgmt mount; else None.
+
+    For the catch-all route to call on ``?help=1`` (after the token check): no PathSpec
+    routes a bare mount path, so ``bao path-help keymgmt`` reaches it there."""
+    path = path.strip("/")
+    if path == "sys":
+        return SYS
+    if path == "auth/token":
+        return TOKEN
+    if path.startswith("auth/"):
+        method = ctx.service.auth.get(path.removeprefix("auth/"))
+        return Backend(f"{path}/", method.type, "auth", False) if method else None
+    if names.is_mount_name(path) and ctx.service.mounts.exists(path):
+        return Backend(f"{path}/", "keymgmt", "secrets", False)
+    return None

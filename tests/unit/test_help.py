@@ -177,3 +177,20 @@ def test_mount_access_as_openbaos_hasmountaccess() -> None:
     assert not acl('path "other/*" { capabilities = ["read"] }').has_mount_access("keymgmt/")
     assert not acl('path "keymgmt2/*" { capabilities = ["read"] }').has_mount_access("keymgmt/")
     assert not acl('path "+/x/+" { capabilities = ["deny"] }').has_mount_access("keymgmt/")
+
+
+def test_a_backends_root_help_lists_its_paths_as_openbaos_root_template() -> None:
+    backend = help.Backend("keymgmt/", "keymgmt", "secrets", False)
+    answer = help.root_help(backend, routes.ALL)
+    text = answer["help"]
+    assert text.startswith(f"## DESCRIPTION\n\n{help.BACKEND_HELP['keymgmt']}\n\n## PATHS\n\n")
+    engine = [s for s in routes.ALL if s.mounted]
+    routes_shown = [line.strip() for line in text.splitlines() if line.startswith("    ^")]
+    assert routes_shown == sorted(help.route_regex(s) for s in engine)
+    assert f"    ^key/?$\n        {keys.KEYS.synopsis}\n" in text
+    validate(answer["openapi"])
+    assert "/key/{name}" in answer["openapi"]["paths"]
+    assert all(not p.startswith("/keymgmt/") for p in answer["openapi"]["paths"])
+    token = help.root_help(help.TOKEN, routes.ALL)["help"]
+    assert token.startswith("## DESCRIPTION\n\n\n\n## PATHS")  # as OpenBao's, no description
+    assert "    ^create$\n" in token
