@@ -455,7 +455,7 @@ LOGIN = PathSpec(
     mounted=False,
     authenticated=False,
     operations={"update": _login},
-    methods=("POST", "PUT"),
+    # Every verb reaches it: a GET answers OpenBao's 405 and ?help=1 its help (bao path-help).
     synopsis="Log in with a JWT (jwt) or an Entra ID access token (azure).",
     help="Answers a service token (an orphan) with the role's policies; the JWT is never "
     "logged or echoed.",

@@ -66,12 +66,15 @@ def sides(openbao: Any, funchost: Any) -> Iterator[tuple[Side, Side]]:
         assert enabled.status_code == 204, enabled.text
         written = side.call("POST", f"{MOUNT}/{side.key_path}", json={"type": "rsa-2048"})
         assert written.status_code in (200, 204), written.text
+        enabled = side.call("POST", f"sys/auth/{MOUNT}", json={"type": "jwt"})
+        assert enabled.status_code == 204, enabled.text
     yield oracle, local
     for side in (oracle, local):
         side.call("POST", f"{MOUNT}/{side.key_path}/config", json={"deletion_allowed": True})
         side.call("POST", f"{MOUNT}/{side.key_path}", json={"deletion_allowed": True})
         side.call("DELETE", f"{MOUNT}/{side.key_path}")
         side.call("DELETE", f"sys/mounts/{MOUNT}")
+        side.call("DELETE", f"sys/auth/{MOUNT}")
 
 
 def both(sides: tuple[Side, Side], fn: Any) -> tuple[Any, Any]:
@@ -146,6 +149,9 @@ def test_help_on_a_sys_path_is_openbaos_text_where_the_declaration_is_vaults(
         "a list with help",
         "an unauthenticated path without a token",
         "a path under no mount",
+        "an auth method's login without a token",
+        "an auth method's config",
+        "an auth method that is not enabled",
     ],
 )
 def test_who_gets_help_and_where_as_openbao(sides: tuple[Side, Side], case: str) -> None:
@@ -167,9 +173,15 @@ def test_who_gets_help_and_where_as_openbao(sides: tuple[Side, Side], case: str)
             path, token = "sys/health", None
         elif case == "a path under no mount":
             path = f"nosuch{os.getpid()}/{side.key_path}"
+        elif case == "an auth method's login without a token":
+            path, token = f"auth/{MOUNT}/login", None
+        elif case == "an auth method's config":
+            path = f"auth/{MOUNT}/config"
+        elif case == "an auth method that is not enabled":
+            path = f"auth/nosuch{os.getpid()}/config"
         r = side.call("GET", path, token=token, params=params)
         status, body = _shape(r)
-        if case == "a path under no mount":
+        if case in ("a path under no mount", "an auth method that is not enabled"):
             return status, None  # the route in the text differs: the flows branch's texts
         return status, body
 
@@ -178,6 +190,11 @@ def test_who_gets_help_and_where_as_openbao(sides: tuple[Side, Side], case: str)
 
 
 # -- sys/internal/ui/mounts --------------------------------------------------------------------
+
+
+def test_a_get_on_login_is_refused_as_openbao(sides: tuple[Side, Side]) -> None:
+    want, got = both(sides, lambda s: _shape(s.call("GET", f"auth/{MOUNT}/login", token=None)))
+    assert got == want == (405, {"errors": ["unsupported operation"]})
 
 
 def _ui(side: Side, token: str | None) -> requests.Response:
@@ -202,6 +219,7 @@ def test_ui_mounts_without_a_token_shows_nothing_tuned_hidden(sides: tuple[Side,
         'path "+/some/+" { capabilities = ["read"] }',
         'path "auth/token/lookup-self" { capabilities = ["read"] }',
         'path "MOUNT" { capabilities = ["read"] }',
+        'path "auth/MOUNT/login" { capabilities = ["update"] }',
     ],
 )
 def test_ui_mounts_shows_what_a_tokens_policies_reach(
@@ -211,7 +229,8 @@ def test_ui_mounts_shows_what_a_tokens_policies_reach(
         token = side.token(policy.replace("MOUNT", MOUNT) if policy else None)
         data = _ui(side, token).json()["data"]
         mine = [m for m in data["secret"] if m in (f"{MOUNT}/",)]  # OpenBao has cubbyhole/...
-        return mine, [m for m in data["auth"] if m == "token/"]
+        auth = [m for m in data["auth"] if m in ("token/", f"{MOUNT}/")]
+        return mine, auth
 
     want, got = both(sides, visible)
     assert got == want
@@ -234,6 +253,7 @@ def test_ui_mounts_with_root_lists_the_mount_as_sys_mounts_shows_it(
         ("the mount", "MOUNT"),
         ("a path inside it", "MOUNT/KEY"),
         ("auth/token", "auth/token"),
+        ("an auth method", "auth/MOUNT/role/x"),
         ("no mount", "nosuchmount"),
         ("no token", "MOUNT"),
         ("a token without access", "MOUNT"),
