@@ -100,7 +100,9 @@ class PathSpec:
         """The Functions route template (relative to routePrefix "v1")."""
         # ``:name`` is one segment; a final ``*name`` takes the rest of the path, slashes too.
         route = re.sub(r":(\w+)", r"{\1}", re.sub(r"\*(\w+)$", r"{*\1}", self.pattern))
-        return f"{{mount}}/{route}" if self.mounted else route
+        if self.mounted:  # the empty pattern is the mount's own root (shared/api/help.py)
+            return f"{{mount}}/{route}" if route else "{mount}"
+        return route
 
     @property
     def function_name(self) -> str:

@@ -21,9 +21,9 @@ from shared import names, vaultapi
 
 # Imported by shared.api's handle() when a request asks for help, and by shared.api.routes:
 # shared.api is complete by then.
-from shared.api import Context, PathSpec
-from shared.audit import Trail
-from shared.errors import PermissionDenied
+from shared.api import Context, Handler, PathSpec
+from shared.audit import Trail, multierror
+from shared.errors import NotFound, PermissionDenied
 from shared.mounts import no_route
 from shared.policy import ACL, ROOT_POLICY
 from shared.records import TokenInfo
@@ -307,6 +307,10 @@ def _openapi_url(rel: str) -> str:
 
 
 def backend_of(spec: PathSpec, params: Mapping[str, str]) -> Backend:
+    if spec.pattern == "auth/token":
+        return TOKEN
+    if spec.pattern == "auth/:mount":
+        return Backend(f"auth/{params.get('mount', '')}/", "auth", "auth", False)
     if spec.mounted:
         return Backend(f"{params.get('mount', '')}/", "keymgmt", "secrets", False)
     if spec.pattern.startswith("auth/token/"):
@@ -325,11 +329,15 @@ def answer(spec: PathSpec, ctx: Context, trail: Trail) -> ApiResponse:
         names.is_mount_name(params["mount"]) and ctx.service.mounts.exists(params["mount"])
     ):
         raise no_route(params["mount"])
-    if spec.pattern.startswith("auth/:mount/") and ctx.service.auth.get(params["mount"]) is None:
+    if spec.pattern.startswith("auth/:mount") and ctx.service.auth.get(params["mount"]) is None:
         raise no_route(f"auth/{params['mount']}")
     ctx.operation = "help"
     ctx.path = backend_of(spec, params).prefix + _request_path(spec, params)
     trail.before(ctx, spec)
+    if spec in ROOTS:
+        from shared.api.routes import ALL  # routes lists this module's paths too
+
+        return vaultapi.raw_json(200, root_help(backend_of(spec, params), ALL))
     backend = backend_of(spec, params)
     rel = relative_pattern(spec)
     request_path = _request_path(spec, params)
@@ -454,6 +462,7 @@ def _ui_mount(ctx: Context) -> ApiResponse:
 
 
 def _backend_specs(all_specs: Iterable[PathSpec], backend: Backend) -> list[PathSpec]:
+    all_specs = [s for s in all_specs if s not in ROOTS]
     if backend == SYS:
         return [s for s in all_specs if not s.mounted and s.pattern.startswith("sys/")]
     if backend == TOKEN:
@@ -572,8 +581,6 @@ UI_MOUNT = PathSpec(
     "path under no mount, so the answer never tells which mounts exist.",
 )
 
-ALL = (OPENAPI, UI_MOUNTS, UI_MOUNT)
-
 
 # -- help on a backend's root (``bao path-help keymgmt``, ``sys``, ``auth/token``) ---------------
 
@@ -623,20 +630,45 @@ def root_help(backend: Backend, all_specs: Sequence[PathSpec]) -> dict[str, Any]
     }
 
 
-def root_backend(ctx: Context, path: str) -> Backend | None:
-    """The backend whose root ``path`` (the request path after ``/v1/``, slashes trimmed)
-    names: ``sys``, ``auth/token``, an enabled auth method or keymgmt mount; else None.
+def _unsupported_path(ctx: Context) -> ApiResponse:
+    raise NotFound(multierror("unsupported path"))
 
-    For the catch-all route to call on ``?help=1`` (after the token check): no PathSpec
-    routes a bare mount path, so ``bao path-help keymgmt`` reaches it there."""
-    path = path.strip("/")
-    if path == "sys":
-        return SYS
-    if path == "auth/token":
-        return TOKEN
-    if path.startswith("auth/"):
-        method = ctx.service.auth.get(path.removeprefix("auth/"))
-        return Backend(f"{path}/", method.type, "auth", False) if method else None
-    if names.is_mount_name(path) and ctx.service.mounts.exists(path):
-        return Backend(f"{path}/", "keymgmt", "secrets", False)
-    return None
+
+def _auth_root(ctx: Context) -> ApiResponse:
+    if ctx.service.auth.get(ctx.params["mount"]) is None:
+        raise no_route(f"auth/{ctx.params['mount']}")
+    raise NotFound(multierror("unsupported path"))
+
+
+def _no_path(handler: Handler) -> Mapping[str, Handler]:
+    return {op: handler for op in ("read", "list", "update", "delete")}
+
+
+def _root(
+    pattern: str, synopsis: str, *, handler: Handler = _unsupported_path, **kw: Any
+) -> PathSpec:
+    return PathSpec(
+        pattern,
+        operations=_no_path(handler),
+        synopsis=synopsis,
+        help="A backend's root: ?help=1 lists its paths (bao path-help); any other request "
+        "answers OpenBao's 404, unsupported path.",
+        **kw,
+    )
+
+
+# A backend's root: only help answers there (OpenBao's handleRootHelp); anything else is
+# OpenBao's 404. Listed in neither the root help nor the OpenAPI document.
+MOUNT_ROOT = _root("", "The root of a keymgmt mount.", mounted=True)
+SYS_ROOT = _root("sys", "The root of the system backend.", mounted=False)
+TOKEN_ROOT = _root("auth/token", "The root of the token store.", mounted=False)
+AUTH_ROOT = _root(
+    "auth/:mount",
+    "The root of an auth method.",
+    handler=_auth_root,
+    mounted=False,
+    params={"mount": names.AUTH_PATH},
+)
+ROOTS = (MOUNT_ROOT, SYS_ROOT, TOKEN_ROOT, AUTH_ROOT)
+
+ALL = (OPENAPI, UI_MOUNTS, UI_MOUNT, *ROOTS)

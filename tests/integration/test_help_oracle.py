@@ -347,3 +347,52 @@ def test_hvac_reads_help_and_the_ui_mounts(sides: tuple[Side, Side]) -> None:
         assert sorted(helped) == ["help", "openapi", "see_also"], side.name
         ui = client.read("sys/internal/ui/mounts")
         assert f"{MOUNT}/" in ui["data"]["secret"] and "token/" in ui["data"]["auth"], side.name
+
+
+# -- a backend's root --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("root", ["MOUNT", "sys", "auth/token", "auth/MOUNT"])
+def test_help_on_a_backends_root_lists_its_paths(sides: tuple[Side, Side], root: str) -> None:
+    path = root.replace("MOUNT", MOUNT)
+    want, got = both(sides, lambda s: s.call("GET", path, params={"help": "1"}))
+    assert want.status_code == got.status_code == 200, got.text
+    w, g = want.json(), got.json()
+    assert sorted(w) == sorted(g) == ["help", "openapi", "see_also"]
+    for text in (w["help"], g["help"]):
+        assert text.startswith("## DESCRIPTION\n\n")
+        assert "\n\n## PATHS\n\nThe following paths are supported by this backend." in text
+    validate(g["openapi"])
+    assert all(not p.startswith(f"/{path}/") for p in g["openapi"]["paths"])  # inside it
+    if root == "auth/token":
+        assert "/create" in w["openapi"]["paths"] and "/create" in g["openapi"]["paths"]
+
+
+@pytest.mark.parametrize(
+    ("method", "root", "token"),
+    [
+        ("GET", "MOUNT", "root"),
+        ("POST", "MOUNT", "root"),
+        ("DELETE", "MOUNT", "root"),
+        ("GET", "MOUNT", None),
+        ("GET", "auth/token", "root"),
+        ("POST", "auth/MOUNT", "root"),
+        ("GET", "auth/MOUNT", None),
+        ("GET", "sys/", None),
+    ],
+)
+def test_anything_else_on_a_backends_root_is_openbaos_answer(
+    sides: tuple[Side, Side], method: str, root: str, token: str | None
+) -> None:
+    path = root.replace("MOUNT", MOUNT)
+    want, got = both(sides, lambda s: _shape(s.call(method, path, token=token)))
+    assert got == want
+
+
+def test_bao_path_help_on_a_mount_lists_its_paths(sides: tuple[Side, Side], tmp_path: Path) -> None:
+    for side in sides:
+        out = BaoCli(side.url, tmp_path, token="root")("path-help", MOUNT).stdout
+        assert out.startswith("## DESCRIPTION"), side.name
+        assert "## PATHS" in out
+    out = BaoCli(sides[1].url, tmp_path, token="root")("path-help", MOUNT).stdout
+    assert "    ^key/?$\n        List the names of the keys in this mount.\n" in out
