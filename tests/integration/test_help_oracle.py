@@ -396,3 +396,14 @@ def test_bao_path_help_on_a_mount_lists_its_paths(sides: tuple[Side, Side], tmp_
         assert "## PATHS" in out
     out = BaoCli(sides[1].url, tmp_path, token="root")("path-help", MOUNT).stdout
     assert "    ^key/?$\n        List the names of the keys in this mount.\n" in out
+
+
+def test_openapi_by_post_takes_generic_mount_paths_in_the_body(sides: tuple[Side, Side]) -> None:
+    def mounts(side: Side) -> tuple[int, bool]:
+        r = side.call("POST", "sys/internal/specs/openapi", json={"generic_mount_paths": True})
+        return r.status_code, any(
+            p.startswith(f"/{{{MOUNT}_mount_path}}/") for p in r.json()["paths"]
+        )
+
+    want, got = both(sides, mounts)
+    assert got == want == (200, True)
