@@ -86,7 +86,7 @@ class PathSpec:
     methods: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        in_pattern = set(re.findall(r":(\w+)", self.pattern))
+        in_pattern = set(re.findall(r"[:*](\w+)", self.pattern))
         for param, kind in self.params.items():
             if param not in in_pattern:
                 raise ValueError(f"{self.pattern}: no parameter :{param} to declare")
@@ -98,8 +98,11 @@ class PathSpec:
     @property
     def route(self) -> str:
         """The Functions route template (relative to routePrefix "v1")."""
-        route = re.sub(r":(\w+)", r"{\1}", self.pattern)
-        return f"{{mount}}/{route}" if self.mounted else route
+        # ``:name`` is one segment; a final ``*name`` takes the rest of the path, slashes too.
+        route = re.sub(r":(\w+)", r"{\1}", re.sub(r"\*(\w+)$", r"{*\1}", self.pattern))
+        if self.mounted:  # the empty pattern is the mount's own root (shared/api/help.py)
+            return f"{{mount}}/{route}" if route else "{mount}"
+        return route
 
     @property
     def function_name(self) -> str:
@@ -130,7 +133,7 @@ class PathSpec:
 def acl_path(spec: PathSpec, params: Mapping[str, str], operation: str) -> str:
     """The request's path as ACL policies see it: under its mount, without ``/v1/``, and
     for a list with the trailing ``/`` Vault adds (so ``keymgmt/key/`` for LIST keymgmt/key)."""
-    path = re.sub(r":(\w+)", lambda m: params.get(m.group(1), ""), spec.pattern)
+    path = re.sub(r"[:*](\w+)", lambda m: params.get(m.group(1), ""), spec.pattern)
     if spec.mounted:
         path = f"{params['mount']}/{path}"
     return path + "/" if operation == "list" else path
@@ -162,7 +165,10 @@ def handle(
     params: Mapping[str, str],
     service_factory: Callable[[], Service],
 ) -> ApiResponse:
-    trail = Trail(request, audited=spec.audited)
+    from shared.api import help  # imports this module's PathSpec
+
+    # Vault audits a help request on any path, its unaudited status paths too.
+    trail = Trail(request, audited=spec.audited or help.asked(request))
     context = Context(request, params, service_factory)
     with trail.active():
         response = _handle(spec, request, context, trail)
@@ -170,10 +176,14 @@ def handle(
 
 
 def _handle(spec: PathSpec, request: ApiRequest, context: Context, trail: Trail) -> ApiResponse:
+    from shared.api import help
+
     params = context.params
     try:
         if spec.authenticated:  # first: nothing of the request is looked at before the token
             context.token = context.service.tokens.check(request.token, request.remote_address)
+        if help.asked(request):  # before the operation: help answers on every path
+            return help.answer(spec, context, trail)
         op = vaultapi.operation(request)
         if not spec.supports(op):
             raise UnsupportedOperation("unsupported operation")
