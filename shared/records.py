@@ -20,6 +20,27 @@ def rfc3339(value: dt.datetime) -> str:
 
 
 @dataclass(frozen=True)
+class MountSettings:
+    """What Vault keeps of a secrets engine mount besides its path, type and description (its
+    MountEntry's config, options and flags), as enable and tune set them. TTLs in seconds, 0
+    for the system's. Kept and shown as Vault does; keymgmt answers carry no leases, so the
+    TTLs change nothing here (docs/mounts.md)."""
+
+    default_lease_ttl: int = 0
+    max_lease_ttl: int = 0
+    force_no_cache: bool = False
+    audit_non_hmac_request_keys: tuple[str, ...] = ()
+    audit_non_hmac_response_keys: tuple[str, ...] = ()
+    listing_visibility: str = ""  # "" | "unauth" | "hidden"
+    passthrough_request_headers: tuple[str, ...] = ()
+    allowed_response_headers: tuple[str, ...] = ()
+    options: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs
+    local: bool = False
+    seal_wrap: bool = False
+    external_entropy_access: bool = False
+
+
+@dataclass(frozen=True)
 class Mount:
     name: str
     type: str
@@ -28,6 +49,7 @@ class Mount:
     created: dt.datetime
     state: str = "active"  # "active" | "disabling" (writes refused; see Mounts.disable)
     changed: dt.datetime | None = None  # when the state last changed
+    settings: MountSettings = MountSettings()
     written: dt.datetime | None = field(default=None, compare=False)  # the storage's Timestamp
     etag: str | None = field(default=None, compare=False)
 

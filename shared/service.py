@@ -15,7 +15,7 @@ from shared.distribution import Distributor
 from shared.errors import UpstreamUnavailable
 from shared.keys import KeyEngine
 from shared.kms import Kms
-from shared.mounts import Mounts
+from shared.mounts import Contents, Mounts
 from shared.policies import Policies
 from shared.reconcile import Reconciler
 from shared.seal import KeyVaultSealKey, LocalSealKey, Sealer, SealKey
@@ -60,7 +60,11 @@ def _seal_key(settings: Settings) -> SealKey:
 def build(settings: Settings, *, table_client: Any = None) -> Service:
     sealer = Sealer(_LazySealKey(settings))
     store = Store(settings, sealer, table_client=table_client)
-    mounts = Mounts(store)
+    mounts = Mounts(
+        store,
+        system_default_ttl=settings.token_default_ttl,
+        system_max_ttl=settings.token_max_ttl,
+    )
     policies = Policies(store, settings.policy_cache_seconds)
     kms = Kms(store, settings, sealer, mounts)
     distribution = Distributor(store, settings, sealer, kms)
@@ -70,6 +74,11 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
         allow_short_rotation=settings.allow_short_rotation,
         propagator=distribution,
         mount_keeps=mounts.keeps,
+    )
+    mounts.contents = Contents(
+        delete_key=functools.partial(keys.delete, with_mount=True),
+        finish_key=lambda mount, name: _finish_key(store, keys, mount, name),
+        delete_provider=kms.delete,
     )
     tokens = TokenStore(store, settings, policy_exists=policies.exists)
     auth = AuthMethods(store, tokens, settings, sealer)
@@ -104,6 +113,12 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
     ensure_default_mounts()
     service.policies.load()  # here, not on the first request a token with policies makes
     return service
+
+
+def _finish_key(store: Store, keys: KeyEngine, mount: str, name: str) -> None:
+    key = store.get_key(mount, name)
+    if key is not None and key.state == "deleting":
+        keys.finish_delete(key)
 
 
 class _LazySealKey:

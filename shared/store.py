@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -49,6 +50,7 @@ from shared.records import (
     KeyRecord,
     KmsRecord,
     Mount,
+    MountSettings,
     PolicyRecord,
     TokenEntry,
     VersionRecord,
@@ -219,7 +221,28 @@ def _mount_entity(m: Mount) -> dict[str, Any]:
     }
     if m.changed is not None:
         entity["changed"] = m.changed
+    if m.settings != MountSettings():
+        entity["settings"] = json.dumps(dataclasses.asdict(m.settings), sort_keys=True)
     return entity
+
+
+def _mount_settings_from(text: str | None) -> MountSettings:
+    """The mount's settings column (absent on a mount that never set any): JSON lists become
+    tuples again, unknown names (a newer version's) are left out."""
+    if not text:
+        return MountSettings()
+    raw = json.loads(text)
+    known = {f.name for f in dataclasses.fields(MountSettings)}
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in known:
+            continue
+        if name == "options":
+            value = tuple((str(k), str(v)) for k, v in value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[name] = value
+    return MountSettings(**values)
 
 
 def _mount_from(entity: Any) -> Mount:
@@ -231,6 +254,7 @@ def _mount_from(entity: Any) -> Mount:
         entity["created"],
         state=entity.get("state", "active"),
         changed=entity.get("changed"),
+        settings=_mount_settings_from(entity.get("settings")),
         written=entity.metadata.get("timestamp"),
         etag=entity.metadata.get("etag"),
     )

@@ -11,6 +11,7 @@ ALL: tuple[PathSpec, ...] = (
     sys.INIT,
     sys.MOUNTS,
     sys.MOUNT,
+    sys.MOUNT_TUNE,
     sys.ROTATION_STATUS,
     sys.RECONCILE_STATUS,
     *tokens.ALL,
