@@ -60,22 +60,28 @@ def no_mount_read(path: str) -> InvalidRequest:
 
 
 def _config_value(config: Mapping[str, Any], name: str, kind: type) -> Any:
-    """One value of enable's ``config`` as mapstructure decodes it into APIMountConfig: a
-    string setting takes a string or a number, a list one a list of strings or a comma
-    string, a flag a JSON boolean; anything else is Vault's conversion error."""
+    """One value of enable's ``config`` as mapstructure decodes it into APIMountConfig (Vault
+    reads JSON numbers as json.Number, a string): a string setting takes a string or a
+    number, a list one a comma string or a list of strings and numbers, a flag a JSON
+    boolean; anything else is Vault's conversion error."""
     value = config.get(name)
     if value is None:
         return None
-    if kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        return str(value) if not isinstance(value, float) else str(int(value))
-    if kind is bool and isinstance(value, bool):
-        return value
-    if kind is list:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        if isinstance(value, list) and all(isinstance(item, str) for item in value):
-            return list(value)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is str:
+        if _stringish(value):
+            return str(value)
+    elif isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    elif isinstance(value, list) and all(_stringish(item) for item in value):
+        return [str(item) for item in value]
     raise InvalidRequest("unable to convert given mount config information")
+
+
+def _stringish(value: Any) -> bool:
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
 
 
 def _enable_ttl(text: str, what: str) -> int:
