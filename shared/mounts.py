@@ -16,13 +16,16 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared import durations
 from shared.errors import ConcurrentChange, InvalidRequest, NotFound
 from shared.names import check_mount
 from shared.records import Mount, MountSettings, utcnow
 from shared.store import Store, optimistic
+
+if TYPE_CHECKING:
+    from shared.remount import Mover
 
 log = logging.getLogger(__name__)
 ENGINE_TYPE = "keymgmt"
@@ -270,6 +273,7 @@ class Mounts:
         self.system_default_ttl = system_default_ttl
         self.system_max_ttl = system_max_ttl
         self.contents: Contents | None = None  # set by shared.service.build
+        self.mover: Mover | None = None  # sys/remount; set by shared.service.build
         self._known: set[str] = set()
 
     def enable(
@@ -362,8 +366,11 @@ class Mounts:
                 return mount
             return self.store.update_mount(replace(mount, state="disabling", changed=utcnow()))
 
-        if self.store.get_mount(name) is None:
+        current = self.store.get_mount(name)
+        if current is None:
             return
+        if current.state == "moving":
+            raise InvalidRequest(f"mount {name}/ is being moved; try again once that is done")
         self._refuse_distributed(name)  # before the mark: a refused disable changes nothing
         if optimistic(mark, what=f"mount {name}/") is None:
             return
@@ -471,6 +478,8 @@ class Mounts:
                 continue
             self.store.delete_mount(mount)
             done.append(f"mount {mount.name}/: a disable that did not finish was finished")
+        if self.mover is not None:
+            done.extend(self.mover.settle(older_than))
         return done
 
     def forget(self) -> None:

@@ -18,6 +18,7 @@ from shared.kms import Kms
 from shared.mounts import Contents, Mounts
 from shared.policies import Policies
 from shared.reconcile import Reconciler
+from shared.remount import Mover
 from shared.seal import KeyVaultSealKey, LocalSealKey, Sealer, SealKey
 from shared.settings import Settings
 from shared.store import Store
@@ -80,6 +81,7 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
         finish_key=lambda mount, name: _finish_key(store, keys, mount, name),
         delete_provider=kms.delete,
     )
+    mounts.mover = Mover(store, sealer, mounts)
     tokens = TokenStore(store, settings, policy_exists=policies.exists)
     auth = AuthMethods(store, tokens, settings, sealer)
     tokens.login_renewal = auth.renewal  # the token store imports no auth method

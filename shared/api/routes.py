@@ -12,6 +12,8 @@ ALL: tuple[PathSpec, ...] = (
     sys.MOUNTS,
     sys.MOUNT,
     sys.MOUNT_TUNE,
+    sys.REMOUNT,
+    sys.REMOUNT_STATUS,
     sys.ROTATION_STATUS,
     sys.RECONCILE_STATUS,
     *tokens.ALL,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from shared import mounts, vaultapi
+from shared import mounts, remount, vaultapi
 from shared.api import Context, Handler, PathSpec
 from shared.errors import NotFound
 from shared.records import Mount
+from shared.remount import Mover
 from shared.vaultapi import ApiResponse, Field
 
 VERSION = "1.19.0+azure-keymgmt.0.1.0"
@@ -161,6 +162,36 @@ def _tune(ctx: Context) -> ApiResponse:
     changes = {f.name: ctx.data.get(f.name) for f in TUNE_FIELDS if ctx.data.has(f.name)}
     ctx.service.mounts.tune(ctx.params["path"], changes)
     return vaultapi.written()
+
+
+def _mover(ctx: Context) -> Mover:
+    mover = ctx.service.mounts.mover
+    assert mover is not None, "shared.service.build wires the mover"
+    return mover
+
+
+def _remount(ctx: Context) -> ApiResponse:
+    record = _mover(ctx).start(ctx.data.get("from"), ctx.data.get("to"))
+    data = {"migration_id": record.id}
+    payload = vaultapi.envelope(data, [remount.QUEUED])
+    payload.update(data)
+    return vaultapi.raw_json(200, payload)
+
+
+def _remount_status(ctx: Context) -> ApiResponse:
+    record = _mover(ctx).status(ctx.params["migration_id"])
+    if record is None:
+        raise NotFound()
+    return vaultapi.ok(
+        {
+            "migration_id": record.id,
+            "migration_info": {
+                "source_mount": f"{record.source}/",
+                "target_mount": f"{record.target}/",
+                "status": record.status,
+            },
+        }
+    )
 
 
 def _config(value: Any, name: str) -> Any:
@@ -330,6 +361,28 @@ MOUNT_TUNE = PathSpec(
     "description and the settings it sets; a write changes those sent, with Vault's rules: "
     '"system" resets a TTL, the max may not fall below the default, an empty option value '
     "removes the option.",
+)
+REMOUNT = PathSpec(
+    "sys/remount",
+    fields=[
+        Field("from", vaultapi.accepted, "the mount to move"),
+        Field("to", vaultapi.accepted, "its new path"),
+    ],
+    mounted=False,
+    operations={"update": _remount},
+    synopsis="Move a mount to a new path.",
+    help="Moves the keymgmt mount at from to the path to, with its settings, keys (their "
+    "versions resealed for the new path), KMS providers, distributions and index entries; "
+    "both paths refuse writes until it is done. Answers the migration id, as Vault does; the "
+    "move is finished when the answer comes (a move whose instance died is resumed by the "
+    "clean-up). Key Vault copies keep their tags, which name the former path.",
+)
+REMOUNT_STATUS = _read_only(
+    "sys/remount/status/:migration_id",
+    _remount_status,
+    synopsis="The status of a mount move.",
+    help="source_mount, target_mount and status (in-progress, success or failure) of the move "
+    "with that migration id; 404 for an unknown one.",
 )
 ROTATION_STATUS = _read_only(
     "sys/keymgmt/rotation",
