@@ -365,8 +365,8 @@ MOUNT_TUNE = PathSpec(
 REMOUNT = PathSpec(
     "sys/remount",
     fields=[
-        Field("from", vaultapi.accepted, "the mount to move"),
-        Field("to", vaultapi.accepted, "its new path"),
+        Field("from", vaultapi.weak_str, "the mount to move"),
+        Field("to", vaultapi.weak_str, "its new path"),
     ],
     mounted=False,
     operations={"update": _remount},
