@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from shared import mounts, remount, vaultapi
+from shared import mounts, names, remount, vaultapi
 from shared.api import Context, Handler, PathSpec
 from shared.errors import NotFound
 from shared.records import Mount
@@ -285,11 +286,13 @@ def _read_only(
     help: str,
     authenticated: bool = True,
     methods: tuple[str, ...] = GET,
+    params: Mapping[str, str] | None = None,
 ) -> PathSpec:
     """A ``sys/``-style path outside any mount that only answers reads."""
     return PathSpec(
         pattern,
         operations={"read": handler},
+        params=params or {},
         methods=methods,
         authenticated=authenticated,
         audited=authenticated,  # the unauthenticated status paths are Vault's unaudited ones
@@ -380,6 +383,7 @@ REMOUNT = PathSpec(
 REMOUNT_STATUS = _read_only(
     "sys/remount/status/:migration_id",
     _remount_status,
+    params={"migration_id": names.MIGRATION_ID},
     synopsis="The status of a mount move.",
     help="source_mount, target_mount and status (in-progress, success or failure) of the move "
     "with that migration id; 404 for an unknown one.",
