@@ -371,7 +371,12 @@ class Mounts:
             return
         if current.state == "moving":
             raise InvalidRequest(f"mount {name}/ is being moved; try again once that is done")
-        self._refuse_distributed(name)  # before the mark: a refused disable changes nothing
+        try:  # before the mark: a refused disable changes nothing
+            self._refuse_distributed(name)
+        except InvalidRequest:
+            if current.state == "disabling":  # a disable that died: the mount is back in use
+                self._reactivate(name)
+            raise
         if optimistic(mark, what=f"mount {name}/") is None:
             return
         mount = self.store.get_mount(name)  # read again: when the storage wrote the mark

@@ -323,6 +323,17 @@ def test_disable_finishes_a_disable_that_died_half_way_through_the_keys(svc):
     assert not svc.store.partition_has("halffull", "name:")
 
 
+def test_a_disable_that_died_is_undone_by_a_disable_refused_for_a_distributed_key(svc):
+    svc.mounts.enable("stuck", "keymgmt")
+    add_key(svc, "stuck")
+    add_provider(svc, "stuck")
+    raw_distribution(svc, "stuck", "k", "p")
+    mark_disabling(svc, "stuck")
+    assert "k (in p)" in refusal(svc.mounts.disable, "stuck")
+    assert svc.store.get_mount("stuck").state == "active"
+    assert svc.mounts.exists("stuck", for_write=True)
+
+
 def test_a_provider_written_after_the_mark_goes_with_the_mount(svc):
     """A create that read the mount as active commits after the mark (and its instance died
     before it could take itself back): the disable removes it too."""
