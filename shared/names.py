@@ -80,6 +80,7 @@ POLICY = "policy"
 AUDIT_DEVICE = "audit device"
 ROLE = "role"
 AUTH_PATH = "auth method path"
+MIGRATION_ID = "migration id"
 PARAM_RULES: Mapping[str, Callable[[str], str]] = {
     KEY: lambda value: check_name(value, KEY),
     KMS_PROVIDER: lambda value: check_name(value, KMS_PROVIDER),
@@ -89,4 +90,7 @@ PARAM_RULES: Mapping[str, Callable[[str], str]] = {
     ROLE: lambda value: check_name(value, ROLE).lower(),
     AUTH_PATH: check_auth_path,
     AUDIT_DEVICE: lambda value: check_name(value.rstrip("/"), AUDIT_DEVICE),
+    # Any value: Vault answers 404 for an id it does not know, whatever its form, and the
+    # lookup (shared.remount.Mover.status) reads only ids that parse as UUIDs.
+    MIGRATION_ID: lambda value: value,
 }
