@@ -22,6 +22,7 @@ from shared.names import PARAM_RULES, is_mount_name
 from shared.policy import ACL, ROOT_POLICY, requires_sudo
 from shared.records import TokenInfo
 from shared.vaultapi import ApiRequest, ApiResponse, Field, FieldData
+from shared.wrapping import requested_ttl, wrapped
 
 if TYPE_CHECKING:
     from shared.service import Service
@@ -40,6 +41,7 @@ class Context:
     operation: str = ""
     token: TokenInfo | None = None  # the caller's token, on an authenticated path
     path: str = ""  # the request's path as ACL policies see it (acl_path)
+    wrap_ttl: int = 0  # the response wrapping asked for (X-Vault-Wrap-TTL), seconds; 0: none
 
     @functools.cached_property
     def service(self) -> Service:
@@ -152,8 +154,25 @@ def _allows(acl: ACL, path: str, operation: str, context: Context) -> bool:
         sent: Mapping[str, object] = {k: v for k, v in context.request.query.items() if k != "list"}
     else:
         sent = context.data.raw
-    allowed: bool = acl.allows(path, operation, sent, sudo=requires_sudo(path))
+    allowed: bool = acl.allows(
+        path, operation, sent, sudo=requires_sudo(path), wrap_ttl=context.wrap_ttl
+    )
     return allowed
+
+
+def _wrapped(context: Context, response: ApiResponse) -> ApiResponse:
+    """The answer, response-wrapped when the request asked for it (shared/wrapping.py)."""
+    if not context.wrap_ttl:
+        return response
+    token = context.token
+    display = token.display_name if token is not None else ""
+    return wrapped(
+        response,
+        ttl=context.wrap_ttl,
+        path=context.path,
+        display=display,
+        service=context.service,
+    )
 
 
 def handle(
@@ -172,6 +191,8 @@ def handle(
 def _handle(spec: PathSpec, request: ApiRequest, context: Context, trail: Trail) -> ApiResponse:
     params = context.params
     try:
+        # As Vault's parseRequest: a bad X-Vault-Wrap-TTL is refused before the token is.
+        context.wrap_ttl = requested_ttl(request.headers)
         if spec.authenticated:  # first: nothing of the request is looked at before the token
             context.token = context.service.tokens.check(request.token, request.remote_address)
         op = vaultapi.operation(request)
@@ -207,7 +228,7 @@ def _handle(spec: PathSpec, request: ApiRequest, context: Context, trail: Trail)
         if handler is None:  # a path that maps create but not update, on an existing item
             raise UnsupportedOperation("unsupported operation")
         trail.before(context, spec)  # the request entry, before anything acts
-        return handler(context)
+        return _wrapped(context, handler(context))
     except EngineError as exc:
         return vaultapi.from_exception(exc)
     except Exception:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.api import PathSpec, audit, auth, keys, kms, policies, sys, tokens
+from shared.api import PathSpec, audit, auth, keys, kms, policies, sys, tokens, wrapping
 
 ALL: tuple[PathSpec, ...] = (
     sys.HEALTH,
@@ -14,6 +14,7 @@ ALL: tuple[PathSpec, ...] = (
     sys.ROTATION_STATUS,
     sys.RECONCILE_STATUS,
     *tokens.ALL,
+    *wrapping.ALL,
     *audit.ALL,
     *auth.ALL,
     policies.POLICIES_ACL,
