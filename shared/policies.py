@@ -108,6 +108,8 @@ class Policies:
         name = name.lower()
         if name == ROOT_POLICY:
             raise InvalidRequest('cannot update "root" policy')
+        if name == RESPONSE_WRAPPING_POLICY_NAME:  # built in, as OpenBao's
+            raise InvalidRequest(f'cannot update "{RESPONSE_WRAPPING_POLICY_NAME}" policy')
         if not text.strip():
             raise InvalidRequest("'policy' parameter not supplied or empty")
         if len(text) > MAX_POLICY_TEXT:
@@ -135,6 +137,8 @@ class Policies:
         name = name.lower()
         if name == ROOT_POLICY:
             raise InvalidRequest('cannot delete "root" policy')
+        if name == RESPONSE_WRAPPING_POLICY_NAME:
+            raise InvalidRequest(f'cannot delete "{RESPONSE_WRAPPING_POLICY_NAME}" policy')
         if name == DEFAULT:
             raise InvalidRequest("cannot delete default policy")
 

@@ -66,11 +66,15 @@ path "sys/wrapping/unwrap" {
 """
 
 # OpenBao's built-in policy of response-wrapping tokens (policy.ResponseWrappingPolicy), cut
-# to what this server serves: the token may unwrap itself, nothing else (no cubbyhole here;
-# the response is kept beside the token, see shared/wrapping.py).
+# to what this server serves: the token may unwrap or revoke itself, nothing else (no cubbyhole
+# here: the response is kept beside the token, see shared/wrapping.py).
 RESPONSE_WRAPPING_POLICY_NAME = "response-wrapping"
 RESPONSE_WRAPPING_POLICY = """
 path "sys/wrapping/unwrap" {
+    capabilities = ["update"]
+}
+
+path "auth/token/revoke-self" {
     capabilities = ["update"]
 }
 """

@@ -191,8 +191,10 @@ def handle(
 def _handle(spec: PathSpec, request: ApiRequest, context: Context, trail: Trail) -> ApiResponse:
     params = context.params
     try:
-        # As Vault's parseRequest: a bad X-Vault-Wrap-TTL is refused before the token is.
-        context.wrap_ttl = requested_ttl(request.headers)
+        # As Vault's parseRequest: a bad X-Vault-Wrap-TTL is refused before the token is. The
+        # unaudited status paths (sys/health and kin) are raw handlers there: header ignored.
+        if spec.audited:
+            context.wrap_ttl = requested_ttl(request.headers)
         if spec.authenticated:  # first: nothing of the request is looked at before the token
             context.token = context.service.tokens.check(request.token, request.remote_address)
         op = vaultapi.operation(request)

@@ -163,6 +163,23 @@ def not_wrapped(s: Side) -> list[Any]:
         observe(s.call("GET", "sys/policies/acl/nonexistent", wrap="5m")),
         observe(s.call("POST", "auth/token/lookup", body={"token": "nonexistent"}, wrap="5m")),
         s.call("GET", "sys/health", None, wrap="5m").json().get("wrap_info", "absent"),
+        # The status paths ignore the header, even a bad one.
+        s.call("GET", "sys/health", None, wrap="soon").status_code,
+        s.call("GET", "sys/seal-status", None, wrap="soon").status_code,
+    ]
+
+
+def the_wrapping_policy(s: Side) -> list[Any]:
+    """response-wrapping is built in: it cannot be written or deleted; a wrapping token may
+    revoke itself (and then nothing unwraps)."""
+    text = 'path "a" { capabilities = ["read"] }'
+    token = s.wrap({"a": "b"})
+    return [
+        observe(s.call("PUT", "sys/policies/acl/response-wrapping", body={"policy": text})),
+        observe(s.call("PUT", "sys/policy/response-wrapping", body={"policy": text})),
+        observe(s.call("DELETE", "sys/policies/acl/response-wrapping")),
+        observe(s.call("POST", "auth/token/revoke-self", token)),
+        observe(s.call("POST", "sys/wrapping/lookup", None, {"token": token})),
     ]
 
 
@@ -287,6 +304,7 @@ def policy_bounds(s: Side) -> list[Any]:
 CASES: list[Callable[[Side], list[Any]]] = [
     wrapped_answers,
     not_wrapped,
+    the_wrapping_policy,
     ttl_parsing,
     wrap_endpoint,
     refusals,

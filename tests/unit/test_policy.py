@@ -506,9 +506,10 @@ def test_rules_demanding_response_wrapping_allow_only_wrapped_requests_within_th
     assert (p.rules[0].min_wrapping_ttl, p.rules[0].max_wrapping_ttl) == (60, 7200)
 
 
-def test_the_response_wrapping_policy_grants_only_unwrap():
+def test_the_response_wrapping_policy_grants_only_unwrap_and_revoke_self():
     a = ACL([parse("response-wrapping", policy.RESPONSE_WRAPPING_POLICY)])
     assert a.allows("sys/wrapping/unwrap", "update")
+    assert a.allows("auth/token/revoke-self", "update")
     for path, op in (
         ("sys/wrapping/rewrap", "update"),
         ("sys/wrapping/wrap", "update"),
