@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import requests
 
+from tests.helpers import wait_until
+
 WRAPPING_ENVELOPE = [
     "auth",
     "data",
@@ -237,6 +239,11 @@ def wrap_endpoint(s: Side) -> list[Any]:
     seen.append(observe_data(s.call("POST", "sys/wrapping/unwrap", body={"token": second})))
     nested = {"x": {"y": [1, 2]}, "token": "abc", "empty": ""}
     seen.append(observe_data(s.call("POST", "sys/wrapping/unwrap", body={"token": s.wrap(nested)})))
+    # A rewrap asked for a shorter wrap TTL gets it; a longer one keeps the first TTL.
+    shorter = s.call("POST", "sys/wrapping/rewrap", body={"token": s.wrap({"a": 1})}, wrap="1m")
+    seen.append(observe(shorter))
+    longer = s.call("POST", "sys/wrapping/rewrap", body={"token": s.wrap({"a": 1})}, wrap="1h")
+    seen.append(observe(longer))
     seen.append(observe(s.call("POST", "sys/wrapping/wrap", body={}, wrap="1m")))
     # An unwrap asked for wrapped is wrapped again, with the unwrap's path.
     again = s.call("POST", "sys/wrapping/unwrap", body={"token": s.wrap({"q": "r"})}, wrap="5m")
@@ -301,6 +308,21 @@ def policy_bounds(s: Side) -> list[Any]:
     return seen
 
 
+def expiry(s: Side) -> list[Any]:
+    """A wrapping token ends with its TTL: lookup and unwrap answer as for any invalid one."""
+    token = s.wrap({"a": "b"}, ttl="1s")
+    wait_until(
+        lambda: s.call("POST", "sys/wrapping/lookup", None, {"token": token}).status_code != 200,
+        timeout=20,
+        what=f"{s.name}: the wrapping token to expire",
+    )
+    return [
+        observe(s.call("POST", "sys/wrapping/lookup", None, {"token": token})),
+        observe(s.call("POST", "sys/wrapping/unwrap", body={"token": token})),
+        observe(s.call("POST", "sys/wrapping/rewrap", body={"token": token})),
+    ]
+
+
 CASES: list[Callable[[Side], list[Any]]] = [
     wrapped_answers,
     not_wrapped,
@@ -309,6 +331,7 @@ CASES: list[Callable[[Side], list[Any]]] = [
     wrap_endpoint,
     refusals,
     policy_bounds,
+    expiry,
 ]
 
 
