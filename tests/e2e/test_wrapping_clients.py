@@ -1,7 +1,7 @@
 """Response wrapping through its real clients over HTTP: the ``bao`` CLI's ``-wrap-ttl`` and
 ``bao unwrap`` (output compared with the same commands against a real OpenBao dev server), a
 keymgmt key read wrapped and unwrapped by the wrapping token itself, and hvac's ``wrap_ttl``
-and ``sys.unwrap``."""
+``sys.wrap`` and ``sys.unwrap``."""
 
 from __future__ import annotations
 
@@ -116,8 +116,8 @@ def test_hvac_wrap_ttl_and_unwrap(funchost):
     token = client.sys.unwrap(created["wrap_info"]["token"])["auth"]["client_token"]
     assert hvac.Client(url=funchost.url, token=token).auth.token.lookup_self()["data"]["ttl"] > 0
 
-    holder = hvac.Client(
-        url=funchost.url,
-        token=client.write("sys/wrapping/wrap", wrap_ttl="1m", answer=42)["wrap_info"]["token"],
-    )
-    assert holder.sys.unwrap()["data"] == {"answer": 42}
+    wrapped = client.sys.wrap(payload={"answer": 42}, ttl=60)
+    assert wrapped["wrap_info"]["ttl"] == 60
+    assert wrapped["wrap_info"]["creation_path"] == "sys/wrapping/wrap"
+    holder = hvac.Client(url=funchost.url, token=wrapped["wrap_info"]["token"])
+    assert holder.sys.unwrap()["data"] == {"answer": 42}  # the wrapping token as the client's
