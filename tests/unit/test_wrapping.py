@@ -5,6 +5,8 @@ against OpenBao over HTTP."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared import wrapping
 from shared.errors import InvalidRequest
@@ -94,3 +96,14 @@ def test_the_wrapping_envelope_carries_only_wrap_info_and_warnings():
         "auth": None,
     }
     assert wrapping.wrapping_envelope({}, [])["warnings"] is None
+
+
+@given(st.text(max_size=80))
+@settings(max_examples=300, deadline=None)
+def test_any_header_value_is_a_ttl_in_range_or_a_400(raw):
+    try:
+        seconds = wrapping.parse_ttl(raw)
+    except InvalidRequest as exc:
+        assert exc.status == 400 and exc.messages[0].startswith(PREFIX)
+    else:
+        assert 0 <= seconds <= MAX_DURATION
