@@ -210,6 +210,14 @@ class Wrapping:
         if spent.policies != (RESPONSE_WRAPPING_POLICY,):  # replaced meanwhile: not ours
             raise InvalidWrappingToken()
 
+    def valid(self, token: str) -> bool:
+        """Whether ``token`` is a live wrapping token holding an answer (its use not spent)."""
+        try:
+            self._held(token)
+        except InvalidWrappingToken:
+            return False
+        return True
+
     def lookup(self, token: str) -> dict[str, Any]:
         """sys/wrapping/lookup's data: the token's creation path, time and TTL."""
         _, wrapped = self._held(token)

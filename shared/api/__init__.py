@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from shared import vaultapi
 from shared.audit import Trail
-from shared.errors import DeniedByPolicy, EngineError, UnsupportedOperation
+from shared.errors import DeniedByPolicy, EngineError, PermissionDenied, UnsupportedOperation
 from shared.mounts import no_route
 from shared.names import PARAM_RULES, is_mount_name
 from shared.policy import ACL, ROOT_POLICY, requires_sudo
@@ -86,6 +86,10 @@ class PathSpec:
     # Methods the HTTP trigger declares. None: every standard verb reaches the handler, which
     # answers 405 for an unsupported operation, as Vault does (the Functions host would 404).
     methods: tuple[str, ...] | None = None
+    # The error for a request whose own token is refused, when the path answers otherwise
+    # than Vault's 403 (sys/wrapping/unwrap validates the wrapping token first); it only
+    # chooses the text: nothing acts for a refused token.
+    refused_token: Callable[[Context], EngineError] | None = None
 
     def __post_init__(self) -> None:
         in_pattern = set(re.findall(r":(\w+)", self.pattern))
@@ -196,7 +200,12 @@ def _handle(spec: PathSpec, request: ApiRequest, context: Context, trail: Trail)
         if spec.audited:
             context.wrap_ttl = requested_ttl(request.headers)
         if spec.authenticated:  # first: nothing of the request is looked at before the token
-            context.token = context.service.tokens.check(request.token, request.remote_address)
+            try:
+                context.token = context.service.tokens.check(request.token, request.remote_address)
+            except PermissionDenied:
+                if spec.refused_token is None:
+                    raise
+                raise spec.refused_token(context) from None
         op = vaultapi.operation(request)
         if not spec.supports(op):
             raise UnsupportedOperation("unsupported operation")

@@ -9,7 +9,7 @@ from typing import Any
 
 from shared import vaultapi, wrapping
 from shared.api import Context, PathSpec
-from shared.errors import InvalidRequest
+from shared.errors import EngineError, InvalidRequest, PermissionDenied
 from shared.vaultapi import ApiResponse, Field
 
 
@@ -35,6 +35,27 @@ def _sent_token(context: Context) -> str | None:
         raise wrapping.WrappingTokenRefused("empty token in request body")
     token: str = context.data.get("token")
     return token
+
+
+def _refused_caller(context: Context) -> EngineError:
+    """What Vault answers an unwrap or rewrap whose own token is refused: it validates the
+    wrapping token first (validateWrappingToken, before CheckToken), so the answer is about
+    that token: the body's, else the request's own. Only a valid wrapping token in the body
+    gets the caller's 403. Nothing is spent or unwrapped."""
+    request = context.request
+    raw = vaultapi.parse_body(request, context.service.settings.max_body_bytes)
+    value = raw.get("token")
+    if value is None:
+        if not request.token:
+            return wrapping.WrappingTokenRefused("token is empty")
+        return wrapping.InvalidWrappingToken()
+    if not isinstance(value, str):
+        return wrapping.WrappingTokenRefused("could not decode token in request body")
+    if value == "":
+        return wrapping.WrappingTokenRefused("empty token in request body")
+    if not wrapping.for_service(context.service).valid(value):
+        return wrapping.InvalidWrappingToken()
+    return PermissionDenied()
 
 
 def _wrap(context: Context) -> ApiResponse:
@@ -111,6 +132,7 @@ UNWRAP = PathSpec(
     fields=[TOKEN_FIELD],
     mounted=False,
     operations={"update": _unwrap},
+    refused_token=_refused_caller,
     synopsis="Unwraps a response-wrapped token.",
     help="Returns the answer the wrapping token holds, once: the token in the body (the "
     "caller's own token then needs update on sys/wrapping/unwrap, which the default policy "
@@ -121,6 +143,7 @@ REWRAP = PathSpec(
     fields=[TOKEN_FIELD],
     mounted=False,
     operations={"update": _rewrap},
+    refused_token=_refused_caller,
     synopsis="Rotates a response-wrapped token.",
     help="Moves what the wrapping token in the body holds to a new wrapping token with the "
     "same creation path and TTL; the old token stops working.",
