@@ -57,7 +57,14 @@ def test_bao_wrap_ttl_and_unwrap_print_as_against_openbao(both):
         created = table(bao("token", "create", "-wrap-ttl=2m", "-policy=default").stdout)
         login = json.loads(bao("unwrap", "-format=json", created["wrapping_token:"]).stdout)
         read = table(bao("read", "-wrap-ttl=5m", "auth/token/lookup-self").stdout)
+        listed = table(bao("list", "-wrap-ttl=1m", "sys/policies/acl").stdout)
+        listed_keys = json.loads(bao("unwrap", "-format=json", listed["wrapping_token:"]).stdout)
         bad = bao("read", "-wrap-ttl=soon", "auth/token/lookup-self", ok=False)
+        # The wrapping token as the CLI's own token (BAO_TOKEN), unwrapped twice.
+        mine = table(bao("write", "-wrap-ttl=1m", "sys/wrapping/wrap", "k=v").stdout)
+        holder = BaoCli(bao.url, bao.home, mine["wrapping_token:"])
+        first = json.loads(holder("unwrap", "-format=json").stdout)["data"]
+        second = holder("unwrap", ok=False)
         seen[name] = {
             "wrapped": sorted(wrapped),
             "ttl": wrapped["wrapping_token_ttl:"],
@@ -74,6 +81,16 @@ def test_bao_wrap_ttl_and_unwrap_print_as_against_openbao(both):
                 login["auth"]["accessor"] == created["wrapped_accessor:"],
             ),
             "read": (sorted(read), read["wrapping_token_creation_path:"]),
+            "list": (
+                listed["wrapping_token_creation_path:"],
+                "default" in listed_keys,  # bao unwrap prints a list as the list
+            ),
+            "holder": (
+                first,
+                second.returncode,
+                "Code: 400" in second.stderr,
+                "wrapping token is not valid or does not exist" in second.stderr,
+            ),
             "bad": (
                 bad.returncode,
                 'error parsing X-Vault-Wrap-TTL header: time: invalid duration "soon"'
