@@ -1,6 +1,7 @@
 """Response wrapping through its real clients over HTTP: the ``bao`` CLI's ``-wrap-ttl`` and
 ``bao unwrap`` (output compared with the same commands against a real OpenBao dev server), a
-keymgmt key read wrapped and unwrapped by the wrapping token itself, and hvac's ``wrap_ttl``
+keymgmt key read wrapped and unwrapped by the wrapping token itself, a jwt login wrapped, and
+hvac's ``wrap_ttl``
 ``sys.wrap`` and ``sys.unwrap``."""
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ from pathlib import Path
 
 import hvac
 import pytest
+import requests
 
+# The auth tests' jwt method on the emulator's Entra ID: its helpers and module fixtures.
+from tests.e2e.test_auth_clients import crafted, jwks_mount, root, url  # noqa: F401
 from tests.fixtures.openbao import BaoCli
 
 
-def cli(url: str, tmp_path: Path, name: str, token: str | None = None) -> BaoCli:
+def cli(address: str, tmp_path: Path, name: str, token: str | None = None) -> BaoCli:
     home = tmp_path / name
     home.mkdir()
-    return BaoCli(url, home, token)
+    return BaoCli(address, home, token)
 
 
 def table(output: str) -> dict[str, str]:
@@ -105,11 +109,13 @@ def test_bao_wrap_ttl_and_unwrap_print_as_against_openbao(both):
 def test_a_wrapped_key_read_is_unwrapped_by_the_wrapping_token_itself(funchost, tmp_path):
     """Any answer with data wraps: a keymgmt key read. ``bao unwrap`` with the wrapping token
     as the CLI's own token (BAO_TOKEN) spends it; the caller's root token never sees it."""
-    root = cli(funchost.url, tmp_path, "root", token="root")
+    admin = cli(funchost.url, tmp_path, "root", token="root")
     name = f"wrapped-{uuid.uuid4().hex[:8]}"
-    root("write", f"keymgmt/key/{name}", "type=ecdsa-p256")
-    plain = json.loads(root("read", "-format=json", f"keymgmt/key/{name}").stdout)["data"]
-    wrapped = json.loads(root("read", "-format=json", "-wrap-ttl=5m", f"keymgmt/key/{name}").stdout)
+    admin("write", f"keymgmt/key/{name}", "type=ecdsa-p256")
+    plain = json.loads(admin("read", "-format=json", f"keymgmt/key/{name}").stdout)["data"]
+    wrapped = json.loads(
+        admin("read", "-format=json", "-wrap-ttl=5m", f"keymgmt/key/{name}").stdout
+    )
     assert wrapped.get("data") is None
     info = wrapped["wrap_info"]
     assert info["creation_path"] == f"keymgmt/key/{name}" and info["ttl"] == 300
@@ -138,3 +144,32 @@ def test_hvac_wrap_ttl_and_unwrap(funchost):
     assert wrapped["wrap_info"]["creation_path"] == "sys/wrapping/wrap"
     holder = hvac.Client(url=funchost.url, token=wrapped["wrap_info"]["token"])
     assert holder.sys.unwrap()["data"] == {"answer": 42}  # the wrapping token as the client's
+
+
+def test_a_wrapped_login_gives_the_token_only_to_whoever_unwraps(url, root, kv):  # noqa: F811
+    """A login asked for wrapped (an unauthenticated path): the caller sees only wrap_info, its
+    wrapped_accessor naming the login's token; unwrapping gives the auth block, and the token
+    works."""
+    mount = jwks_mount(root, kv)
+    wrapped = requests.post(
+        f"{url}/v1/auth/{mount}/login",
+        json={"role": "r", "jwt": crafted(kv)},
+        headers={"X-Vault-Wrap-TTL": "2m"},
+        timeout=60,
+    )
+    body = wrapped.json()
+    assert wrapped.status_code == 200 and body["auth"] is None and body["data"] is None
+    info = body["wrap_info"]
+    assert info["creation_path"] == f"auth/{mount}/login" and info["ttl"] == 120
+    unwrapped = requests.post(
+        f"{url}/v1/sys/wrapping/unwrap", headers={"X-Vault-Token": info["token"]}, timeout=60
+    )
+    auth = unwrapped.json()["auth"]
+    assert auth["accessor"] == info["wrapped_accessor"]
+    assert "mounts-reader" in auth["policies"]
+    looked = requests.get(
+        f"{url}/v1/auth/token/lookup-self",
+        headers={"X-Vault-Token": auth["client_token"]},
+        timeout=60,
+    )
+    assert looked.status_code == 200 and looked.json()["data"]["path"] == f"auth/{mount}/login"
