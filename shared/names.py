@@ -10,6 +10,9 @@ from shared.errors import InvalidRequest
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _MOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+# The rules as text, for the routes that help and OpenAPI show (shared/api/help.py).
+NAME_PATTERN = _NAME.pattern
+AUTH_PATH_PATTERN = _MOUNT.pattern
 MAX_NAME = 100  # leaves room for "-<unix seconds>" within Key Vault's 127 characters
 MAX_MOUNT = 64
 MAX_DURATION = 100 * 365 * 86400  # the longest period or expiry any field takes: 100 years

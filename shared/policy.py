@@ -931,6 +931,38 @@ class ACL:
             return ["deny"]
         return [name for name, bit in _NAMES_BY_BIT if bits & bit]
 
+    def has_mount_access(self, mount: str) -> bool:
+        """Whether the token may see the mount ``mount`` (``"keymgmt/"``, ``"auth/jwt/"``) in
+        sys/internal/ui/mounts and the OpenAPI document (OpenBao's hasMountAccess): a rule
+        that grants something on the mount path itself, or any exact or ``*`` rule at or
+        below it granting anything, or a ``+`` rule whose leading segments match it (and
+        OpenBao's quirk: any ``*`` rule covering the mount path when there is no ``+`` rule)."""
+        if self._root:
+            return True
+        if self.capabilities(mount) != ["deny"]:
+            return True
+
+        def grants(perms: _Permissions) -> bool:
+            return bool(perms.capabilities) and not perms.capabilities & _DENY
+
+        for table in (self._exact, self._prefix):
+            if any(key.startswith(mount) and grants(p) for key, p in table.items()):
+                return True
+        if not self._segments and any(
+            n <= len(mount) and mount[:n] in self._prefix for n in self._prefix_lengths
+        ):
+            # OpenBao's CheckAllowedFromNonExactPaths(bareMount) answers the longest prefix
+            # rule whatever it grants when the ACL has no "+" rule: a "mount/*" deny shows the
+            # mount there too (the oracle test pins it).
+            return True
+        wanted = mount.rstrip("/").split("/")
+        for pattern, perms in self._segments:
+            parts = pattern.parts[: len(wanted)]
+            if len(parts) == len(wanted) and grants(perms):
+                if all(p == "+" or p == w for p, w in zip(parts, wanted, strict=True)):
+                    return True
+        return False
+
     def allows(
         self,
         path: str,

@@ -92,7 +92,7 @@ class PathSpec:
     refused_token: Callable[[Context], EngineError] | None = None
 
     def __post_init__(self) -> None:
-        in_pattern = set(re.findall(r":(\w+)", self.pattern))
+        in_pattern = set(re.findall(r"[:*](\w+)", self.pattern))
         for param, kind in self.params.items():
             if param not in in_pattern:
                 raise ValueError(f"{self.pattern}: no parameter :{param} to declare")
@@ -104,8 +104,11 @@ class PathSpec:
     @property
     def route(self) -> str:
         """The Functions route template (relative to routePrefix "v1")."""
-        route = re.sub(r":(\w+)", r"{\1}", self.pattern)
-        return f"{{mount}}/{route}" if self.mounted else route
+        # ``:name`` is one segment; a final ``*name`` takes the rest of the path, slashes too.
+        route = re.sub(r":(\w+)", r"{\1}", re.sub(r"\*(\w+)$", r"{*\1}", self.pattern))
+        if self.mounted:  # the empty pattern is the mount's own root (shared/api/help.py)
+            return f"{{mount}}/{route}" if route else "{mount}"
+        return route
 
     @property
     def function_name(self) -> str:
@@ -136,7 +139,7 @@ class PathSpec:
 def acl_path(spec: PathSpec, params: Mapping[str, str], operation: str) -> str:
     """The request's path as ACL policies see it: under its mount, without ``/v1/``, and
     for a list with the trailing ``/`` Vault adds (so ``keymgmt/key/`` for LIST keymgmt/key)."""
-    path = re.sub(r":(\w+)", lambda m: params.get(m.group(1), ""), spec.pattern)
+    path = re.sub(r"[:*](\w+)", lambda m: params.get(m.group(1), ""), spec.pattern)
     if spec.mounted:
         path = f"{params['mount']}/{path}"
     return path + "/" if operation == "list" else path
@@ -185,7 +188,10 @@ def handle(
     params: Mapping[str, str],
     service_factory: Callable[[], Service],
 ) -> ApiResponse:
-    trail = Trail(request, audited=spec.audited)
+    from shared.api import help  # imports this module's PathSpec
+
+    # Vault audits a help request on any path, its unaudited status paths too.
+    trail = Trail(request, audited=spec.audited or help.asked(request))
     context = Context(request, params, service_factory)
     with trail.active():
         response = _handle(spec, request, context, trail)
@@ -193,6 +199,8 @@ def handle(
 
 
 def _handle(spec: PathSpec, request: ApiRequest, context: Context, trail: Trail) -> ApiResponse:
+    from shared.api import help
+
     params = context.params
     try:
         # As Vault's parseRequest: a bad X-Vault-Wrap-TTL is refused before the token is. The
@@ -206,6 +214,8 @@ def _handle(spec: PathSpec, request: ApiRequest, context: Context, trail: Trail)
                 if spec.refused_token is None:
                     raise
                 raise spec.refused_token(context) from None
+        if help.asked(request):  # before the operation: help answers on every path
+            return help.answer(spec, context, trail)
         op = vaultapi.operation(request)
         if not spec.supports(op):
             raise UnsupportedOperation("unsupported operation")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.api import PathSpec, audit, auth, keys, kms, policies, sys, tokens, wrapping
+from shared.api import PathSpec, audit, auth, help, keys, kms, policies, sys, tokens, wrapping
 
 ALL: tuple[PathSpec, ...] = (
     sys.HEALTH,
@@ -13,6 +13,7 @@ ALL: tuple[PathSpec, ...] = (
     sys.MOUNT,
     sys.ROTATION_STATUS,
     sys.RECONCILE_STATUS,
+    *help.ALL,
     *tokens.ALL,
     *wrapping.ALL,
     *audit.ALL,
