@@ -276,3 +276,17 @@ class Remount:
     started: dt.datetime
     error: str = ""
     etag: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class WrappedResponse:
+    """A response kept for a response-wrapping token (Vault keeps it in the token's cubbyhole):
+    the answer's JSON sealed, and what sys/wrapping/lookup shows. Named by the token's salted
+    id, so the table never holds the token."""
+
+    salted_id: str
+    creation_ttl: int  # seconds
+    creation_time: str  # RFC 3339 with nanoseconds, as the wrap_info showed it
+    creation_path: str
+    response: Sealed
+    etag: str | None = field(default=None, compare=False)

@@ -55,6 +55,7 @@ from shared.records import (
     Remount,
     TokenEntry,
     VersionRecord,
+    WrappedResponse,
     rfc3339,
     utcnow,
 )
@@ -82,6 +83,7 @@ AUDIT_SALT_ROW_PREFIX = "audit-salt:"  # in SYS_PARTITION: + device path: its HM
 # "child:<salted id>" row per child); accessors and the expiry index in one partition each.
 TOKEN_PARTITION_PREFIX = "_token:"
 TOKEN_ROW = "token"
+WRAPPED_ROW = "wrapped"  # in a response-wrapping token's partition: the response, sealed
 TOKEN_ACCESSOR_PARTITION = "_token_accessor"
 TOKEN_EXPIRY_PARTITION = "_token_expiry"
 AUTH_PARTITION = "_auth"  # auth methods: mount:<path>, config:<uuid>, role:<uuid>:<name>
@@ -490,6 +492,31 @@ def _token_from(entity: Any, salted_id: str) -> TokenEntry:
         max_ttl=_plain_int(entity.get("max_ttl", 0)),
         bound_cidrs=tuple(json.loads(entity.get("bound_cidrs") or "[]")),
         internal=None if entity.get("internal") is None else json.loads(entity["internal"]),
+        etag=entity.metadata.get("etag"),
+    )
+
+
+def _wrapped_entity(w: WrappedResponse) -> dict[str, Any]:
+    return {
+        "PartitionKey": _token_pk(w.salted_id),
+        "RowKey": WRAPPED_ROW,
+        "creation_ttl": _int64(w.creation_ttl),
+        "creation_time": w.creation_time,
+        "creation_path": w.creation_path,
+        **_sealed_fields("seal", w.response),
+    }
+
+
+def _wrapped_from(entity: Any, salted_id: str) -> WrappedResponse:
+    sealed = _sealed_from(entity, "seal")
+    if sealed is None:
+        raise RowTampered(f"{_token_pk(salted_id)}/{WRAPPED_ROW}: the sealed response is missing")
+    return WrappedResponse(
+        salted_id=salted_id,
+        creation_ttl=_plain_int(entity["creation_ttl"]),
+        creation_time=entity["creation_time"],
+        creation_path=entity["creation_path"],
+        response=sealed,
         etag=entity.metadata.get("etag"),
     )
 
@@ -1585,6 +1612,19 @@ class Store:
             self.commit([delete_op(_token_pk(token.salted_id), TOKEN_ROW, token.etag)])
         else:
             self.delete_rows(_token_pk(token.salted_id), [(TOKEN_ROW, None)])
+
+    def put_wrapped(self, wrapped: WrappedResponse) -> None:
+        """The response a wrapping token holds, in the token's partition (written before the
+        token's row; ConcurrentChange if one is there already)."""
+        self.commit([create_op(_wrapped_entity(wrapped))])
+
+    def get_wrapped(self, salted_id: str) -> WrappedResponse | None:
+        entity = self._get(_token_pk(salted_id), WRAPPED_ROW)
+        return None if entity is None else _wrapped_from(entity, salted_id)
+
+    def drop_wrapped(self, salted_id: str) -> None:
+        """The response a wrapping token held (gone is fine)."""
+        self.delete_rows(_token_pk(salted_id), [(WRAPPED_ROW, None)])
 
     def add_token_child(self, parent: str, child: str) -> None:
         """Record ``child`` under ``parent`` (both salted), for revoking parent trees."""

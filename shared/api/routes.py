@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.api import PathSpec, audit, auth, help, keys, kms, policies, sys, tokens
+from shared.api import PathSpec, audit, auth, help, keys, kms, policies, sys, tokens, wrapping
 
 ALL: tuple[PathSpec, ...] = (
     sys.HEALTH,
@@ -18,6 +18,7 @@ ALL: tuple[PathSpec, ...] = (
     sys.RECONCILE_STATUS,
     *help.ALL,
     *tokens.ALL,
+    *wrapping.ALL,
     *audit.ALL,
     *auth.ALL,
     policies.POLICIES_ACL,
