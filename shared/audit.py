@@ -166,6 +166,7 @@ class Record:
     data: Mapping[str, Any] | None = None
     remote_address: str = ""
     error: str = ""
+    wrap_ttl: int = 0  # the response wrapping the request asked for (seconds; 0: none)
     # response entries only
     response: Mapping[str, Any] | None = None  # the answer's JSON body (None: no body)
     response_error: str = ""  # the entry's error (Vault's generic text for the status)
@@ -264,6 +265,7 @@ def _request_block(record: Record, device: AuditDevice, salt: str) -> dict[str, 
         "data": (record.data if raw else hash_walk(record.data, salt)) if record.data else None,
         "remote_address": address,
         "remote_port": port,
+        "wrap_ttl": record.wrap_ttl,
     }
     return _omit_empty(block)
 
@@ -299,6 +301,22 @@ def _response_auth(auth: Mapping[str, Any], device: AuditDevice, salt: str) -> d
     )
 
 
+def _response_wrap_info(info: Mapping[str, Any], device: AuditDevice, salt: str) -> dict[str, Any]:
+    """A wrapped answer's wrap_info as Vault's audit entries carry it (HashWrapInfo): the
+    token HMAC'd, the accessors as hmac_accessor says."""
+    token = str(info.get("token") or "")
+    return _omit_empty(
+        {
+            "ttl": info.get("ttl"),
+            "token": token if device.log_raw or not token else hmac_value(salt, token),
+            "accessor": _accessor(str(info.get("accessor") or ""), device, salt),
+            "creation_time": info.get("creation_time"),
+            "creation_path": info.get("creation_path"),
+            "wrapped_accessor": _accessor(str(info.get("wrapped_accessor") or ""), device, salt),
+        }
+    )
+
+
 def _response_block(record: Record, device: AuditDevice, salt: str) -> dict[str, Any]:
     raw = device.log_raw
     body = record.response
@@ -322,6 +340,9 @@ def _response_block(record: Record, device: AuditDevice, salt: str) -> dict[str,
         block["data"] = data if raw else hash_walk(data, salt)
     if warnings:
         block["warnings"] = list(warnings)
+    wrap_info = body.get("wrap_info") if isinstance(body, Mapping) else None
+    if isinstance(wrap_info, Mapping) and wrap_info:
+        block["wrap_info"] = _response_wrap_info(wrap_info, device, salt)
     return block
 
 
@@ -809,6 +830,7 @@ class Trail:
             granting_policies=granting,
             data=data,
             remote_address=request.remote_address,
+            wrap_ttl=getattr(context, "wrap_ttl", 0),
         )
 
 

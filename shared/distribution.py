@@ -75,7 +75,7 @@ def is_ours(dist: Distribution, rv: RemoteVersion, version: int | None = None) -
     that engine version's import). The one test of ownership: tags are only a claim, so
     callers still check the version against what the engine recorded."""
     tags = rv.tags
-    if tags.get(TAG_MOUNT) != dist.mount or tags.get(TAG_KEY) != dist.key:
+    if tags.get(TAG_MOUNT) != dist.tagged_mount or tags.get(TAG_KEY) != dist.key:
         return False
     return version is None or tags.get(TAG_VERSION) == str(version)
 
@@ -686,7 +686,7 @@ class Distributor:
                     purpose=dist.purpose,
                     protection=dist.protection,
                     tags={
-                        TAG_MOUNT: dist.mount,
+                        TAG_MOUNT: dist.tagged_mount,  # as its other versions (a moved mount)
                         TAG_KEY: dist.key,
                         TAG_VERSION: str(version),
                         TAG_NAME: dist.remote_name,

@@ -336,15 +336,18 @@ class KeyEngine:
 
     # -- delete ------------------------------------------------------------------------------
 
-    def delete(self, mount: str, name: str) -> None:
+    def delete(self, mount: str, name: str, *, with_mount: bool = False) -> None:
         """Delete a key: mark it ``deleting`` (it disappears from reads and lists at once),
-        then remove its rows. Idempotent: a key already gone, or gone half-way, is done."""
+        then remove its rows. Idempotent: a key already gone, or gone half-way, is done.
+        ``with_mount``: the mount is being disabled, which drops its keys whatever their
+        deletion_allowed (as Vault drops a disabled mount's data); a distributed key is still
+        refused."""
 
         def mark() -> KeyRecord | None:
             key = self.store.get_key(mount, name)
             if key is None or key.state != "active":
                 return key
-            if not key.deletion_allowed:
+            if not key.deletion_allowed and not with_mount:
                 raise InvalidRequest(
                     f"key {name!r} cannot be deleted: deletion_allowed is false; "
                     "set deletion_allowed=true first"

@@ -10,6 +10,9 @@ from shared.errors import InvalidRequest
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _MOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+# The rules as text, for the routes that help and OpenAPI show (shared/api/help.py).
+NAME_PATTERN = _NAME.pattern
+AUTH_PATH_PATTERN = _MOUNT.pattern
 MAX_NAME = 100  # leaves room for "-<unix seconds>" within Key Vault's 127 characters
 MAX_MOUNT = 64
 MAX_DURATION = 100 * 365 * 86400  # the longest period or expiry any field takes: 100 years
@@ -77,6 +80,7 @@ POLICY = "policy"
 AUDIT_DEVICE = "audit device"
 ROLE = "role"
 AUTH_PATH = "auth method path"
+MIGRATION_ID = "migration id"
 PARAM_RULES: Mapping[str, Callable[[str], str]] = {
     KEY: lambda value: check_name(value, KEY),
     KMS_PROVIDER: lambda value: check_name(value, KMS_PROVIDER),
@@ -86,4 +90,7 @@ PARAM_RULES: Mapping[str, Callable[[str], str]] = {
     ROLE: lambda value: check_name(value, ROLE).lower(),
     AUTH_PATH: check_auth_path,
     AUDIT_DEVICE: lambda value: check_name(value.rstrip("/"), AUDIT_DEVICE),
+    # Any value: Vault answers 404 for an id it does not know, whatever its form, and the
+    # lookup (shared.remount.Mover.status) reads only ids that parse as UUIDs.
+    MIGRATION_ID: lambda value: value,
 }

@@ -21,7 +21,15 @@ from dataclasses import replace
 
 from shared.errors import ConcurrentChange, InvalidRequest
 from shared.names import check_name
-from shared.policy import ACL, DEFAULT_POLICY, ROOT_POLICY, Policy, parse
+from shared.policy import (
+    ACL,
+    DEFAULT_POLICY,
+    RESPONSE_WRAPPING_POLICY,
+    RESPONSE_WRAPPING_POLICY_NAME,
+    ROOT_POLICY,
+    Policy,
+    parse,
+)
 from shared.records import PolicyRecord, utcnow
 from shared.store import Store, optimistic
 
@@ -36,6 +44,12 @@ def _built_in_default() -> Policy:
     parser builds its tables on first use, ~50 ms), not at import, which every cold start
     pays while the host indexes the app, and not on a request."""
     return parse(DEFAULT, DEFAULT_POLICY)
+
+
+@functools.cache
+def _built_in_response_wrapping() -> Policy:
+    """The policy of response-wrapping tokens: built in, never stored (Vault's is too)."""
+    return parse(RESPONSE_WRAPPING_POLICY_NAME, RESPONSE_WRAPPING_POLICY)
 
 
 MAX_POLICY_TEXT = 16 * 1024  # characters: well inside a Table string property (32K)
@@ -97,6 +111,8 @@ class Policies:
             raise InvalidRequest("'policy' parameter not supplied or empty")
         if name == ROOT_POLICY:
             raise InvalidRequest('cannot update "root" policy')
+        if name == RESPONSE_WRAPPING_POLICY_NAME:  # built in, as OpenBao's
+            raise InvalidRequest(f'cannot update "{RESPONSE_WRAPPING_POLICY_NAME}" policy')
         if len(text) > MAX_POLICY_TEXT:
             raise InvalidRequest(
                 f"policy is too long: {len(text)} characters, at most {MAX_POLICY_TEXT}"
@@ -122,6 +138,8 @@ class Policies:
         name = name.lower()
         if name == ROOT_POLICY:
             raise InvalidRequest('cannot delete "root" policy')
+        if name == RESPONSE_WRAPPING_POLICY_NAME:
+            raise InvalidRequest(f'cannot delete "{RESPONSE_WRAPPING_POLICY_NAME}" policy')
         if name == DEFAULT:
             raise InvalidRequest("cannot delete default policy")
 
@@ -189,6 +207,8 @@ class Policies:
                     continue  # stored by a version that took more: it grants nothing now
             parsed[record.name] = policy
             versions[record.name] = (record.version, policy)
+        # Last, so a stored policy of that name cannot widen what a wrapping token may do.
+        parsed[RESPONSE_WRAPPING_POLICY_NAME] = _built_in_response_wrapping()
         with self._lock:
             self._parsed, self._versions, self._loaded_at = parsed, versions, started
             return parsed

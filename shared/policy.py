@@ -45,6 +45,38 @@ path "auth/token/revoke-self" {
 path "sys/capabilities-self" {
     capabilities = ["update"]
 }
+
+# Allow a token to wrap arbitrary values in a response-wrapping token
+path "sys/wrapping/wrap" {
+    capabilities = ["update"]
+}
+
+# Allow a token to look up the creation time and TTL of a given
+# response-wrapping token
+path "sys/wrapping/lookup" {
+    capabilities = ["update"]
+}
+
+# Allow a token to unwrap a response-wrapping token. This is a convenience to
+# avoid client token swapping since this is also part of the response wrapping
+# policy.
+path "sys/wrapping/unwrap" {
+    capabilities = ["update"]
+}
+"""
+
+# OpenBao's built-in policy of response-wrapping tokens (policy.ResponseWrappingPolicy), cut
+# to what this server serves: the token may unwrap or revoke itself, nothing else (no cubbyhole
+# here: the response is kept beside the token, see shared/wrapping.py).
+RESPONSE_WRAPPING_POLICY_NAME = "response-wrapping"
+RESPONSE_WRAPPING_POLICY = """
+path "sys/wrapping/unwrap" {
+    capabilities = ["update"]
+}
+
+path "auth/token/revoke-self" {
+    capabilities = ["update"]
+}
 """
 
 # Root-protected paths: OpenBao's PathsSpecial.Root of the system backend (logical_system.go)
@@ -899,6 +931,38 @@ class ACL:
             return ["deny"]
         return [name for name, bit in _NAMES_BY_BIT if bits & bit]
 
+    def has_mount_access(self, mount: str) -> bool:
+        """Whether the token may see the mount ``mount`` (``"keymgmt/"``, ``"auth/jwt/"``) in
+        sys/internal/ui/mounts and the OpenAPI document (OpenBao's hasMountAccess): a rule
+        that grants something on the mount path itself, or any exact or ``*`` rule at or
+        below it granting anything, or a ``+`` rule whose leading segments match it (and
+        OpenBao's quirk: any ``*`` rule covering the mount path when there is no ``+`` rule)."""
+        if self._root:
+            return True
+        if self.capabilities(mount) != ["deny"]:
+            return True
+
+        def grants(perms: _Permissions) -> bool:
+            return bool(perms.capabilities) and not perms.capabilities & _DENY
+
+        for table in (self._exact, self._prefix):
+            if any(key.startswith(mount) and grants(p) for key, p in table.items()):
+                return True
+        if not self._segments and any(
+            n <= len(mount) and mount[:n] in self._prefix for n in self._prefix_lengths
+        ):
+            # OpenBao's CheckAllowedFromNonExactPaths(bareMount) answers the longest prefix
+            # rule whatever it grants when the ACL has no "+" rule: a "mount/*" deny shows the
+            # mount there too (the oracle test pins it).
+            return True
+        wanted = mount.rstrip("/").split("/")
+        for pattern, perms in self._segments:
+            parts = pattern.parts[: len(wanted)]
+            if len(parts) == len(wanted) and grants(perms):
+                if all(p == "+" or p == w for p, w in zip(parts, wanted, strict=True)):
+                    return True
+        return False
+
     def allows(
         self,
         path: str,
@@ -906,6 +970,7 @@ class ACL:
         params: Mapping[str, Any] | None = None,
         *,
         sudo: bool = False,
+        wrap_ttl: int = 0,
     ) -> bool:
         """Whether ``operation`` on ``path`` is allowed with these request parameters.
 
@@ -913,6 +978,8 @@ class ACL:
         layer appends "/" to the path; this method appends it if the caller has not. ``params``
         are the body or query parameters as sent (before any decoding or defaults). ``sudo``:
         the path is root-protected (requires_sudo), so the rule must also grant sudo.
+        ``wrap_ttl``: the response wrapping TTL the request asked for (X-Vault-Wrap-TTL, in
+        seconds; 0 = none), held against the rule's min/max_wrapping_ttl.
         """
         bit = _OPERATIONS.get(operation)
         if bit is None:
@@ -929,8 +996,13 @@ class ACL:
         capabilities = perms.capabilities
         if not capabilities & bit or (sudo and not capabilities & _SUDO):
             return False
-        if perms.min_wrapping_ttl > 0 or perms.max_wrapping_ttl > 0:
-            return False  # the rule demands response wrapping, which this server cannot do
+        # AllowOperation: a rule with a wrapping TTL bound demands wrapping within it.
+        if perms.max_wrapping_ttl > 0 and (wrap_ttl == 0 or wrap_ttl > perms.max_wrapping_ttl):
+            return False
+        if perms.min_wrapping_ttl > 0 and (wrap_ttl == 0 or wrap_ttl < perms.min_wrapping_ttl):
+            return False
+        if 0 < perms.max_wrapping_ttl < perms.min_wrapping_ttl:  # possible only by merging
+            return False
         if operation in _PARAMETER_OPERATIONS:
             return _parameters_allowed(perms, params or {})
         return True

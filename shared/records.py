@@ -20,14 +20,39 @@ def rfc3339(value: dt.datetime) -> str:
 
 
 @dataclass(frozen=True)
+class MountSettings:
+    """What Vault keeps of a secrets engine mount besides its path, type and description (its
+    MountEntry's config, options and flags), as enable and tune set them. TTLs in seconds, 0
+    for the system's. Kept and shown as Vault does; keymgmt answers carry no leases, so the
+    TTLs change nothing here (docs/mounts.md)."""
+
+    default_lease_ttl: int = 0
+    max_lease_ttl: int = 0
+    force_no_cache: bool = False
+    audit_non_hmac_request_keys: tuple[str, ...] = ()
+    audit_non_hmac_response_keys: tuple[str, ...] = ()
+    listing_visibility: str = ""  # "" | "unauth" | "hidden"
+    passthrough_request_headers: tuple[str, ...] = ()
+    allowed_response_headers: tuple[str, ...] = ()
+    options: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs
+    local: bool = False
+    seal_wrap: bool = False
+    external_entropy_access: bool = False
+
+
+@dataclass(frozen=True)
 class Mount:
     name: str
     type: str
     description: str
     uuid: str
     created: dt.datetime
-    state: str = "active"  # "active" | "disabling" (writes refused; see Mounts.disable)
+    # "active" | "disabling" (writes refused; see Mounts.disable) | "moving" (writes refused,
+    # both ends of a sys/remount; see shared.remount)
+    state: str = "active"
     changed: dt.datetime | None = None  # when the state last changed
+    settings: MountSettings = MountSettings()
+    moving: str = ""  # the migration id while ``moving``
     written: dt.datetime | None = field(default=None, compare=False)  # the storage's Timestamp
     etag: str | None = field(default=None, compare=False)
 
@@ -96,7 +121,15 @@ class Distribution:
     retried: tuple[int, ...] = ()
     # Key Vault versions this engine created twice, disabled and reported once.
     duplicates: tuple[str, ...] = ()
+    # The mount name the Key Vault copies' tags carry, when the mount was moved (sys/remount)
+    # after they were imported; "" for the mount's own name.
+    tag_mount: str = ""
     etag: str | None = field(default=None, compare=False)
+
+    @property
+    def tagged_mount(self) -> str:
+        """The mount name in this distribution's Key Vault tags (its own, or the former)."""
+        return self.tag_mount or self.mount
 
 
 @dataclass(frozen=True)
@@ -226,4 +259,34 @@ class AuthItem:
     name: str
     settings: Mapping[str, object]
     secret: Sealed | None = None
+    etag: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Remount:
+    """One ``sys/remount`` (a migration): moving mount ``source`` to ``target``. ``phase``:
+    "copying" (the rows are copied to the target, each source row marked or removed once
+    copied), "cleaning" (the target is live; the source's leftovers go), "done"."""
+
+    id: str
+    source: str
+    target: str
+    status: str  # "in-progress" | "success" | "failure", Vault's migration status words
+    phase: str
+    started: dt.datetime
+    error: str = ""
+    etag: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class WrappedResponse:
+    """A response kept for a response-wrapping token (Vault keeps it in the token's cubbyhole):
+    the answer's JSON sealed, and what sys/wrapping/lookup shows. Named by the token's salted
+    id, so the table never holds the token."""
+
+    salted_id: str
+    creation_ttl: int  # seconds
+    creation_time: str  # RFC 3339 with nanoseconds, as the wrap_info showed it
+    creation_path: str
+    response: Sealed
     etag: str | None = field(default=None, compare=False)

@@ -15,9 +15,10 @@ from shared.distribution import Distributor
 from shared.errors import UpstreamUnavailable
 from shared.keys import KeyEngine
 from shared.kms import Kms
-from shared.mounts import Mounts
+from shared.mounts import Contents, Mounts
 from shared.policies import Policies
 from shared.reconcile import Reconciler
+from shared.remount import Mover
 from shared.seal import KeyVaultSealKey, LocalSealKey, Sealer, SealKey
 from shared.settings import Settings
 from shared.store import Store
@@ -60,7 +61,11 @@ def _seal_key(settings: Settings) -> SealKey:
 def build(settings: Settings, *, table_client: Any = None) -> Service:
     sealer = Sealer(_LazySealKey(settings))
     store = Store(settings, sealer, table_client=table_client)
-    mounts = Mounts(store)
+    mounts = Mounts(
+        store,
+        system_default_ttl=settings.token_default_ttl,
+        system_max_ttl=settings.token_max_ttl,
+    )
     policies = Policies(store, settings.policy_cache_seconds)
     kms = Kms(store, settings, sealer, mounts)
     distribution = Distributor(store, settings, sealer, kms)
@@ -71,6 +76,12 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
         propagator=distribution,
         mount_keeps=mounts.keeps,
     )
+    mounts.contents = Contents(
+        delete_key=functools.partial(keys.delete, with_mount=True),
+        finish_key=lambda mount, name: _finish_key(store, keys, mount, name),
+        delete_provider=kms.delete,
+    )
+    mounts.mover = Mover(store, sealer, mounts)
     tokens = TokenStore(store, settings, policy_exists=policies.exists)
     auth = AuthMethods(store, tokens, settings, sealer)
     tokens.login_renewal = auth.renewal  # the token store imports no auth method
@@ -104,6 +115,12 @@ def build(settings: Settings, *, table_client: Any = None) -> Service:
     ensure_default_mounts()
     service.policies.load()  # here, not on the first request a token with policies makes
     return service
+
+
+def _finish_key(store: Store, keys: KeyEngine, mount: str, name: str) -> None:
+    key = store.get_key(mount, name)
+    if key is not None and key.state == "deleting":
+        keys.finish_delete(key)
 
 
 class _LazySealKey:

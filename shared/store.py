@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -49,9 +50,12 @@ from shared.records import (
     KeyRecord,
     KmsRecord,
     Mount,
+    MountSettings,
     PolicyRecord,
+    Remount,
     TokenEntry,
     VersionRecord,
+    WrappedResponse,
     rfc3339,
     utcnow,
 )
@@ -79,6 +83,7 @@ AUDIT_SALT_ROW_PREFIX = "audit-salt:"  # in SYS_PARTITION: + device path: its HM
 # "child:<salted id>" row per child); accessors and the expiry index in one partition each.
 TOKEN_PARTITION_PREFIX = "_token:"
 TOKEN_ROW = "token"
+WRAPPED_ROW = "wrapped"  # in a response-wrapping token's partition: the response, sealed
 TOKEN_ACCESSOR_PARTITION = "_token_accessor"
 TOKEN_EXPIRY_PARTITION = "_token_expiry"
 AUTH_PARTITION = "_auth"  # auth methods: mount:<path>, config:<uuid>, role:<uuid>:<name>
@@ -219,7 +224,56 @@ def _mount_entity(m: Mount) -> dict[str, Any]:
     }
     if m.changed is not None:
         entity["changed"] = m.changed
+    if m.moving:
+        entity["moving"] = m.moving
+    if m.settings != MountSettings():
+        entity["settings"] = json.dumps(dataclasses.asdict(m.settings), sort_keys=True)
     return entity
+
+
+def _remount_entity(r: Remount) -> dict[str, Any]:
+    return {
+        "PartitionKey": SYS_PARTITION,
+        "RowKey": f"remount:{r.id}",
+        "source": r.source,
+        "target": r.target,
+        "status": r.status,
+        "phase": r.phase,
+        "started": r.started,
+        "error": r.error[:1000],
+    }
+
+
+def _remount_from(entity: Any) -> Remount:
+    return Remount(
+        id=entity["RowKey"].removeprefix("remount:"),
+        source=entity["source"],
+        target=entity["target"],
+        status=entity["status"],
+        phase=entity["phase"],
+        started=entity["started"],
+        error=entity.get("error", ""),
+        etag=entity.metadata.get("etag"),
+    )
+
+
+def _mount_settings_from(text: str | None) -> MountSettings:
+    """The mount's settings column (absent on a mount that never set any): JSON lists become
+    tuples again, unknown names (a newer version's) are left out."""
+    if not text:
+        return MountSettings()
+    raw = json.loads(text)
+    known = {f.name for f in dataclasses.fields(MountSettings)}
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in known:
+            continue
+        if name == "options":
+            value = tuple((str(k), str(v)) for k, v in value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[name] = value
+    return MountSettings(**values)
 
 
 def _mount_from(entity: Any) -> Mount:
@@ -231,6 +285,8 @@ def _mount_from(entity: Any) -> Mount:
         entity["created"],
         state=entity.get("state", "active"),
         changed=entity.get("changed"),
+        settings=_mount_settings_from(entity.get("settings")),
+        moving=entity.get("moving", ""),
         written=entity.metadata.get("timestamp"),
         etag=entity.metadata.get("etag"),
     )
@@ -333,6 +389,7 @@ def _dist_entity(d: Distribution) -> dict[str, Any]:
         "uncertain": json.dumps({str(k): rfc3339(v) for k, v in sorted(d.uncertain.items())}),
         "retried": ",".join(map(str, sorted(d.retried))),
         "duplicates": ",".join(d.duplicates),
+        **({"tag_mount": d.tag_mount} if d.tag_mount else {}),
     }
 
 
@@ -357,6 +414,7 @@ def _dist_from(entity: Any) -> Distribution:
         },
         retried=tuple(int(v) for v in (entity.get("retried") or "").split(",") if v),
         duplicates=tuple(v for v in (entity.get("duplicates") or "").split(",") if v),
+        tag_mount=entity.get("tag_mount", ""),
         etag=entity.metadata.get("etag"),
     )
 
@@ -434,6 +492,31 @@ def _token_from(entity: Any, salted_id: str) -> TokenEntry:
         max_ttl=_plain_int(entity.get("max_ttl", 0)),
         bound_cidrs=tuple(json.loads(entity.get("bound_cidrs") or "[]")),
         internal=None if entity.get("internal") is None else json.loads(entity["internal"]),
+        etag=entity.metadata.get("etag"),
+    )
+
+
+def _wrapped_entity(w: WrappedResponse) -> dict[str, Any]:
+    return {
+        "PartitionKey": _token_pk(w.salted_id),
+        "RowKey": WRAPPED_ROW,
+        "creation_ttl": _int64(w.creation_ttl),
+        "creation_time": w.creation_time,
+        "creation_path": w.creation_path,
+        **_sealed_fields("seal", w.response),
+    }
+
+
+def _wrapped_from(entity: Any, salted_id: str) -> WrappedResponse:
+    sealed = _sealed_from(entity, "seal")
+    if sealed is None:
+        raise RowTampered(f"{_token_pk(salted_id)}/{WRAPPED_ROW}: the sealed response is missing")
+    return WrappedResponse(
+        salted_id=salted_id,
+        creation_ttl=_plain_int(entity["creation_ttl"]),
+        creation_time=entity["creation_time"],
+        creation_path=entity["creation_path"],
+        response=sealed,
         etag=entity.metadata.get("etag"),
     )
 
@@ -1080,6 +1163,60 @@ class Store:
     def delete_mount(self, mount: Mount) -> None:
         self.delete_rows(SYS_PARTITION, [(f"mount:{mount.name}", mount.etag)])
 
+    # -- moving a mount (shared.remount) ------------------------------------------------------
+
+    def get_remount(self, migration_id: str) -> Remount | None:
+        entity = self._get(SYS_PARTITION, f"remount:{migration_id}")
+        return None if entity is None else _remount_from(entity)
+
+    def list_remounts(self) -> list[Remount]:
+        return [_remount_from(e) for e in self._range(SYS_PARTITION, "remount:")]
+
+    def put_remount(self, record: Remount, *, create: bool = False) -> Remount:
+        entity = _remount_entity(record)
+        [etag] = self.commit([create_op(entity) if create else update_op(entity, record.etag)])
+        return replace(record, etag=etag)
+
+    def key_with_sealed_versions(
+        self, mount: str, name: str
+    ) -> tuple[KeyRecord | None, list[VersionRecord]]:
+        """The key row and its versions whole (sealed material too), in one range query."""
+        rows = list(self._range(mount, key_rk(name)))
+        if not rows or rows[0]["RowKey"] != key_rk(name):
+            return None, []
+        key = _key_from(rows[0], mount)
+        return key, [_version_from(e) for e in rows[1:] if (e.get("key_uid") or "") == key.uid]
+
+    def put_moved_key(self, key: KeyRecord, versions: Sequence[VersionRecord]) -> None:
+        """A key copied into its new mount (``key.mount``): the versions first, then the key
+        and list rows together (the key row is what makes the versions readable). Upserts: a
+        copy that is repeated (a move resumed) writes the same rows again."""
+        self.commit_many(
+            [upsert_op(_version_entity(key.mount, key.name, v, key.uid)) for v in versions]
+        )
+        list_row = name_op(key)  # an upsert
+        self.commit([upsert_op(_key_entity(key)), list_row])
+
+    def put_moved_kms(self, record: KmsRecord) -> None:
+        self.commit([upsert_op(_kms_entity(record))])
+
+    def put_moved_distribution(self, dist: Distribution) -> None:
+        self.commit([upsert_op(_dist_entity(dist))])
+
+    def delete_distribution(self, dist: Distribution) -> None:
+        """The row as read (its ETag): ConcurrentChange if it changed since."""
+        self.commit([delete_dist_op(dist)])
+
+    def repoint_owner(self, row: OwnerRow, mount: str) -> None:
+        """An owner index row names the distribution's new mount (a moved mount)."""
+        entity = self._get(REMOTE_PARTITION, _owner_rk(row.vault, row.remote_name))
+        if entity is None or entity["mount"] != row.mount:
+            return
+        fields = {k: v for k, v in entity.items() if k != MAC_COLUMN}
+        fields.update(PartitionKey=REMOTE_PARTITION, RowKey=_owner_rk(row.vault, row.remote_name))
+        fields["mount"] = mount
+        self.commit([update_op(fields, entity.metadata.get("etag"))])
+
     def _written(self, partition: str, row: str) -> dt.datetime | None:
         """When the storage last wrote a row (its Timestamp), or None if there is none."""
         entity = self._get(partition, row)
@@ -1092,24 +1229,6 @@ class Store:
     def kms_written(self, mount: str, name: str) -> dt.datetime | None:
         """When the KMS provider's row was last written, or None without one."""
         return self._written(mount, kms_rk(name))
-
-    def first_written(self, mount: str, kind: str, limit: int = 50) -> list[dt.datetime]:
-        """When the first keys or providers (``kind``) of a mount were last written (the
-        storage's Timestamp)."""
-        prefix = _KIND_PREFIX[kind]
-        rows = self._query(
-            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
-            {"pk": mount, "lo": prefix, "hi": prefix[:-1] + ";"},
-            select=["RowKey", "Timestamp"],
-            verify=False,
-            page_size=limit,
-        )
-        stamps = []
-        for entity in rows:
-            stamps.append(entity.metadata.get("timestamp"))
-            if len(stamps) >= limit:
-                break
-        return stamps
 
     def holds(self, mount: str, kind: str) -> bool:
         """Whether the mount holds any keys or providers (``kind``)."""
@@ -1493,6 +1612,19 @@ class Store:
             self.commit([delete_op(_token_pk(token.salted_id), TOKEN_ROW, token.etag)])
         else:
             self.delete_rows(_token_pk(token.salted_id), [(TOKEN_ROW, None)])
+
+    def put_wrapped(self, wrapped: WrappedResponse) -> None:
+        """The response a wrapping token holds, in the token's partition (written before the
+        token's row; ConcurrentChange if one is there already)."""
+        self.commit([create_op(_wrapped_entity(wrapped))])
+
+    def get_wrapped(self, salted_id: str) -> WrappedResponse | None:
+        entity = self._get(_token_pk(salted_id), WRAPPED_ROW)
+        return None if entity is None else _wrapped_from(entity, salted_id)
+
+    def drop_wrapped(self, salted_id: str) -> None:
+        """The response a wrapping token held (gone is fine)."""
+        self.delete_rows(_token_pk(salted_id), [(WRAPPED_ROW, None)])
 
     def add_token_child(self, parent: str, child: str) -> None:
         """Record ``child`` under ``parent`` (both salted), for revoking parent trees."""

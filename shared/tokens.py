@@ -47,7 +47,8 @@ MAX_META_JSON = 16 * 1024  # a token row holds it beside the policies: one Table
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
 ROOT_POLICY = "root"
 DEFAULT_POLICY = "default"
-NON_ASSIGNABLE_POLICIES = ("response-wrapping",)
+RESPONSE_WRAPPING_POLICY = "response-wrapping"
+NON_ASSIGNABLE_POLICIES = (RESPONSE_WRAPPING_POLICY,)
 CREATE_PATH = "auth/token/create"
 CREATE_ORPHAN_PATH = "auth/token/create-orphan"
 ROOT_PATH = "auth/token/root"
@@ -502,7 +503,41 @@ class TokenStore:
                 "without surrounding spaces"
             )
 
-    def _write_new(self, entry: TokenEntry) -> TokenEntry:
+    def create_wrapping(
+        self, *, ttl: int, path: str, display: str, before_row: Callable[[str], None]
+    ) -> TokenInfo:
+        """A response-wrapping token (Vault's wrapInCubbyhole): an orphan with the single
+        policy ``response-wrapping``, one use, ``ttl`` as its TTL and explicit max, not
+        renewable, ``path`` the path whose answer it wraps. ``before_row(salted_id)`` keeps
+        the response after the token's expiry entry and before its row, so the tidy finds
+        what a create that dies part-way leaves."""
+        now = self._now()
+        new_id = _new_token_id()
+        accessor = self.accessor_of(new_id)
+        entry = TokenEntry(
+            salted_id=self.salted(new_id),
+            accessor=self.salted(accessor),
+            parent="",
+            policies=(RESPONSE_WRAPPING_POLICY,),
+            path=path,
+            display_name=display,
+            meta=None,
+            num_uses=1,
+            creation_time=int(now.timestamp()),
+            creation_ttl=ttl,
+            lease_ttl=ttl,
+            explicit_max_ttl=ttl,
+            period=0,
+            renewable=False,
+            issue_time=now,
+            expire_time=now + dt.timedelta(seconds=ttl),
+        )
+        entry = self._write_new(entry, before_row=before_row)
+        return self._info(entry, token=new_id, accessor=accessor, now=now)
+
+    def _write_new(
+        self, entry: TokenEntry, *, before_row: Callable[[str], None] | None = None
+    ) -> TokenEntry:
         """Write a new token's rows, each kind before what points to it: its expiry entry, its
         place among its parent's children, its accessor, then its own row (from here it
         works). A create that dies part-way leaves index rows that name no token, which the
@@ -517,6 +552,8 @@ class TokenStore:
         if linked:
             self.store.add_token_child(entry.parent, entry.salted_id)
         self.store.put_token_accessor(entry.accessor, entry.salted_id)
+        if before_row is not None:
+            before_row(entry.salted_id)
         try:
             entry = self.store.create_token(entry)
         except ConcurrentChange:
@@ -797,6 +834,8 @@ class TokenStore:
             self.store.drop_token_accessor(entry.accessor)
             if entry.parent and not entry.parent_root:
                 self.store.drop_token_child(entry.parent, salted)
+            if entry.policies == (RESPONSE_WRAPPING_POLICY,):
+                self.store.drop_wrapped(salted)  # the response it held goes with it
             if entry.expiry_slot:
                 self.store.drop_token_expiry(entry.expiry_slot)
             self._unfile(entry)
@@ -900,6 +939,7 @@ class TokenStore:
     def _tidy_one(self, item: ExpiryEntry, now: dt.datetime) -> str:
         entry = self.store.get_token(item.token)
         if entry is None:  # revoked, used up, or a create that died before its row
+            self.store.drop_wrapped(item.token)  # a used-up wrapping token's, if it had one
             self.store.drop_token_accessor(item.accessor)
             if item.parent:
                 self.store.drop_token_child(item.parent, item.token)

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 
 from shared import vaultapi
 from shared.audit import Trail
-from shared.errors import DeniedByPolicy, EngineError, UnsupportedOperation
+from shared.errors import DeniedByPolicy, EngineError, PermissionDenied, UnsupportedOperation
 from shared.mounts import no_route
 from shared.names import PARAM_RULES, is_mount_name
 from shared.policy import ACL, ROOT_POLICY, requires_sudo
 from shared.records import TokenInfo
 from shared.vaultapi import ApiRequest, ApiResponse, Field, FieldData
+from shared.wrapping import requested_ttl, wrapped
 
 if TYPE_CHECKING:
     from shared.service import Service
@@ -40,6 +41,7 @@ class Context:
     operation: str = ""
     token: TokenInfo | None = None  # the caller's token, on an authenticated path
     path: str = ""  # the request's path as ACL policies see it (acl_path)
+    wrap_ttl: int = 0  # the response wrapping asked for (X-Vault-Wrap-TTL), seconds; 0: none
 
     @functools.cached_property
     def service(self) -> Service:
@@ -84,9 +86,13 @@ class PathSpec:
     # Methods the HTTP trigger declares. None: every standard verb reaches the handler, which
     # answers 405 for an unsupported operation, as Vault does (the Functions host would 404).
     methods: tuple[str, ...] | None = None
+    # The error for a request whose own token is refused, when the path answers otherwise
+    # than Vault's 403 (sys/wrapping/unwrap validates the wrapping token first); it only
+    # chooses the text: nothing acts for a refused token.
+    refused_token: Callable[[Context], EngineError] | None = None
 
     def __post_init__(self) -> None:
-        in_pattern = set(re.findall(r":(\w+)", self.pattern))
+        in_pattern = set(re.findall(r"[:*](\w+)", self.pattern))
         for param, kind in self.params.items():
             if param not in in_pattern:
                 raise ValueError(f"{self.pattern}: no parameter :{param} to declare")
@@ -98,8 +104,11 @@ class PathSpec:
     @property
     def route(self) -> str:
         """The Functions route template (relative to routePrefix "v1")."""
-        route = re.sub(r":(\w+)", r"{\1}", self.pattern)
-        return f"{{mount}}/{route}" if self.mounted else route
+        # ``:name`` is one segment; a final ``*name`` takes the rest of the path, slashes too.
+        route = re.sub(r":(\w+)", r"{\1}", re.sub(r"\*(\w+)$", r"{*\1}", self.pattern))
+        if self.mounted:  # the empty pattern is the mount's own root (shared/api/help.py)
+            return f"{{mount}}/{route}" if route else "{mount}"
+        return route
 
     @property
     def function_name(self) -> str:
@@ -130,7 +139,7 @@ class PathSpec:
 def acl_path(spec: PathSpec, params: Mapping[str, str], operation: str) -> str:
     """The request's path as ACL policies see it: under its mount, without ``/v1/``, and
     for a list with the trailing ``/`` Vault adds (so ``keymgmt/key/`` for LIST keymgmt/key)."""
-    path = re.sub(r":(\w+)", lambda m: params.get(m.group(1), ""), spec.pattern)
+    path = re.sub(r"[:*](\w+)", lambda m: params.get(m.group(1), ""), spec.pattern)
     if spec.mounted:
         path = f"{params['mount']}/{path}"
     return path + "/" if operation == "list" else path
@@ -152,8 +161,25 @@ def _allows(acl: ACL, path: str, operation: str, context: Context) -> bool:
         sent: Mapping[str, object] = {k: v for k, v in context.request.query.items() if k != "list"}
     else:
         sent = context.data.raw
-    allowed: bool = acl.allows(path, operation, sent, sudo=requires_sudo(path))
+    allowed: bool = acl.allows(
+        path, operation, sent, sudo=requires_sudo(path), wrap_ttl=context.wrap_ttl
+    )
     return allowed
+
+
+def _wrapped(context: Context, response: ApiResponse) -> ApiResponse:
+    """The answer, response-wrapped when the request asked for it (shared/wrapping.py)."""
+    if not context.wrap_ttl:
+        return response
+    token = context.token
+    display = token.display_name if token is not None else ""
+    return wrapped(
+        response,
+        ttl=context.wrap_ttl,
+        path=context.path,
+        display=display,
+        service=context.service,
+    )
 
 
 def handle(
@@ -162,7 +188,10 @@ def handle(
     params: Mapping[str, str],
     service_factory: Callable[[], Service],
 ) -> ApiResponse:
-    trail = Trail(request, audited=spec.audited)
+    from shared.api import help  # imports this module's PathSpec
+
+    # Vault audits a help request on any path, its unaudited status paths too.
+    trail = Trail(request, audited=spec.audited or help.asked(request))
     context = Context(request, params, service_factory)
     with trail.active():
         response = _handle(spec, request, context, trail)
@@ -170,10 +199,23 @@ def handle(
 
 
 def _handle(spec: PathSpec, request: ApiRequest, context: Context, trail: Trail) -> ApiResponse:
+    from shared.api import help
+
     params = context.params
     try:
+        # As Vault's parseRequest: a bad X-Vault-Wrap-TTL is refused before the token is. The
+        # unaudited status paths (sys/health and kin) are raw handlers there: header ignored.
+        if spec.audited:
+            context.wrap_ttl = requested_ttl(request.headers)
         if spec.authenticated:  # first: nothing of the request is looked at before the token
-            context.token = context.service.tokens.check(request.token, request.remote_address)
+            try:
+                context.token = context.service.tokens.check(request.token, request.remote_address)
+            except PermissionDenied:
+                if spec.refused_token is None:
+                    raise
+                raise spec.refused_token(context) from None
+        if help.asked(request):  # before the operation: help answers on every path
+            return help.answer(spec, context, trail)
         op = vaultapi.operation(request)
         if not spec.supports(op):
             raise UnsupportedOperation("unsupported operation")
@@ -207,7 +249,7 @@ def _handle(spec: PathSpec, request: ApiRequest, context: Context, trail: Trail)
         if handler is None:  # a path that maps create but not update, on an existing item
             raise UnsupportedOperation("unsupported operation")
         trail.before(context, spec)  # the request entry, before anything acts
-        return handler(context)
+        return _wrapped(context, handler(context))
     except EngineError as exc:
         return vaultapi.from_exception(exc)
     except Exception:

@@ -188,16 +188,18 @@ def _union(*lists: list[Field]) -> list[Field]:
 MOUNT_FIELDS = [
     Field("type", vaultapi.weak_str, "auth method type: jwt (or oidc) or azure", default=""),
     Field("description", vaultapi.weak_str, "human-friendly description", default=""),
+    # Accepted for compatibility with the CLI and hvac; described as OpenBao's sys/auth/:path
+    # help describes them (they change nothing here).
     *(
-        Field(name, vaultapi.accepted)
-        for name in (
-            "config",
-            "options",
-            "local",
-            "seal_wrap",
-            "external_entropy_access",
-            "plugin_name",
-            "plugin_version",
+        Field(name, vaultapi.accepted, description)
+        for name, description in (
+            ("config", "Configuration for this mount, such as plugin_name; ignored here."),
+            ("options", "The options to pass into the backend; ignored here."),
+            ("local", "Mark the mount as a local mount; ignored here (no replication)."),
+            ("seal_wrap", "Whether to turn on seal wrapping for the mount; ignored here."),
+            ("external_entropy_access", "Access to external entropy; ignored here."),
+            ("plugin_name", "Name of the auth plugin; ignored here (jwt and azure are built in)."),
+            ("plugin_version", "The semantic version of the plugin to use; ignored here."),
         )
     ),
 ]
@@ -454,7 +456,7 @@ LOGIN = PathSpec(
     mounted=False,
     authenticated=False,
     operations={"update": _login},
-    methods=("POST", "PUT"),
+    # Every verb reaches it: a GET answers OpenBao's 405 and ?help=1 its help (bao path-help).
     synopsis="Log in with a JWT (jwt) or an Entra ID access token (azure).",
     help="Answers a service token (an orphan) with the role's policies; the JWT is never "
     "logged or echoed.",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.api import PathSpec, audit, auth, keys, kms, policies, sys, tokens
+from shared.api import PathSpec, audit, auth, help, keys, kms, policies, sys, tokens, wrapping
 
 ALL: tuple[PathSpec, ...] = (
     sys.HEALTH,
@@ -11,9 +11,14 @@ ALL: tuple[PathSpec, ...] = (
     sys.INIT,
     sys.MOUNTS,
     sys.MOUNT,
+    sys.MOUNT_TUNE,
+    sys.REMOUNT,
+    sys.REMOUNT_STATUS,
     sys.ROTATION_STATUS,
     sys.RECONCILE_STATUS,
+    *help.ALL,
     *tokens.ALL,
+    *wrapping.ALL,
     *audit.ALL,
     *auth.ALL,
     policies.POLICIES_ACL,

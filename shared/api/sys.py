@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from shared import vaultapi
+from shared import mounts, names, remount, vaultapi
 from shared.api import Context, Handler, PathSpec
-from shared.errors import InvalidRequest, NotFound
+from shared.errors import NotFound
 from shared.records import Mount
+from shared.remount import Mover
 from shared.vaultapi import ApiResponse, Field
 
 VERSION = "1.19.0+azure-keymgmt.0.1.0"
@@ -88,16 +90,17 @@ def _init(_: Context) -> ApiResponse:
 
 def render_mount(mount: Mount) -> dict[str, Any]:
     """One entry of ``sys/mounts``, as Vault shows a secrets engine."""
+    settings = mount.settings
     return {
         "type": mount.type,
         "description": mount.description,
         "accessor": f"{mount.type}_{mount.uuid[:8]}",
         "uuid": mount.uuid,
-        "config": {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": False},
-        "options": None,
-        "local": False,
-        "seal_wrap": False,
-        "external_entropy_access": False,
+        "config": mounts.config_view(settings),
+        "options": dict(settings.options),
+        "local": settings.local,
+        "seal_wrap": settings.seal_wrap,
+        "external_entropy_access": settings.external_entropy_access,
         "plugin_version": "",
         "running_plugin_version": "",
         "running_sha256": "",
@@ -110,32 +113,91 @@ def render_mounts(mounts: list[Mount]) -> dict[str, Any]:
     return {f"{mount.name}/": render_mount(mount) for mount in mounts}
 
 
+def _sys_data(data: dict[str, Any]) -> ApiResponse:
+    """A ``sys/`` answer as Vault sends it: the data in the envelope and, for the clients
+    written against old versions, repeated at the top level."""
+    payload = vaultapi.envelope(data)
+    payload.update(data)
+    return vaultapi.raw_json(200, payload)
+
+
 # -- handlers ----------------------------------------------------------------------------------
 
 
 def _list_mounts(ctx: Context) -> ApiResponse:
-    mounts = render_mounts(ctx.service.mounts.list())
-    payload = vaultapi.envelope(mounts)
-    payload.update(mounts)  # real Vault repeats the map at top level
-    return vaultapi.raw_json(200, payload)
+    return _sys_data(render_mounts(ctx.service.mounts.list()))
 
 
 def _read_mount(ctx: Context) -> ApiResponse:
-    name = ctx.params["path"].strip("/")
-    for mount in ctx.service.mounts.list():
-        if mount.name == name:
-            return vaultapi.ok(render_mount(mount))
-    raise InvalidRequest(f"no mount at {name}/")
+    mount = ctx.service.mounts.get(ctx.params["path"])
+    if mount is None:
+        raise mounts.no_mount_read(ctx.params["path"])
+    return _sys_data(render_mount(mount))
 
 
 def _enable(ctx: Context) -> ApiResponse:
-    ctx.service.mounts.enable(ctx.params["path"], ctx.data.get("type"), ctx.data.get("description"))
+    data = ctx.data
+    engine_type = data.get("type")
+    settings = mounts.enable_settings(
+        data.get("config"),
+        data.get("options") or {},
+        local=data.get("local"),
+        seal_wrap=data.get("seal_wrap"),
+        external_entropy_access=data.get("external_entropy_access"),
+        system_max=ctx.service.mounts.system_max_ttl,
+    )
+    ctx.service.mounts.enable(ctx.params["path"], engine_type, data.get("description"), settings)
     return vaultapi.written()
 
 
 def _disable(ctx: Context) -> ApiResponse:
     ctx.service.mounts.disable(ctx.params["path"])
     return vaultapi.written()
+
+
+def _read_tune(ctx: Context) -> ApiResponse:
+    return _sys_data(ctx.service.mounts.tune_view(ctx.params["path"]))
+
+
+def _tune(ctx: Context) -> ApiResponse:
+    changes = {f.name: ctx.data.get(f.name) for f in TUNE_FIELDS if ctx.data.has(f.name)}
+    ctx.service.mounts.tune(ctx.params["path"], changes)
+    return vaultapi.written()
+
+
+def _mover(ctx: Context) -> Mover:
+    mover = ctx.service.mounts.mover
+    assert mover is not None, "shared.service.build wires the mover"
+    return mover
+
+
+def _remount(ctx: Context) -> ApiResponse:
+    record = _mover(ctx).start(ctx.data.get("from"), ctx.data.get("to"))
+    data = {"migration_id": record.id}
+    payload = vaultapi.envelope(data, [remount.QUEUED])
+    payload.update(data)
+    return vaultapi.raw_json(200, payload)
+
+
+def _remount_status(ctx: Context) -> ApiResponse:
+    record = _mover(ctx).status(ctx.params["migration_id"])
+    if record is None:
+        raise NotFound()
+    return vaultapi.ok(
+        {
+            "migration_id": record.id,
+            "migration_info": {
+                "source_mount": f"{record.source}/",
+                "target_mount": f"{record.target}/",
+                "status": record.status,
+            },
+        }
+    )
+
+
+def _config(value: Any, name: str) -> Any:
+    """enable's ``config``: a map, checked setting by setting by shared.mounts."""
+    return value
 
 
 # No ``allowed`` on type: Mounts.enable refuses another type naming the one sent (a type is no
@@ -149,20 +211,54 @@ MOUNT_FIELDS = [
         takes="the secrets engine type (keymgmt)",
     ),
     Field("description", vaultapi.weak_str, "human-friendly description", default=""),
-    # Accepted for compatibility with the CLI and hvac; they do not change anything here.
-    *(
-        Field(name, vaultapi.accepted)
-        for name in (
-            "config",
-            "options",
-            "local",
-            "seal_wrap",
-            "external_entropy_access",
-            "plugin_name",
-            "plugin_version",
-            "path",
-        )
+    Field(
+        "config",
+        _config,
+        "settings: default_lease_ttl, max_lease_ttl, force_no_cache, "
+        "audit_non_hmac_request_keys, audit_non_hmac_response_keys, listing_visibility, "
+        "passthrough_request_headers, allowed_response_headers",
     ),
+    Field("options", vaultapi.kv_pairs, "engine options (key=value); kept, unused by keymgmt"),
+    Field(
+        "local", vaultapi.weak_bool, "kept as Vault keeps it (no replication here)", default=False
+    ),
+    Field(
+        "seal_wrap",
+        vaultapi.weak_bool,
+        "kept as Vault keeps it (key material is always sealed)",
+        default=False,
+    ),
+    Field(
+        "external_entropy_access",
+        vaultapi.weak_bool,
+        "kept as Vault keeps it",
+        default=False,
+    ),
+    # Accepted for compatibility with the CLI and hvac; they do not change anything here.
+    *(Field(name, vaultapi.accepted) for name in ("plugin_name", "plugin_version", "path")),
+]
+
+TUNE_FIELDS = [
+    Field("description", vaultapi.weak_str, "human-friendly description"),
+    Field("default_lease_ttl", vaultapi.weak_str, 'default lease TTL, or "system"'),
+    Field("max_lease_ttl", vaultapi.weak_str, 'maximum lease TTL, or "system"'),
+    Field(
+        "audit_non_hmac_request_keys",
+        vaultapi.comma_list,
+        "request keys audit logs leave in the clear",
+    ),
+    Field(
+        "audit_non_hmac_response_keys",
+        vaultapi.comma_list,
+        "response keys audit logs leave in the clear",
+    ),
+    Field("listing_visibility", vaultapi.weak_str, "unauth, hidden or empty"),
+    Field("passthrough_request_headers", vaultapi.comma_list, "headers passed to the engine"),
+    Field("allowed_response_headers", vaultapi.comma_list, "headers the engine may set"),
+    Field("options", vaultapi.kv_pairs, "engine options to set (an empty value removes one)"),
+    Field("plugin_version", vaultapi.weak_str, "refused: keymgmt is built in"),
+    Field("token_type", vaultapi.weak_str, "refused: only auth methods have one"),
+    Field("user_lockout_config", vaultapi.accepted, "refused: only auth methods have one"),
 ]
 
 
@@ -190,11 +286,13 @@ def _read_only(
     help: str,
     authenticated: bool = True,
     methods: tuple[str, ...] = GET,
+    params: Mapping[str, str] | None = None,
 ) -> PathSpec:
     """A ``sys/``-style path outside any mount that only answers reads."""
     return PathSpec(
         pattern,
         operations={"read": handler},
+        params=params or {},
         methods=methods,
         authenticated=authenticated,
         audited=authenticated,  # the unauthenticated status paths are Vault's unaudited ones
@@ -251,9 +349,44 @@ MOUNT = PathSpec(
     operations={"read": _read_mount, "update": _enable, "delete": _disable},
     synopsis="Enable, read or disable a secrets engine mount.",
     help="A write enables a keymgmt mount at the path (type keymgmt is required; the path is "
-    "one segment, and the Functions host's own routes are refused). A delete disables it; "
-    "unlike Vault, it is refused while the mount still holds keys or KMS providers (delete "
-    "them first), so no Key Vault copy is left without its record.",
+    "one segment, and the Functions host's own routes are refused), keeping its config, "
+    "options and flags as Vault does. A delete disables it and removes its keys and KMS "
+    "providers; unlike Vault, it is refused, naming them, while a key is still distributed "
+    "to a KMS provider, so no Key Vault copy is left without its record.",
+)
+MOUNT_TUNE = PathSpec(
+    "sys/mounts/:path/tune",
+    fields=TUNE_FIELDS,
+    mounted=False,
+    operations={"read": _read_tune, "update": _tune},
+    synopsis="Tune the settings of a secrets engine mount.",
+    help="A read shows the mount's effective TTLs (the system's where it sets none), its "
+    "description and the settings it sets; a write changes those sent, with Vault's rules: "
+    '"system" resets a TTL, the max may not fall below the default, an empty option value '
+    "removes the option.",
+)
+REMOUNT = PathSpec(
+    "sys/remount",
+    fields=[
+        Field("from", vaultapi.weak_str, "the mount to move"),
+        Field("to", vaultapi.weak_str, "its new path"),
+    ],
+    mounted=False,
+    operations={"update": _remount},
+    synopsis="Move a mount to a new path.",
+    help="Moves the keymgmt mount at from to the path to, with its settings, keys (their "
+    "versions resealed for the new path), KMS providers, distributions and index entries; "
+    "both paths refuse writes until it is done. Answers the migration id, as Vault does; the "
+    "move is finished when the answer comes (a move whose instance died is resumed by the "
+    "clean-up). Key Vault copies keep their tags, which name the former path.",
+)
+REMOUNT_STATUS = _read_only(
+    "sys/remount/status/:migration_id",
+    _remount_status,
+    params={"migration_id": names.MIGRATION_ID},
+    synopsis="The status of a mount move.",
+    help="source_mount, target_mount and status (in-progress, success or failure) of the move "
+    "with that migration id; 404 for an unknown one.",
 )
 ROTATION_STATUS = _read_only(
     "sys/keymgmt/rotation",

@@ -267,6 +267,21 @@ def test_an_unsupported_operation_is_recorded_with_vaults_error(audited: Audited
     assert response["error"] == "1 error occurred:\n\t* unsupported operation\n\n"
 
 
+def test_help_is_recorded_as_the_help_operation_on_every_path(audited: Audited):
+    # As OpenBao (its core audits HelpOperation): the unaudited status paths' help too.
+    for path, token in (("sys/health", None), ("sys/mounts", "root")):
+        headers = {"X-Vault-Token": token} if token else {}
+        answer = requests.get(
+            f"{audited.api.url}/v1/{path}", params={"help": "1"}, headers=headers, timeout=60
+        )
+        assert answer.status_code == 200, answer.text
+        request, response = file_entries(audited.log)[-2:]
+        assert (request["type"], response["type"]) == ("request", "response")
+        assert request["request"]["operation"] == response["request"]["operation"] == "help"
+        assert request["request"]["path"] == path
+        assert sorted(response["response"]["data"]) == ["help", "openapi", "see_also"]
+
+
 def test_sys_audit_lists_the_declared_devices_in_vaults_shape(audited: Audited):
     answer = audited.api.get("sys/audit")
     assert answer.status_code == 200

@@ -176,3 +176,42 @@ def test_the_status_paths_are_not_audited_here_as_in_openbao(oracle, ours):
         paths = {e["request"]["path"] for e in map(json.loads, log.read_text().splitlines())}
         assert "sys/mounts" in paths
         assert paths.isdisjoint(STATUS_PATHS), log
+
+
+def test_wrapped_answers_and_unwraps_are_audited_as_in_openbao(oracle, ours):
+    """A wrap's entries carry the request's wrap_ttl and the answer's wrap_info with the token
+    (and, with hmac_accessor, the accessors) HMAC'd; the unwrap's carry the unwrapped data
+    HMAC'd. Neither the wrapping token nor the wrapped secret is in either log in clear."""
+    (server, bao_log), (host, our_log) = oracle, ours
+    secret = f"wrapped-{uuid.uuid4().hex}"
+    tokens = []
+    for url in (server.url, host.url):
+        wrapped = requests.post(
+            f"{url}/v1/sys/wrapping/wrap",
+            headers={"X-Vault-Token": "root", "X-Vault-Wrap-TTL": "5m"},
+            json={"secret": secret},
+            timeout=60,
+        )
+        token = wrapped.json()["wrap_info"]["token"]
+        tokens.append(token)
+        unwrapped = requests.post(
+            f"{url}/v1/sys/wrapping/unwrap",
+            headers={"X-Vault-Token": "root"},
+            json={"token": token},
+            timeout=60,
+        )
+        assert unwrapped.json()["data"] == {"secret": secret}
+    for path in ("sys/wrapping/wrap", "sys/wrapping/unwrap"):
+        theirs, mine = entries_for(bao_log, path)[-2:], entries_for(our_log, path)[-2:]
+        assert [e["type"] for e in mine] == [e["type"] for e in theirs] == ["request", "response"]
+        for bao_entry, our_entry in zip(theirs, mine, strict=True):
+            where = f"{path} {bao_entry['type']}"
+            assert shape(our_entry["request"]) == shape(bao_entry["request"]), where
+            if "response" in bao_entry:
+                assert shape(our_entry["response"]) == shape(bao_entry["response"]), where
+    wrap_response = entries_for(our_log, "sys/wrapping/wrap")[-1]
+    assert wrap_response["request"]["wrap_ttl"] == 300
+    assert wrap_response["response"]["wrap_info"]["ttl"] == 300
+    for log, token in ((bao_log, tokens[0]), (our_log, tokens[1])):
+        text = log.read_text()
+        assert secret not in text and token not in text, log

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from shared import cleanup, schedules
-from shared.errors import InvalidRequest, NotFound
+from shared.errors import NotFound
 from shared.records import utcnow
 from shared.store import REMOTE_PARTITION, ROTATION_PARTITION, key_op, name_op, upsert_op
 from tests.fixtures.funchost import build_service
@@ -141,14 +141,15 @@ def test_a_disable_that_died_is_settled(svc):
     done = svc.mounts.settle()
     assert len(done) == 2
     assert svc.store.get_mount("empty") is None
-    assert svc.store.get_mount("full").state == "active"
+    assert svc.store.get_mount("full") is None  # finished: its key went with it
+    assert svc.store.get_key("full", "k") is None
 
 
 @pytest.mark.parametrize("mark", ["before the commit", "after the commit"])
 def test_a_create_racing_a_disable_stays_only_if_the_disable_will_see_it(svc, monkeypatch, mark):
     """The create read the mount as active; the disable's mark lands before or after the
-    create's commit. Before: the disable waits for the key, which takes itself back (404).
-    After: the disable sees the key and refuses, so the key stays (204)."""
+    create's commit. Before: the key takes itself back when it sees the mark (404). After: the
+    create succeeded (204) and the disable removes the key with the mount."""
     svc.mounts.enable("m", "keymgmt")
     real_create = svc.keys._create
 
@@ -181,16 +182,17 @@ def test_a_create_racing_a_disable_stays_only_if_the_disable_will_see_it(svc, mo
     else:
         create()
         assert svc.store.get_key("m", "k") is not None
-        with pytest.raises(InvalidRequest, match="still holds keys"):
-            svc.mounts.disable("m")  # the disable that marked sees it and refuses
+        svc.mounts.disable("m")  # the disable that marked sees the key and removes it
+        assert svc.store.get_key("m", "k") is None
+        assert svc.store.get_mount("m") is None
 
 
-def test_disable_refused_while_keys_exist_leaves_the_mount_active(svc):
+def test_disable_removes_the_keys_of_the_mount(svc):
     svc.mounts.enable("busy", "keymgmt")
     svc.keys.write(
         "busy", "k", key_type=None, min_enabled_version=None, deletion_allowed=None,
         auto_rotate_period=None,
     )  # fmt: skip
-    with pytest.raises(InvalidRequest, match="still holds keys"):
-        svc.mounts.disable("busy")
-    assert svc.store.get_mount("busy").state == "active"
+    svc.mounts.disable("busy")
+    assert svc.store.get_mount("busy") is None
+    assert svc.store.get_key("busy", "k") is None

@@ -14,8 +14,8 @@ from shared import mounts as mounts_module
 from shared.api.sys import render_mounts
 from shared.errors import InvalidRequest, NotFound
 from shared.mounts import Mounts
-from shared.records import KmsRecord, utcnow
-from shared.store import kms_op
+from shared.records import Distribution, KmsRecord, utcnow
+from shared.store import dist_op, key_op, kms_op
 from tests.fixtures.funchost import build_service
 from tests.unit.test_api import MOUNT_ENTRY_FIELDS
 
@@ -210,46 +210,84 @@ def test_disable_checks_the_path(svc):
     assert refusal(svc.mounts.disable, "a/b").startswith("invalid mount path 'a/b'")
 
 
-def test_disabling_a_mount_with_a_key_is_refused_naming_keys(svc):
-    svc.mounts.enable("withkey", "keymgmt")
-    add_key(svc, "withkey")
-    assert refusal(svc.mounts.disable, "withkey") == (
-        "cannot disable mount withkey/: it still holds keys; delete them first"
+def test_disable_removes_the_mounts_keys_and_providers(svc):
+    """As Vault drops a disabled mount's data: keys (deletion_allowed or not, their versions
+    and rotation index entries) and KMS providers go with the mount."""
+    svc.mounts.enable("full", "keymgmt")
+    svc.keys.write(
+        "full", "kept", key_type="ecdsa-p256", min_enabled_version=None, deletion_allowed=False,
+        auto_rotate_period=86400,
+    )  # fmt: skip
+    svc.keys.rotate("full", "kept")
+    add_key(svc, "full", "k2")
+    add_provider(svc, "full")
+    assert any(entry[1] == "full" for entry in svc.store.rotation_entries())
+    svc.mounts.disable("full")
+    assert svc.store.get_mount("full") is None
+    for prefix in ("key:", "name:", "kms:", "dist:"):
+        assert not svc.store.partition_has("full", prefix), prefix
+    assert not any(entry[1] == "full" for entry in svc.store.rotation_entries())
+    svc.mounts.enable("full", "keymgmt")  # enabled again: empty
+    assert svc.store.list_key_names("full") == []
+    assert svc.kms.names("full") == []
+
+
+def raw_distribution(svc, mount: str, key: str, kms: str) -> None:
+    """A distribution as the distributor commits one: its row and the key's provider list."""
+    record = svc.store.get_key(mount, key)
+    dist = Distribution(
+        mount=mount, kms=kms, key=key, remote_name=f"{key}-1", purpose=("sign",),
+        protection="hsm", distribution_time=utcnow(), versions={1: "a" * 32},
+    )  # fmt: skip
+    svc.store.commit([dist_op(dist, create=True), key_op(replace(record, kms=(*record.kms, kms)))])
+
+
+def test_disable_is_refused_naming_each_distributed_key_and_its_providers(svc):
+    svc.mounts.enable("dist", "keymgmt")
+    add_key(svc, "dist", "a")
+    add_key(svc, "dist", "b")
+    add_key(svc, "dist", "free")
+    add_provider(svc, "dist", "p1")
+    add_provider(svc, "dist", "p2")
+    raw_distribution(svc, "dist", "a", "p1")
+    raw_distribution(svc, "dist", "a", "p2")
+    raw_distribution(svc, "dist", "b", "p2")
+    assert refusal(svc.mounts.disable, "dist") == (
+        "cannot disable mount dist/: keys are still distributed to KMS providers: a (in p1, "
+        "p2), b (in p2); remove them from the providers first (their Key Vault copies would be "
+        "left behind)"
     )
-    after = svc.store.get_mount("withkey")
-    assert after.state == "active"  # the mark was taken back
-    add_key(svc, "withkey", "k2")  # and writes are accepted again
-    assert svc.store.get_key("withkey", "k") is not None
+    # Nothing changed: the mount is active, every key and provider is there.
+    assert svc.store.get_mount("dist").state == "active"
+    assert svc.store.list_key_names("dist") == ["a", "b", "free"]
+    assert svc.kms.names("dist") == ["p1", "p2"]
+    add_key(svc, "dist", "after")  # and writes are accepted
 
 
-def test_disabling_a_mount_with_a_provider_is_refused_naming_kms_providers(svc):
-    svc.mounts.enable("withkms", "keymgmt")
-    add_provider(svc, "withkms")
-    assert refusal(svc.mounts.disable, "withkms") == (
-        "cannot disable mount withkms/: it still holds KMS providers; delete them first"
+def test_a_key_distributed_after_the_first_look_stops_the_disable_and_the_mount_stays(
+    svc, monkeypatch
+):
+    """The distributor committed between the disable's look and its deletes: the key's
+    delete sees the provider and refuses, the mark is taken back."""
+    svc.mounts.enable("racy", "keymgmt")
+    add_key(svc, "racy", "k")
+    add_provider(svc, "racy", "p")
+    real_delete = svc.mounts.contents.delete_key
+    done = []
+
+    def delete_key(mount, name):
+        if not done:
+            done.append(name)
+            raw_distribution(svc, mount, name, "p")
+        real_delete(mount, name)
+
+    monkeypatch.setattr(svc.mounts, "contents", replace(svc.mounts.contents, delete_key=delete_key))
+    assert refusal(svc.mounts.disable, "racy") == (
+        "key 'k' cannot be deleted: it is distributed to KMS providers ['p']; remove it from "
+        "them first"
     )
-    assert svc.store.get_mount("withkms").state == "active"
-    assert svc.kms.names("withkms") == ["p"]
-
-
-def test_a_mount_holding_both_names_its_keys(svc):
-    svc.mounts.enable("both", "keymgmt")
-    add_provider(svc, "both")
-    add_key(svc, "both")
-    assert "it still holds keys;" in refusal(svc.mounts.disable, "both")
-
-
-def test_once_emptied_the_mount_can_be_disabled(svc):
-    svc.mounts.enable("emptied", "keymgmt")
-    add_key(svc, "emptied")
-    add_provider(svc, "emptied")
-    with pytest.raises(InvalidRequest):
-        svc.mounts.disable("emptied")
-    svc.keys.delete("emptied", "k")
-    assert "KMS providers" in refusal(svc.mounts.disable, "emptied")
-    svc.kms.delete("emptied", "p")
-    svc.mounts.disable("emptied")
-    assert svc.store.get_mount("emptied") is None
+    assert svc.store.get_mount("racy").state == "active"
+    assert svc.store.get_key("racy", "k").kms == ("p",)
 
 
 def test_disabling_mounts_are_refused_for_writes_but_not_for_reads(svc):
@@ -272,62 +310,52 @@ def test_disable_finishes_a_disable_that_died_when_the_mount_is_empty(svc):
     assert svc.store.get_mount("half") is None
 
 
-def test_disable_undoes_a_disable_that_died_when_the_mount_holds_keys(svc):
+def test_disable_finishes_a_disable_that_died_half_way_through_the_keys(svc):
     svc.mounts.enable("halffull", "keymgmt")
-    add_key(svc, "halffull")
+    add_key(svc, "halffull", "left")
+    add_key(svc, "halffull", "marked")
+    marked = svc.store.get_key("halffull", "marked")
+    svc.store.commit([key_op(replace(marked, state="deleting"))])  # died after this mark
     mark_disabling(svc, "halffull")
-    assert "still holds keys" in refusal(svc.mounts.disable, "halffull")
-    assert svc.store.get_mount("halffull").state == "active"
+    svc.mounts.disable("halffull")
+    assert svc.store.get_mount("halffull") is None
+    assert not svc.store.partition_has("halffull", "key:")
+    assert not svc.store.partition_has("halffull", "name:")
 
 
-def test_a_kms_written_after_the_mark_and_left_there_is_waited_for_then_refused(svc, monkeypatch):
-    """A create that read the mount as active commits after the mark: the disable waits for
-    it to take itself back. One that never does (its instance died) keeps the mount."""
-    monkeypatch.setattr(mounts_module, "UNDO_WAIT_SECONDS", 0.3)
+def test_a_disable_that_died_is_undone_by_a_disable_refused_for_a_distributed_key(svc):
+    svc.mounts.enable("stuck", "keymgmt")
+    add_key(svc, "stuck")
+    add_provider(svc, "stuck")
+    raw_distribution(svc, "stuck", "k", "p")
+    mark_disabling(svc, "stuck")
+    assert "k (in p)" in refusal(svc.mounts.disable, "stuck")
+    assert svc.store.get_mount("stuck").state == "active"
+    assert svc.mounts.exists("stuck", for_write=True)
+
+
+def test_a_provider_written_after_the_mark_goes_with_the_mount(svc):
+    """A create that read the mount as active commits after the mark (and its instance died
+    before it could take itself back): the disable removes it too."""
     svc.mounts.enable("late", "keymgmt")
     mark_disabling(svc, "late")
     raw_provider(svc, "late", "p")
-    assert refusal(svc.mounts.disable, "late") == (
-        "cannot disable mount late/: it still holds KMS providers; delete them first"
+    svc.mounts.disable("late")
+    assert svc.store.get_mount("late") is None
+    assert not svc.store.partition_has("late", "kms:")
+
+
+def test_rows_that_keep_coming_back_end_the_disable_with_a_refusal(svc, monkeypatch):
+    monkeypatch.setattr(mounts_module, "UNDO_WAIT_SECONDS", 0.3)
+    svc.mounts.enable("stubborn", "keymgmt")
+    add_provider(svc, "stubborn")
+    # A provider delete that never lands (as if each were undone by a writer at once).
+    stuck = replace(svc.mounts.contents, delete_provider=lambda mount, name: None)
+    monkeypatch.setattr(svc.mounts, "contents", stuck)
+    assert refusal(svc.mounts.disable, "stubborn") == (
+        "cannot disable mount stubborn/: keys or KMS providers keep being written to it; try again"
     )
-    assert svc.store.get_mount("late").state == "active"
-
-
-def test_a_late_provider_that_takes_itself_back_lets_the_disable_win(svc, monkeypatch):
-    svc.mounts.enable("undo", "keymgmt")
-    mark_disabling(svc, "undo")
-    late = raw_provider(svc, "undo", "p")
-    real_first_written = svc.store.first_written
-    seen = []
-
-    def first_written(mount, kind, *args, **kwargs):
-        stamps = real_first_written(mount, kind, *args, **kwargs)
-        if kind == "providers" and stamps and not seen:
-            seen.append(stamps)
-            # The racing create sees the mark after its commit and deletes its row (keeps()).
-            assert not svc.mounts.keeps("undo", lambda: svc.store.kms_written("undo", "p"))
-            svc.store.delete_kms(late)
-        return stamps
-
-    monkeypatch.setattr(svc.store, "first_written", first_written)
-    svc.mounts.disable("undo")
-    assert seen, "the disable saw the late provider"
-    assert svc.store.get_mount("undo") is None
-
-
-def test_a_row_written_before_the_mark_is_refused_at_the_first_look(svc, monkeypatch):
-    svc.mounts.enable("early", "keymgmt")
-    raw_provider(svc, "early", "p")
-    real_first_written = svc.store.first_written
-    looks = []
-
-    def first_written(mount, kind, *args, **kwargs):
-        looks.append(kind)
-        return real_first_written(mount, kind, *args, **kwargs)
-
-    monkeypatch.setattr(svc.store, "first_written", first_written)
-    assert "still holds KMS providers" in refusal(svc.mounts.disable, "early")
-    assert looks == ["keys", "providers"]  # looked once, did not wait for it to go
+    assert svc.store.get_mount("stubborn").state == "active"
 
 
 # -- keeps --------------------------------------------------------------------------------------
@@ -365,10 +393,13 @@ def test_keeps_in_a_disabling_mount_only_rows_written_before_the_mark(svc):
 
 def test_keeps_follows_the_mount_back_to_active(svc):
     svc.mounts.enable("back", "keymgmt")
+    add_key(svc, "back")
+    add_provider(svc, "back", "p")
+    raw_distribution(svc, "back", "k", "p")
     mark_disabling(svc, "back")
     raw_provider(svc, "back", "after")
     assert not svc.mounts.keeps("back", lambda: svc.store.kms_written("back", "after"))
-    svc.mounts.settle(older_than=0)  # holds a provider: made active again
+    svc.mounts.settle(older_than=0)  # holds a distributed key: made active again
     assert svc.mounts.keeps("back", lambda: svc.store.kms_written("back", "after"))
 
 
@@ -392,9 +423,21 @@ def test_settle_deletes_an_empty_mount_left_disabling(svc):
 
 
 @pytest.mark.parametrize("holds", ["key", "provider"])
-def test_settle_reactivates_a_mount_left_disabling_that_holds_something(svc, holds):
+def test_settle_finishes_a_disable_that_died_with_keys_or_providers_left(svc, holds):
     svc.mounts.enable("full", "keymgmt")
     (add_key if holds == "key" else add_provider)(svc, "full")
+    mark_disabling(svc, "full", dt.timedelta(minutes=10))
+    assert svc.mounts.settle() == ["mount full/: a disable that did not finish was finished"]
+    assert svc.store.get_mount("full") is None
+    assert not svc.store.partition_has("full", "name:")
+    assert not svc.store.partition_has("full", "kms:")
+
+
+def test_settle_reactivates_a_mount_left_disabling_with_a_distributed_key(svc):
+    svc.mounts.enable("full", "keymgmt")
+    add_key(svc, "full")
+    add_provider(svc, "full")
+    raw_distribution(svc, "full", "k", "p")
     mark_disabling(svc, "full", dt.timedelta(minutes=10))
     assert svc.mounts.settle() == ["mount full/: a disable that did not finish was undone"]
     assert svc.store.get_mount("full").state == "active"
@@ -419,6 +462,8 @@ def test_settle_handles_each_mount_on_its_own(svc):
     for name in ("s-empty", "s-key", "s-young", "s-active"):
         svc.mounts.enable(name, "keymgmt")
     add_key(svc, "s-key")
+    add_provider(svc, "s-key")
+    raw_distribution(svc, "s-key", "k", "p")
     mark_disabling(svc, "s-empty", dt.timedelta(hours=1))
     mark_disabling(svc, "s-key", dt.timedelta(hours=1))
     mark_disabling(svc, "s-young", dt.timedelta(seconds=1))
@@ -438,7 +483,9 @@ def test_settle_handles_each_mount_on_its_own(svc):
 def test_reads_trust_the_cache_writes_always_look(svc):
     svc.mounts.enable("cached", "keymgmt")
     assert svc.mounts.exists("cached")
-    Mounts(svc.store).disable("cached")  # another instance disables it
+    other = Mounts(svc.store)  # another instance disables it
+    other.contents = svc.mounts.contents
+    other.disable("cached")
     assert svc.mounts.exists("cached") is True  # a read may trust the cache: it finds nothing
     assert svc.mounts.exists("cached", for_write=True) is False
     svc.mounts.forget()

@@ -364,13 +364,10 @@ def test_mount_disable_races_key_create(so: Cluster):
                 f"create answered {create_o.status_code if ok(create_o) else show(create_o)}; "
                 f"rows left {rows}",
             )
+            # Both may answer 2xx: the create committed before the disable's mark, and the
+            # disable removed the key with the mount (its rows are checked above).
             ck(
-                "never both 2xx",
-                not ok(create_o),
-                f"try {attempt}: the create answered 2xx in a mount disabled at once",
-            )
-            ck(
-                "the create refused by a disabled mount answers 404 (or 409 retry)",
+                "the create answers 2xx, 404 (the mount was disabled first) or 409 retry",
                 ok(create_o)
                 or says_retry(create_o)
                 or (isinstance(create_o, requests.Response) and create_o.status_code == 404),
@@ -385,17 +382,8 @@ def test_mount_disable_races_key_create(so: Cluster):
                 f"{response.text[:200]}",
             )
         else:
-            retried = says_retry(disable_o)
-            ck(
-                "a refused disable says the mount holds keys (or 409 retry)",
-                retried
-                or (
-                    isinstance(disable_o, requests.Response)
-                    and disable_o.status_code == 400
-                    and "still holds keys" in disable_o.text
-                ),
-                show(disable_o),
-            )
+            # Nothing is distributed here, so the only refusal is a 409 retry.
+            ck("a refused disable says retry (409)", says_retry(disable_o), show(disable_o))
             exists = read(so, f"{mount}/key/{key}") is not None
             ck(
                 "a create in a mount that stayed answers 2xx (or 409 retry)",
@@ -406,11 +394,6 @@ def test_mount_disable_races_key_create(so: Cluster):
                 "a 2xx create's key exists",
                 exists or not ok(create_o),
                 f"try {attempt}: {key}",
-            )
-            ck(
-                "a disable refused for holding keys leaves a key there",
-                retried or exists,
-                f"try {attempt}: {show(disable_o)}, but {key} does not exist",
             )
     ck.verdict()
 

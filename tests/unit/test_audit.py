@@ -504,3 +504,53 @@ def test_a_full_append_blob_rolls_to_a_numbered_one_and_an_existing_blob_is_kept
 def test_stdout_is_a_file_path(capsys):
     FileSink("stdout", 0o600).write(b'{"type":"request"}\n')
     assert capsys.readouterr().out == '{"type":"request"}\n'
+
+
+# -- response wrapping -----------------------------------------------------------------------------
+
+WRAPPED = {
+    "request_id": "",
+    "lease_id": "",
+    "renewable": False,
+    "lease_duration": 0,
+    "data": None,
+    "wrap_info": {
+        "token": "hvs.wrappingtoken0000000000",
+        "accessor": "wrapaccessor000000000000",
+        "ttl": 300,
+        "creation_time": "2026-12-02T04:46:22.792169495Z",
+        "creation_path": "auth/token/create",
+        "wrapped_accessor": "wrappedaccessor000000000",
+    },
+    "warnings": None,
+    "auth": None,
+}
+
+
+def test_a_wrapped_answer_is_audited_with_its_wrap_info_hmacd_as_vault_hashes_it():
+    """HashWrapInfo: the token always HMAC'd, both accessors when hmac_accessor; the TTL, time
+    and path in the clear; the request's wrap_ttl on both entries (OpenBao's audit format)."""
+    entry = format_entry("response", record(response=WRAPPED, wrap_ttl=300), device(), SALT)
+    assert entry["response"]["wrap_info"] == {
+        "ttl": 300,
+        "token": h("hvs.wrappingtoken0000000000"),
+        "accessor": h("wrapaccessor000000000000"),
+        "creation_time": "2026-12-02T04:46:22.792169495Z",
+        "creation_path": "auth/token/create",
+        "wrapped_accessor": h("wrappedaccessor000000000"),
+    }
+    assert "hvs.wrappingtoken0000000000" not in json.dumps(entry)
+    assert entry["request"]["wrap_ttl"] == 300
+    request = format_entry("request", record(wrap_ttl=300), device(), SALT)
+    assert request["request"]["wrap_ttl"] == 300
+    assert "wrap_ttl" not in format_entry("request", record(), device(), SALT)["request"]
+
+    clear = format_entry("response", record(response=WRAPPED), device(hmac_accessor="false"), SALT)
+    info = clear["response"]["wrap_info"]
+    assert info["token"] == h("hvs.wrappingtoken0000000000")
+    assert (info["accessor"], info["wrapped_accessor"]) == (
+        "wrapaccessor000000000000",
+        "wrappedaccessor000000000",
+    )
+    raw = format_entry("response", record(response=WRAPPED), device(log_raw="true"), SALT)
+    assert raw["response"]["wrap_info"]["token"] == "hvs.wrappingtoken0000000000"

@@ -470,9 +470,10 @@ def test_parameters_are_checked_for_patch_but_not_delete():
 # -- response wrapping (reference §3.5) --------------------------------------------------------
 
 
-def test_rules_demanding_response_wrapping_allow_nothing():
-    """This server cannot wrap a response, so a request there never asks for wrapping within
-    the range: OpenBao denies such requests too (2.7.2). sys/capabilities still shows the rule."""
+def test_rules_demanding_response_wrapping_allow_only_wrapped_requests_within_them():
+    """AllowOperation: a rule with min/max_wrapping_ttl allows a request only when it asks
+    for wrapping (X-Vault-Wrap-TTL) within them, bounds included; sys/capabilities still shows
+    the rule's capabilities (OpenBao 2.7.2; the differential test checks it over HTTP)."""
     a = acl(
         'path "w/*" { capabilities = ["read", "list"] min_wrapping_ttl = "1m" '
         'max_wrapping_ttl = "1h" }'
@@ -480,10 +481,43 @@ def test_rules_demanding_response_wrapping_allow_nothing():
     assert a.capabilities("w/x") == ["list", "read"]
     assert not a.allows("w/x", "read")
     assert not a.allows("w/x", "list")
+    assert not a.allows("w/x", "read", wrap_ttl=59)
+    assert a.allows("w/x", "read", wrap_ttl=60)
+    assert a.allows("w/x", "list", wrap_ttl=3600)
+    assert not a.allows("w/x", "read", wrap_ttl=3601)
+    only_max = acl('path "m" { capabilities = ["update"] max_wrapping_ttl = "2m" }')
+    assert not only_max.allows("m", "update")
+    assert only_max.allows("m", "update", wrap_ttl=1)
+    assert not only_max.allows("m", "update", wrap_ttl=121)
+    only_min = acl('path "n" { capabilities = ["read"] min_wrapping_ttl = 30 }')
+    assert not only_min.allows("n", "read")
+    assert only_min.allows("n", "read", wrap_ttl=86400)
+    # Merged from two policies, the smaller of each is kept: here max below min allows nothing.
+    merged = ACL(
+        [
+            parse("a", 'path "x" { capabilities = ["read"] min_wrapping_ttl = "10m" }'),
+            parse("b", 'path "x" { capabilities = ["read"] max_wrapping_ttl = "5m" }'),
+        ]
+    )
+    assert not any(merged.allows("x", "read", wrap_ttl=t) for t in (0, 60, 300, 600, 3600))
     p = parse(
         "p", 'path "w" { capabilities = ["read"] min_wrapping_ttl = "1m" max_wrapping_ttl = 7200 }'
     )
     assert (p.rules[0].min_wrapping_ttl, p.rules[0].max_wrapping_ttl) == (60, 7200)
+
+
+def test_the_response_wrapping_policy_grants_only_unwrap_and_revoke_self():
+    a = ACL([parse("response-wrapping", policy.RESPONSE_WRAPPING_POLICY)])
+    assert a.allows("sys/wrapping/unwrap", "update")
+    assert a.allows("auth/token/revoke-self", "update")
+    for path, op in (
+        ("sys/wrapping/rewrap", "update"),
+        ("sys/wrapping/wrap", "update"),
+        ("sys/wrapping/lookup", "update"),
+        ("auth/token/lookup-self", "read"),
+        ("keymgmt/key/a", "read"),
+    ):
+        assert not a.allows(path, op), path
 
 
 # -- parsing -----------------------------------------------------------------------------------
@@ -672,4 +706,7 @@ def test_the_default_policy():
         "auth/token/renew-self",
         "auth/token/revoke-self",
         "sys/capabilities-self",
+        "sys/wrapping/wrap",
+        "sys/wrapping/lookup",
+        "sys/wrapping/unwrap",
     ]
