@@ -11,8 +11,7 @@ run starts as the provider's configure does (``internal/provider/meta.go``): a c
 its lookup-self, and the server version from ``sys/seal-status``.
 
 The ``vault_mount`` flows run against OpenBao too (on ``transit``), so the replay itself is
-checked against the reference; the local cases that wait for the ``mounts`` branch of issue 15
-are strict xfails naming it.
+checked against the reference.
 """
 
 from __future__ import annotations
@@ -258,12 +257,6 @@ def server(request: pytest.FixtureRequest) -> Server:
     return Server("local", request.getfixturevalue("funchost").url, "keymgmt", "key")
 
 
-def needs_mounts_branch(request: pytest.FixtureRequest, server: Server) -> None:
-    """Strict xfail on the local side: the mounts branch of issue 15 brings what it needs."""
-    if server.name == "local":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="mounts branch"))
-
-
 def new_path(prefix: str = "tf") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -292,11 +285,8 @@ def test_vault_mount_create_then_plan_shows_no_change(server: Server, mount_path
     ]
 
 
-def test_vault_mount_lease_ttls_read_back(
-    request: pytest.FixtureRequest, server: Server, mount_path: str
-) -> None:
+def test_vault_mount_lease_ttls_read_back(server: Server, mount_path: str) -> None:
     """TTLs set on create read back as set: no permanent diff."""
-    needs_mounts_branch(request, server)
     config = {
         "path": mount_path,
         "type": server.engine,
@@ -308,10 +298,7 @@ def test_vault_mount_lease_ttls_read_back(
     assert mount_diff(config, mount_state(client, mount_path)) == {}
 
 
-def test_vault_mount_update_in_place(
-    request: pytest.FixtureRequest, server: Server, mount_path: str
-) -> None:
-    needs_mounts_branch(request, server)
+def test_vault_mount_update_in_place(server: Server, mount_path: str) -> None:
     before = {"path": mount_path, "type": server.engine, "description": "first"}
     client = terraform_run(server.url)
     client.mount(mount_path, mount_input(before))
@@ -324,10 +311,7 @@ def test_vault_mount_update_in_place(
     assert state is not None and state["accessor"] == accessor  # the same mount, tuned
 
 
-def test_vault_mount_path_change_moves_it(
-    request: pytest.FixtureRequest, server: Server, mount_path: str
-) -> None:
-    needs_mounts_branch(request, server)
+def test_vault_mount_path_change_moves_it(server: Server, mount_path: str) -> None:
     before = {"path": mount_path, "type": server.engine, "description": "moving"}
     client = terraform_run(server.url)
     client.mount(mount_path, mount_input(before))
@@ -344,10 +328,7 @@ def test_vault_mount_path_change_moves_it(
     assert moved is not None and moved["data"]["name"] == "k1"  # its keys moved with it
 
 
-def test_vault_mount_destroy_removes_its_keys(
-    request: pytest.FixtureRequest, server: Server, mount_path: str
-) -> None:
-    needs_mounts_branch(request, server)  # here a mount holding keys is refused for now
+def test_vault_mount_destroy_removes_its_keys(server: Server, mount_path: str) -> None:
     config = {"path": mount_path, "type": server.engine}
     client = terraform_run(server.url)
     client.mount(mount_path, mount_input(config))
@@ -360,9 +341,8 @@ def test_vault_mount_destroy_removes_its_keys(
 
 
 def test_vault_mount_refresh_after_out_of_band_disable_plans_a_create(
-    request: pytest.FixtureRequest, server: Server, mount_path: str
+    server: Server, mount_path: str
 ) -> None:
-    needs_mounts_branch(request, server)
     config = {"path": mount_path, "type": server.engine}
     client = terraform_run(server.url)
     client.mount(mount_path, mount_input(config))

@@ -89,6 +89,8 @@ class Side:
     def normal(self, text: str) -> str:
         text = text.replace(self.url, "<addr>")
         text = re.sub(rf"\b{ENGINE_MOUNT}/{self.keys}\b", f"{ENGINE_MOUNT}/<keys>", text)
+        # The product's name, which this server does not claim (sys/remount's warning).
+        text = text.replace("OpenBao's server log", "the server log")
         return re.sub(rf"\b{self.engine}\b", "<engine>", text)
 
 
@@ -334,8 +336,6 @@ def mount_texts(s: Side) -> list[Any]:
         observe(s, s.call("GET", "sys/mounts/gm-nope")),
         observe(s, s.call("GET", "sys/mounts/gm-nope/tune")),
         observe(s, s.call("POST", "sys/mounts/gm-nope/tune", body={"description": "x"})),
-        observe(s, s.call("POST", "sys/mounts/gm-notype", body={})),
-        observe(s, s.call("DELETE", "sys/mounts/sys")),
         observe(s, s.call("DELETE", "sys/mounts/gm-nope")),
     ]
 
@@ -432,12 +432,12 @@ CASES = [
     Case(bearer_casing, "routing"),
     Case(no_store, "routing"),
     Case(cli_unrouted, "routing"),
-    Case(mount_texts, "mounts"),
-    Case(mount_settings, "mounts"),
-    Case(mount_move, "mounts"),
-    Case(hvac_mount_calls, "mounts"),
-    Case(wrapping, "wrapping"),
-    Case(help_and_ui, "help"),
+    Case(mount_texts),
+    Case(mount_settings),
+    Case(mount_move),
+    Case(hvac_mount_calls),
+    Case(wrapping),
+    Case(help_and_ui),
 ]
 
 
