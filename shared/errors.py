@@ -43,17 +43,17 @@ class NotFound(EngineError):
 
 
 class UnsupportedOperation(EngineError):
-    """A path that does not serve this operation. Vault's router wraps
-    ``logical.ErrUnsupportedOperation`` in go-multierror, so the 405 reads
-    ``1 error occurred:\n\t* unsupported operation\n\n`` (OpenBao 2.7.2: DELETE on
-    auth/token/create, POST on sys/policies/acl); every message here is sent that way."""
+    """A path that does not serve this operation. Vault's request handler wraps a routed
+    request's error in go-multierror (``1 error occurred:\n\t* unsupported operation\n\n``:
+    OpenBao 2.7.2 on DELETE auth/token/create, POST sys/policies/acl); a login request's
+    handler returns it bare (GET auth/<jwt>/login: ``unsupported operation``). ``wrapped``
+    says which; every message is sent that way."""
 
     status = 405
 
-    def __init__(self, *messages: str) -> None:
-        super().__init__(
-            *(f"1 error occurred:\n\t* {m}\n\n" for m in (messages or ("unsupported operation",)))
-        )
+    def __init__(self, *messages: str, wrapped: bool = True) -> None:
+        texts = messages or ("unsupported operation",)
+        super().__init__(*(f"1 error occurred:\n\t* {m}\n\n" if wrapped else m for m in texts))
 
 
 class PayloadTooLarge(EngineError):

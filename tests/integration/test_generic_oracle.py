@@ -172,6 +172,7 @@ def auth_mount_texts(s: Side) -> list[Any]:
         observe(s, s.call("POST", "auth/gm-nope/login", token=None, body={"jwt": "x"})),
         observe(s, s.call("POST", "sys/auth/gm-jwt", body={"type": "jwt"})),
         observe(s, s.call("POST", "sys/auth/gm-jwt", body={"type": "jwt"})),
+        observe(s, s.call("GET", "auth/gm-jwt/login", token=None)),  # a login's 405: bare
         observe(s, s.call("POST", "sys/auth/gm-x", body={"type": "nope"})),
         observe(s, s.call("DELETE", "sys/auth/gm-jwt")),
         observe(s, s.call("DELETE", "sys/auth/gm-jwt")),
