@@ -43,7 +43,17 @@ class NotFound(EngineError):
 
 
 class UnsupportedOperation(EngineError):
+    """A path that does not serve this operation. Vault's request handler wraps a routed
+    request's error in go-multierror (``1 error occurred:\n\t* unsupported operation\n\n``:
+    OpenBao 2.7.2 on DELETE auth/token/create, POST sys/policies/acl); a login request's
+    handler returns it bare (GET auth/<jwt>/login: ``unsupported operation``). ``wrapped``
+    says which; every message is sent that way."""
+
     status = 405
+
+    def __init__(self, *messages: str, wrapped: bool = True) -> None:
+        texts = messages or ("unsupported operation",)
+        super().__init__(*(f"1 error occurred:\n\t* {m}\n\n" if wrapped else m for m in texts))
 
 
 class PayloadTooLarge(EngineError):
@@ -85,3 +95,9 @@ class RowTampered(EngineError):
     """A stored row failed its integrity check: changed outside the engine. Never acted on."""
 
     status = 500
+
+
+# Texts clients show or parse, as Vault sends them (docs/compatibility.md lists them).
+# A write on a key that does not exist: Vault's transit answers 400 with this text
+# (openbao internal/builtin/logical/transit/path_rotate.go), so the CLI shows a reason.
+KEY_NOT_FOUND = "key not found"

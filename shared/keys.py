@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from shared import keytypes
-from shared.errors import ConcurrentChange, InvalidRequest, NotFound
+from shared.errors import KEY_NOT_FOUND, ConcurrentChange, InvalidRequest, NotFound
 from shared.mounts import no_route
 from shared.names import MAX_DURATION
 from shared.records import KeyRecord, KeyVersions, VersionRecord, utcnow
@@ -288,12 +288,12 @@ class KeyEngine:
         is still the latest version (an expiry event's guard). Returns (0, []) when skipped.
         ``known`` is a record the caller just read (saves a read; the key is read again after
         the slow key generation, right before the conditioned write)."""
-        key = known if known is not None and known.name == name else self.get(mount, name)
+        key = known if known is not None and known.name == name else self._rotatable(mount, name)
         material = keytypes.generate(key.key_type)  # slow part first, outside the race window
         result: dict[str, Any] = {}
 
         def attempt() -> None:
-            current = self.get(mount, name)
+            current = self._rotatable(mount, name)
             if (expected_slot is not None and current.rotation_slot != expected_slot) or (
                 expected_latest is not None and current.latest_version != expected_latest
             ):
@@ -325,6 +325,14 @@ class KeyEngine:
         if self.propagator and key.kms:
             warnings = self.propagator.after_rotate(key, version)
         return version, warnings
+
+    def _rotatable(self, mount: str, name: str) -> KeyRecord:
+        """The key to rotate. A missing one is a refused write with a text, as Vault's transit
+        answers it (400 ``key not found``), not a read's empty 404 the CLI shows as nothing."""
+        try:
+            return self.get(mount, name)
+        except NotFound:
+            raise InvalidRequest(KEY_NOT_FOUND) from None
 
     # -- delete ------------------------------------------------------------------------------
 

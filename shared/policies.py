@@ -106,12 +106,13 @@ class Policies:
 
     def write(self, name: str, text: str) -> None:
         name = name.lower()
+        # The text is checked first, as OpenBao does (handlePoliciesSet before the store).
+        if not text.strip():
+            raise InvalidRequest("'policy' parameter not supplied or empty")
         if name == ROOT_POLICY:
             raise InvalidRequest('cannot update "root" policy')
         if name == RESPONSE_WRAPPING_POLICY_NAME:  # built in, as OpenBao's
             raise InvalidRequest(f'cannot update "{RESPONSE_WRAPPING_POLICY_NAME}" policy')
-        if not text.strip():
-            raise InvalidRequest("'policy' parameter not supplied or empty")
         if len(text) > MAX_POLICY_TEXT:
             raise InvalidRequest(
                 f"policy is too long: {len(text)} characters, at most {MAX_POLICY_TEXT}"

@@ -218,7 +218,7 @@ def _handle(spec: PathSpec, request: ApiRequest, context: Context, trail: Trail)
             return help.answer(spec, context, trail)
         op = vaultapi.operation(request)
         if not spec.supports(op):
-            raise UnsupportedOperation("unsupported operation")
+            raise UnsupportedOperation(wrapped=spec.authenticated)
         if spec.mounted and (
             not is_mount_name(params["mount"])
             or not context.service.mounts.exists(
@@ -247,7 +247,7 @@ def _handle(spec: PathSpec, request: ApiRequest, context: Context, trail: Trail)
                 raise DeniedByPolicy()
         handler = spec.handler(context.operation)
         if handler is None:  # a path that maps create but not update, on an existing item
-            raise UnsupportedOperation("unsupported operation")
+            raise UnsupportedOperation(wrapped=spec.authenticated)
         trail.before(context, spec)  # the request entry, before anything acts
         return _wrapped(context, handler(context))
     except EngineError as exc:

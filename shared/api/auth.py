@@ -325,8 +325,9 @@ SYS_AUTH_PATH = PathSpec(
 def _method(ctx: Context, what: str) -> AuthMount:
     mount = ctx.service.auth.get(str(ctx.params["mount"]))
     if mount is None:
-        shown = str(ctx.params["mount"])[:64]
-        raise NotFound(f'no handler for route "auth/{shown}/{what}". route entry not found.')
+        # Vault names the whole request path (a list's with its trailing slash): ctx.path.
+        shown = ctx.path[:200] if ctx.path else f"auth/{str(ctx.params['mount'])[:64]}/{what}"
+        raise NotFound(f'no handler for route "{shown}". route entry not found.')
     return mount
 
 

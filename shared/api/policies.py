@@ -13,7 +13,8 @@ from typing import Any
 
 from shared import names, vaultapi
 from shared.api import Context, PathSpec
-from shared.errors import InvalidRequest, NotFound
+from shared.audit import multierror
+from shared.errors import InvalidRequest, NotFound, PermissionDenied
 from shared.policies import MAX_POLICY_TEXT, decode_text
 from shared.policy import ACL, ROOT_POLICY
 from shared.vaultapi import ApiResponse, Field
@@ -123,7 +124,13 @@ def _capabilities_of(field: str) -> Callable[[Context], ApiResponse]:
         if not value:
             raise InvalidRequest(f"missing {field}")
         tokens = ctx.service.tokens
-        info = tokens.lookup(value) if field == "token" else tokens.lookup_accessor(value)
+        if field == "token":
+            try:
+                info = tokens.lookup(value)
+            except PermissionDenied:  # OpenBao: 400, its text through go-multierror
+                raise InvalidRequest(multierror("invalid token")) from None
+        else:
+            info = tokens.lookup_accessor(value)
         return _capabilities(ctx.service.policies.acl(info.policies), _paths(ctx))
 
     return handler

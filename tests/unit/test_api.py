@@ -12,6 +12,7 @@ import pytest
 
 from shared import names
 from shared.api import Context, PathSpec, handle, keys, routes, sys
+from shared.errors import UnsupportedOperation
 from shared.records import KeyRecord, KeyVersions, Mount, VersionRecord
 from shared.vaultapi import ApiRequest, ApiResponse, Field, weak_str
 
@@ -173,10 +174,18 @@ def test_the_fields_are_checked_before_the_existence_check_runs():
     assert recorder.checked == [] and recorder.seen == []
 
 
+def test_unsupported_operation_reads_as_vaults_request_handlers_send_it():
+    # handleRequest wraps it in go-multierror; handleLoginRequest returns it bare.
+    assert UnsupportedOperation().messages == ["1 error occurred:\n\t* unsupported operation\n\n"]
+    assert UnsupportedOperation(wrapped=False).messages == ["unsupported operation"]
+    assert UnsupportedOperation().status == 405
+
+
 def test_a_create_only_path_answers_405_for_an_item_that_exists():
     recorder = Recorder(exists=True)
     spec = recorder.spec(operations={"create": recorder.handler("create")})
     response = call(spec, "POST", {"name": "k"})
+    # Bare, as a login path's (this spec is unauthenticated); routed paths wrap it.
     assert response.status == 405 and errors(response) == ["unsupported operation"]
     recorder.exists = False
     assert call(spec, "POST", {"name": "k"}).status == 204
