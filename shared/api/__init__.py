@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shared import vaultapi
+from shared.api import generic
 from shared.audit import Trail
-from shared.errors import DeniedByPolicy, EngineError, UnsupportedOperation
+from shared.errors import DeniedByPolicy, EngineError
 from shared.mounts import no_route
 from shared.names import PARAM_RULES, is_mount_name
 from shared.policy import ACL, ROOT_POLICY, requires_sudo
@@ -81,8 +82,10 @@ class PathSpec:
     audited: bool = True
     synopsis: str = ""
     help: str = ""
-    # Methods the HTTP trigger declares. None: every standard verb reaches the handler, which
-    # answers 405 for an unsupported operation, as Vault does (the Functions host would 404).
+    # None for a path of Vault's logical router: every verb reaches handle(), which answers
+    # 405 for an unsupported operation, as Vault does. Set only for the few paths OpenBao
+    # serves outside that router (sys/health, sys/seal-status...): the methods they answer,
+    # every other one 405 with an empty error list (shared.api.generic.refusal).
     methods: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -110,6 +113,8 @@ class PathSpec:
         handler = self.operations.get(operation)
         if handler is None and operation == "create":
             handler = self.operations.get("update")
+        if handler is None and operation == "header" and "HEAD" in (self.methods or ()):
+            handler = self.operations.get("read")  # sys/health answers HEAD as GET
         return handler
 
     def supports(self, operation: str) -> bool:
@@ -162,6 +167,11 @@ def handle(
     params: Mapping[str, str],
     service_factory: Callable[[], Service],
 ) -> ApiResponse:
+    if generic.is_unrouted(spec, request):
+        return generic.handle_unrouted(request, service_factory)
+    refused = generic.refusal(spec, request)  # before the token, unaudited, as in OpenBao
+    if refused is not None:
+        return refused
     trail = Trail(request, audited=spec.audited)
     context = Context(request, params, service_factory)
     with trail.active():
@@ -175,8 +185,7 @@ def _handle(spec: PathSpec, request: ApiRequest, context: Context, trail: Trail)
         if spec.authenticated:  # first: nothing of the request is looked at before the token
             context.token = context.service.tokens.check(request.token, request.remote_address)
         op = vaultapi.operation(request)
-        if not spec.supports(op):
-            raise UnsupportedOperation("unsupported operation")
+        # As Vault's router: the mount first (404), then the path (404), then the operation.
         if spec.mounted and (
             not is_mount_name(params["mount"])
             or not context.service.mounts.exists(
@@ -184,6 +193,9 @@ def _handle(spec: PathSpec, request: ApiRequest, context: Context, trail: Trail)
             )
         ):
             raise no_route(params["mount"])
+        generic.check_path(spec, request, op, lambda: context.service)
+        if not spec.supports(op):
+            raise generic.unsupported_operation(spec)
         if op in ("update", "delete"):
             raw = vaultapi.parse_body(request, context.service.settings.max_body_bytes)
             context.data = FieldData(raw, spec.fields)
@@ -205,7 +217,7 @@ def _handle(spec: PathSpec, request: ApiRequest, context: Context, trail: Trail)
                 raise DeniedByPolicy()
         handler = spec.handler(context.operation)
         if handler is None:  # a path that maps create but not update, on an existing item
-            raise UnsupportedOperation("unsupported operation")
+            raise generic.unsupported_operation(spec)
         trail.before(context, spec)  # the request entry, before anything acts
         return handler(context)
     except EngineError as exc:

@@ -298,7 +298,6 @@ def _disable(ctx: Context) -> ApiResponse:
 SYS_AUTH = PathSpec(
     "sys/auth",
     operations={"read": _list_methods},
-    methods=("GET",),
     mounted=False,
     synopsis="List the enabled auth methods.",
     help="Every auth method under its path with a trailing slash (token/ always), in data "
@@ -453,7 +452,6 @@ LOGIN = PathSpec(
     mounted=False,
     authenticated=False,
     operations={"update": _login},
-    methods=("POST", "PUT"),
     synopsis="Log in with a JWT (jwt) or an Entra ID access token (azure).",
     help="Answers a service token (an orphan) with the role's policies; the JWT is never "
     "logged or echoed.",

@@ -189,7 +189,7 @@ def _read_only(
     synopsis: str,
     help: str,
     authenticated: bool = True,
-    methods: tuple[str, ...] = GET,
+    methods: tuple[str, ...] | None = None,
 ) -> PathSpec:
     """A ``sys/``-style path outside any mount that only answers reads."""
     return PathSpec(
@@ -221,6 +221,7 @@ SEAL_STATUS = _read_only(
     help="Answers without a token, in Vault's shape. This server is never sealed: its key "
     "material is sealed by a Key Vault key instead (KEYMGMT_SEAL_KEY_ID).",
     authenticated=False,
+    methods=GET,  # served outside OpenBao's logical router, as sys/health
 )
 LEADER = _read_only(
     "sys/leader",
@@ -229,6 +230,7 @@ LEADER = _read_only(
     help="Answers without a token, in Vault's shape: there is no leader election here, every "
     "instance serves (ha_enabled is false).",
     authenticated=False,
+    methods=GET,  # served outside OpenBao's logical router, as sys/health
 )
 INIT = _read_only(
     "sys/init",
@@ -236,6 +238,7 @@ INIT = _read_only(
     synopsis="Check whether the server is initialized.",
     help="Answers without a token: always initialized, as there is nothing to initialize.",
     authenticated=False,
+    methods=GET,  # served outside OpenBao's logical router, as sys/health
 )
 MOUNTS = _read_only(
     "sys/mounts",

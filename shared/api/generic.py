@@ -1,0 +1,156 @@
+"""Vault's generic HTTP rules around the paths: which methods reach a path, namespaces,
+trailing slashes, and the answer for a path no ``PathSpec`` routes.
+
+Each rule is OpenBao's (2.7.2, internal/http/handler.go and logical.go, vault/router.go),
+checked against ``bao server -dev`` by tests/integration/test_routing_oracle.py; the few
+differences are in docs/vault-api.md ("Routing, methods and namespaces").
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from shared import vaultapi
+from shared.errors import EngineError, NotFound, UnsupportedOperation
+from shared.names import is_mount_name
+from shared.vaultapi import ApiRequest, ApiResponse
+
+if TYPE_CHECKING:
+    from shared.api import PathSpec
+    from shared.service import Service
+
+log = logging.getLogger(__name__)
+
+# The methods OpenBao's logical handler parses (buildLogicalRequestNoAuth); any other verb is
+# 405 with an empty error list, before the token or the path is looked at.
+LOGICAL_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "LIST", "PATCH", "OPTIONS", "SCAN"}
+)
+
+# The sys/ paths OpenBao refuses in any namespace, even with the header "root"
+# (restrictedSysAPIsNonLogical): only these of ours.
+RESTRICTED_IN_NAMESPACES = frozenset({"sys/health", "sys/init"})
+
+
+def multierror(text: str) -> str:
+    """Go's go-multierror text for one error: how Vault's router words its errors."""
+    return f"1 error occurred:\n\t* {text}\n\n"
+
+
+UNSUPPORTED_PATH = multierror("unsupported path")
+
+
+def canonical_namespace(header: str) -> str:
+    """OpenBao's namespace.Canonicalize: no leading "/", cleaned, one trailing "/"; "" for
+    the root namespace. "root" names the root namespace too."""
+    path = header[1:] if header.startswith("/") else header
+    path = posixpath.normpath(path) if path else "."
+    if path in (".", "/"):
+        return ""
+    path = path if path.endswith("/") else path + "/"
+    return "" if path == "root/" else path
+
+
+def _empty_405() -> ApiResponse:
+    return vaultapi.error(405)
+
+
+def refusal(spec: PathSpec | None, request: ApiRequest) -> ApiResponse | None:
+    """The answer OpenBao gives before a request reaches its router (so before the token is
+    checked, and unaudited), or None. ``spec`` None: a path no spec routes."""
+    namespace = request.headers.get(vaultapi.NAMESPACE_HEADER.lower(), "")
+    if spec is not None and spec.methods is not None:
+        # A path OpenBao serves outside its logical router (sys/health, sys/seal-status...):
+        # its own method list, no namespaces for some, the others ignore the header.
+        if namespace and spec.pattern in RESTRICTED_IN_NAMESPACES:
+            return vaultapi.error(400, "operation unavailable in namespaces")
+        if request.method not in spec.methods:
+            return _empty_405()
+        return None
+    if request.method not in LOGICAL_METHODS:
+        return _empty_405()
+    if canonical_namespace(namespace):
+        # No namespace exists here but the root one: OpenBao's answer for a missing one.
+        return vaultapi.error(404, "namespace not found")
+    try:
+        vaultapi.operation(request)  # a bad ?list= is 400 before the token, as in OpenBao
+    except EngineError as exc:
+        return vaultapi.from_exception(exc)
+    return None
+
+
+def is_unrouted(spec: PathSpec, request: ApiRequest) -> bool:
+    """A path OpenBao serves outside its router only as it is spelled: with a trailing "/"
+    it is a logical path that does not exist (so a token is needed, and it is 404)."""
+    return spec.methods is not None and _trailing_slash(request)
+
+
+def _trailing_slash(request: ApiRequest) -> bool:
+    return request.path.endswith("/")
+
+
+def unsupported_operation(spec: PathSpec) -> UnsupportedOperation:
+    """405: Vault's router words it as a multierror behind a token check, plainly on an
+    unauthenticated path (a login)."""
+    text = "unsupported operation"
+    return UnsupportedOperation(multierror(text) if spec.authenticated else text)
+
+
+def check_path(
+    spec: PathSpec, request: ApiRequest, operation: str, service: Callable[[], Service]
+) -> None:
+    """NotFound where Vault's router matches no path: under an auth method that is not
+    enabled; a trailing "/" on a path that lists nothing (Vault's patterns end at the last
+    segment, a listing path's with "/?"), and a list of such a path (Vault adds the "/" to a
+    list request's path)."""
+    if spec.pattern.startswith("auth/:mount/") and request.path:
+        if service().auth.get(request.path.split("/")[1]) is None:
+            raise NotFound(
+                f'no handler for route "{_route_text(request.path)}". route entry not found.'
+            )
+    if spec.supports("list"):
+        return
+    if operation == "list" or _trailing_slash(request):
+        raise NotFound(UNSUPPORTED_PATH)
+
+
+def _route_text(path: str) -> str:
+    shown = path if len(path) <= 256 else path[:256] + "..."
+    return shown if shown.isprintable() else shown.encode("unicode_escape").decode()
+
+
+def _under_a_mount(service: Service, path: str) -> bool:
+    """Whether ``path`` falls under a mount that exists: sys/, auth/token/, an enabled auth
+    method, or an enabled keymgmt mount (so Vault's router finds the mount, not the path)."""
+    first, _, rest = path.partition("/")
+    if first == "sys":
+        return True
+    if first == "auth":
+        method = rest.partition("/")[0]
+        return method == "token" or (is_mount_name(method) and service.auth.get(method) is not None)
+    return is_mount_name(first) and service.mounts.exists(first)
+
+
+def handle_unrouted(request: ApiRequest, service_factory: Callable[[], Service]) -> ApiResponse:
+    """A path no spec routes, as OpenBao answers it: 405 for an unknown verb and 404 for a
+    namespace before anything else, 403 without a valid token, then 404, worded by whether
+    the path falls under a mount."""
+    refused = refusal(None, request)
+    if refused is not None:
+        return refused
+    try:
+        service = service_factory()
+        service.tokens.check(request.token, request.remote_address)
+        if _under_a_mount(service, request.path):
+            raise NotFound(UNSUPPORTED_PATH)
+        raise NotFound(
+            f'no handler for route "{_route_text(request.path)}". route entry not found.'
+        )
+    except EngineError as exc:
+        return vaultapi.from_exception(exc)
+    except Exception:
+        log.exception("unexpected failure on an unrouted %s", request.method)
+        return vaultapi.error(500, "internal error; the server log has the details")
