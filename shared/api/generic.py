@@ -35,6 +35,22 @@ LOGICAL_METHODS = frozenset(
 RESTRICTED_IN_NAMESPACES = frozenset({"sys/health", "sys/init"})
 
 
+# Paths whose last parameter is Vault's ``.+`` (logical_system_paths.go): a trailing "/" is
+# part of what they match, so a read or delete with one reaches them.
+SLASH_TOLERANT = frozenset(
+    {
+        "sys/audit-hash/:path",
+        "sys/audit/:path",
+        "sys/auth/:path",
+        "sys/mounts/:path",
+        "sys/policy/:name",
+        "sys/policies/acl/:name",
+    }
+)
+
+WRITES = frozenset({"POST", "PUT", "PATCH"})
+
+
 def multierror(text: str) -> str:
     """Go's go-multierror text for one error: how Vault's router words its errors."""
     return f"1 error occurred:\n\t* {text}\n\n"
@@ -75,10 +91,11 @@ def refusal(spec: PathSpec | None, request: ApiRequest) -> ApiResponse | None:
     if canonical_namespace(namespace):
         # No namespace exists here but the root one: OpenBao's answer for a missing one.
         return vaultapi.error(404, "namespace not found")
-    try:
-        vaultapi.operation(request)  # a bad ?list= is 400 before the token, as in OpenBao
-    except EngineError as exc:
-        return vaultapi.from_exception(exc)
+    if request.method in WRITES and _trailing_slash(request):
+        # Core.handleCancelableRequest, before the token: a write to "x/" is ambiguous.
+        return vaultapi.error(400, "cannot write to a path ending in '/'")
+    # A bad ?list= is 400 here only after the token (OpenBao: before it), as every input the
+    # request carries: handle() looks at nothing the caller sent before the token.
     return None
 
 
@@ -108,10 +125,12 @@ def check_path(
     list request's path)."""
     if spec.pattern.startswith("auth/:mount/") and request.path:
         if service().auth.get(request.path.split("/")[1]) is None:
+            if not spec.authenticated:  # no method, so no unauthenticated path: a token first
+                service().tokens.check(request.token, request.remote_address)
             raise NotFound(
                 f'no handler for route "{_route_text(request.path)}". route entry not found.'
             )
-    if spec.supports("list"):
+    if spec.supports("list") or spec.pattern in SLASH_TOLERANT:
         return
     if operation == "list" or _trailing_slash(request):
         raise NotFound(UNSUPPORTED_PATH)
@@ -144,6 +163,7 @@ def handle_unrouted(request: ApiRequest, service_factory: Callable[[], Service])
     try:
         service = service_factory()
         service.tokens.check(request.token, request.remote_address)
+        vaultapi.operation(request)  # a bad ?list= is 400, naming the flag
         if _under_a_mount(service, request.path):
             raise NotFound(UNSUPPORTED_PATH)
         raise NotFound(

@@ -119,6 +119,13 @@ CASES = [
     Case(
         "GET the keys ?list=true", "GET", f"{MOUNT}/keys?list=true", ours=f"{MOUNT}/key?list=true"
     ),
+    Case("POST a path ending in /", "POST", "nope/", body={"a": "b"}),
+    Case("PUT a path ending in /, no token", "PUT", "sys/mounts/x/", token=None, body={}),
+    Case("POST a login ending in /, no token", "POST", f"auth/{JWT_MOUNT}/login/", token=None),
+    Case("DELETE sys/mounts/<none>/", "DELETE", "sys/mounts/never-enabled/"),
+    Case("GET sys/policies/acl/default/", "GET", "sys/policies/acl/nonesuch/"),
+    Case("a login under no auth method, no token", "POST", "auth/nope/login", token=None),
+    Case("a login under no auth method", "POST", "auth/nope/login"),
     # -- namespaces
     Case("namespace foo", "GET", "sys/mounts", headers=NS),
     Case(
