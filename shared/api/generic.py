@@ -3,7 +3,7 @@ trailing slashes, and the answer for a path no ``PathSpec`` routes.
 
 Each rule is OpenBao's (2.7.2, internal/http/handler.go and logical.go, vault/router.go),
 checked against ``bao server -dev`` by tests/integration/test_routing_oracle.py; the few
-differences are in docs/vault-api.md ("Routing, methods and namespaces").
+differences are in docs/vault-http.md.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ CASES = [
         "unknown path, bad ?list=",
         "GET",
         "nope?list=maybe",
-        deliberate="our 400 names the field (OpenBao: an empty error list)",
+        deliberate="our 400 names the flag (OpenBao: an empty error list); docs/vault-http.md",
     ),
     Case("unknown verb", "FOO", "nope"),
     Case("unknown verb, no token", "FOO", "nope", token=None),
