@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shared import vaultapi
+from shared.audit import Trail
 from shared.errors import EngineError, NotFound, UnsupportedOperation
 from shared.names import is_mount_name
 from shared.vaultapi import ApiRequest, ApiResponse
@@ -156,21 +157,33 @@ def _under_a_mount(service: Service, path: str) -> bool:
 def handle_unrouted(request: ApiRequest, service_factory: Callable[[], Service]) -> ApiResponse:
     """A path no spec routes, as OpenBao answers it: 405 for an unknown verb and 404 for a
     namespace before anything else, 403 without a valid token, then 404, worded by whether
-    the path falls under a mount."""
+    the path falls under a mount. Audited as OpenBao audits it (after the token check,
+    before routing: Core.handleRequest), refusals included."""
+    from shared.api import Context, PathSpec  # the package imports this module
+
     refused = refusal(None, request)
     if refused is not None:
         return refused
-    try:
-        service = service_factory()
-        service.tokens.check(request.token, request.remote_address)
-        vaultapi.operation(request)  # a bad ?list= is 400, naming the flag
-        if _under_a_mount(service, request.path):
-            raise NotFound(UNSUPPORTED_PATH)
-        raise NotFound(
-            f'no handler for route "{_route_text(request.path)}". route entry not found.'
-        )
-    except EngineError as exc:
-        return vaultapi.from_exception(exc)
-    except Exception:
-        log.exception("unexpected failure on an unrouted %s", request.method)
-        return vaultapi.error(500, "internal error; the server log has the details")
+    trail = Trail(request, audited=True)
+    context = Context(request, {}, service_factory)
+    spec = PathSpec("", mounted=False)  # under no mount; its entries name the path as sent
+    context.path = request.path  # as the entries name it, a refused token's too
+    if request.method == "LIST" and not context.path.endswith("/"):
+        context.path += "/"  # as OpenBao builds a list request (?list=true too, once parsed)
+    with trail.active():
+        try:
+            context.token = context.service.tokens.check(request.token, request.remote_address)
+            context.operation = vaultapi.operation(request)  # a bad ?list= is 400, naming it
+            if context.operation == "list" and not context.path.endswith("/"):
+                context.path += "/"
+            if _under_a_mount(context.service, request.path):
+                raise NotFound(UNSUPPORTED_PATH)
+            raise NotFound(
+                f'no handler for route "{_route_text(request.path)}". route entry not found.'
+            )
+        except EngineError as exc:
+            response = vaultapi.from_exception(exc)
+        except Exception:
+            log.exception("unexpected failure on an unrouted %s", request.method)
+            response = vaultapi.error(500, "internal error; the server log has the details")
+        return trail.after(context, spec, response)

@@ -123,7 +123,7 @@ CASES = [
     Case("PUT a path ending in /, no token", "PUT", "sys/mounts/x/", token=None, body={}),
     Case("POST a login ending in /, no token", "POST", f"auth/{JWT_MOUNT}/login/", token=None),
     Case("DELETE sys/mounts/<none>/", "DELETE", "sys/mounts/never-enabled/"),
-    Case("GET sys/policies/acl/default/", "GET", "sys/policies/acl/nonesuch/"),
+    Case("GET sys/policies/acl/nonesuch/", "GET", "sys/policies/acl/nonesuch/"),
     Case("a login under no auth method, no token", "POST", "auth/nope/login", token=None),
     Case("a login under no auth method", "POST", "auth/nope/login"),
     # -- namespaces
