@@ -303,13 +303,21 @@ def _cli_text(text: str) -> str:
     return _REQUEST_ID.sub("<id>", _ADDRESS.sub("<addr>", text))
 
 
-CLI_CASES = [
+CLI_CASES: list[Any] = [
     ("read an unknown path", ["read", "nope/x"]),
     ("list an unknown path", ["list", "nope"]),
     ("write an unknown path", ["write", "nope/x", "a=b"]),
     ("delete an unknown path", ["delete", "nope/x"]),
     ("read in namespace foo", ["read", "-namespace=foo", "sys/mounts"]),
     ("read under a mount", ["read", f"{MOUNT}/nope"]),
+    pytest.param(
+        "kv put under no mount",
+        ["kv", "put", "nope/x", "a=b"],
+        marks=pytest.mark.xfail(
+            strict=True, reason="help branch: the CLI's preflight reads sys/internal/ui/mounts/"
+        ),
+    ),
+    ("list under a mount, namespace root", ["list", "-namespace=root", f"{MOUNT}/nope"]),
     (
         "write with an unknown field",
         ["write", f"auth/{JWT_MOUNT}/role/r2", "role_type=jwt", "user_claim=sub",
@@ -318,9 +326,9 @@ CLI_CASES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("args", [a for _, a in CLI_CASES], ids=[n for n, _ in CLI_CASES])
+@pytest.mark.parametrize(("name", "args"), CLI_CASES, ids=lambda v: v if isinstance(v, str) else "")
 def test_the_cli_prints_what_it_prints_against_openbao(
-    sides: dict[str, Side], tmp_path: Path, args: list[str]
+    sides: dict[str, Side], tmp_path: Path, name: str, args: list[str]
 ) -> None:
     results = []
     for name, side in sides.items():
