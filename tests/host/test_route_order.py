@@ -33,6 +33,11 @@ def test_the_catch_all_comes_after_every_route() -> None:
             assert azure_route_comparison(UNROUTED_ROUTE, route) == 1, route
 
 
+def test_the_catch_all_is_registered_last() -> None:
+    # For a host that tries routes in registration order (older Http extensions).
+    assert list(ROUTES)[-1] == UNROUTED_FUNCTION
+
+
 def _matches(route: str, path: str) -> bool:
     """Whether an ASP.NET route template matches ``path`` (parameters one segment, a
     catch-all the rest)."""
