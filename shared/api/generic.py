@@ -89,6 +89,10 @@ def refusal(spec: PathSpec | None, request: ApiRequest) -> ApiResponse | None:
         return None
     if request.method not in LOGICAL_METHODS:
         return _empty_405()
+    if request.method == "PATCH":
+        refused = _patch_content_type(request)
+        if refused is not None:
+            return refused
     if canonical_namespace(namespace):
         # No namespace exists here but the root one: OpenBao's answer for a missing one.
         return vaultapi.error(404, "namespace not found")
@@ -97,6 +101,25 @@ def refusal(spec: PathSpec | None, request: ApiRequest) -> ApiResponse | None:
         return vaultapi.error(400, "cannot write to a path ending in '/'")
     # A bad ?list= is 400 here only after the token (OpenBao: before it), as every input the
     # request carries: handle() looks at nothing the caller sent before the token.
+    return None
+
+
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def _patch_content_type(request: ApiRequest) -> ApiResponse | None:
+    """OpenBao parses a PATCH's Content-Type before anything else (mime.ParseMediaType): none
+    is 400, another than JSON merge patch 415. No path here patches, so a PATCH that passes
+    ends as 405 after the token."""
+    header = request.headers.get("content-type", "")
+    media = header.split(";", 1)[0].strip().lower()
+    if not media:
+        return vaultapi.error(400, "mime: no media type")
+    if media != MERGE_PATCH:
+        shown = media[:64] if media.isprintable() else "?"
+        return vaultapi.error(
+            415, f"PATCH requires Content-Type of {MERGE_PATCH}, provided {shown}"
+        )
     return None
 
 

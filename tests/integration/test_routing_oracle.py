@@ -126,6 +126,29 @@ CASES = [
     Case("GET sys/policies/acl/nonesuch/", "GET", "sys/policies/acl/nonesuch/"),
     Case("a login under no auth method, no token", "POST", "auth/nope/login", token=None),
     Case("a login under no auth method", "POST", "auth/nope/login"),
+    # -- PATCH, whose content type OpenBao checks first
+    Case("PATCH without a content type", "PATCH", "nope", token=None),
+    Case(
+        "PATCH as JSON",
+        "PATCH",
+        "sys/mounts",
+        headers={"Content-Type": "Application/JSON; charset=utf-8"},
+        body={},
+    ),
+    Case(
+        "PATCH as merge patch, no token",
+        "PATCH",
+        "nope",
+        token=None,
+        headers={"Content-Type": "application/merge-patch+json"},
+    ),
+    Case(
+        "PATCH as merge patch",
+        "PATCH",
+        "sys/mounts",
+        headers={"Content-Type": "application/merge-patch+json"},
+        body={},
+    ),
     # -- namespaces
     Case("namespace foo", "GET", "sys/mounts", headers=NS),
     Case(

@@ -114,7 +114,33 @@ def test_what_openbao_answers_before_its_router(
         assert json.loads(refused.body) == {"errors": errors}
 
 
-@pytest.mark.parametrize("method", ["GET", "LIST", "DELETE", "HEAD", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize(
+    ("content_type", "status", "errors"),
+    [
+        ("", 400, ["mime: no media type"]),
+        (
+            "Application/JSON; charset=utf-8",
+            415,
+            [
+                "PATCH requires Content-Type of application/merge-patch+json, "
+                "provided application/json"
+            ],
+        ),
+    ],
+)
+def test_a_patch_needs_a_merge_patch_body_first(
+    content_type: str, status: int, errors: list[str]
+) -> None:
+    refused = generic.refusal(MOUNTS, req("PATCH", "sys/mounts", Content_Type=content_type))
+    assert refused is not None and (refused.status, json.loads(refused.body)) == (
+        status,
+        {"errors": errors},
+    )
+    merge = req("PATCH", "sys/mounts", Content_Type="application/merge-patch+json")
+    assert generic.refusal(MOUNTS, merge) is None
+
+
+@pytest.mark.parametrize("method", ["GET", "LIST", "DELETE", "HEAD", "OPTIONS"])
 def test_standard_requests_go_on_to_the_router(method: str) -> None:
     assert generic.refusal(MOUNTS, req(method, "sys/mounts", X_Vault_Namespace="root/")) is None
 
