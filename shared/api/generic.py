@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shared import vaultapi
-from shared.audit import Trail
+from shared.audit import Trail, multierror  # Go's go-multierror text, as the router words it
 from shared.errors import EngineError, NotFound, UnsupportedOperation
 from shared.names import is_mount_name
 from shared.vaultapi import ApiRequest, ApiResponse
@@ -50,11 +50,6 @@ SLASH_TOLERANT = frozenset(
 )
 
 WRITES = frozenset({"POST", "PUT", "PATCH"})
-
-
-def multierror(text: str) -> str:
-    """Go's go-multierror text for one error: how Vault's router words its errors."""
-    return f"1 error occurred:\n\t* {text}\n\n"
 
 
 UNSUPPORTED_PATH = multierror("unsupported path")
