@@ -18,7 +18,6 @@ from shared import vaultapi
 from shared.api import generic
 from shared.audit import Trail
 from shared.errors import DeniedByPolicy, EngineError
-from shared.mounts import no_route
 from shared.names import PARAM_RULES, is_mount_name
 from shared.policy import ACL, ROOT_POLICY, requires_sudo
 from shared.records import TokenInfo
@@ -192,7 +191,7 @@ def _handle(spec: PathSpec, request: ApiRequest, context: Context, trail: Trail)
                 params["mount"], for_write=op not in ("read", "list")
             )
         ):
-            raise no_route(params["mount"])
+            raise generic.no_handler(request, params["mount"], op)
         generic.check_path(spec, request, op, lambda: context.service)
         if not spec.supports(op):
             raise generic.unsupported_operation(spec)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from shared import vaultapi
 from shared.audit import Trail, multierror  # Go's go-multierror text, as the router words it
 from shared.errors import EngineError, NotFound, UnsupportedOperation
+from shared.mounts import no_route
 from shared.names import is_mount_name
 from shared.vaultapi import ApiRequest, ApiResponse
 
@@ -146,13 +147,25 @@ def check_path(
         if service().auth.get(request.path.split("/")[1]) is None:
             if not spec.authenticated:  # no method, so no unauthenticated path: a token first
                 service().tokens.check(request.token, request.remote_address)
-            raise NotFound(
-                f'no handler for route "{_route_text(request.path)}". route entry not found.'
-            )
+            raise _no_handler(request.path)
     if spec.supports("list") or spec.pattern in SLASH_TOLERANT:
         return
     if operation == "list" or _trailing_slash(request):
         raise NotFound(UNSUPPORTED_PATH)
+
+
+def no_handler(request: ApiRequest, mount: str, operation: str) -> NotFound:
+    """Vault's 404 for a path under no mount: it names the whole path as sent, a list's with
+    its "/" (the mount alone, as ``shared.mounts.no_route`` does, where the adapter did not
+    give the path)."""
+    if not request.path:
+        return no_route(mount)
+    path = request.path
+    return _no_handler(path + "/" if operation == "list" and not path.endswith("/") else path)
+
+
+def _no_handler(path: str) -> NotFound:
+    return NotFound(f'no handler for route "{_route_text(path)}". route entry not found.')
 
 
 def _route_text(path: str) -> str:
@@ -196,9 +209,7 @@ def handle_unrouted(request: ApiRequest, service_factory: Callable[[], Service])
                 context.path += "/"
             if _under_a_mount(context.service, request.path):
                 raise NotFound(UNSUPPORTED_PATH)
-            raise NotFound(
-                f'no handler for route "{_route_text(request.path)}". route entry not found.'
-            )
+            raise _no_handler(context.path)
         except EngineError as exc:
             response = vaultapi.from_exception(exc)
         except Exception:
