@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import urllib.parse
 
 import azure.functions as func
 
 from shared import service, vaultapi
 from shared.api import PathSpec, handle
+from shared.api.generic import handle_unrouted
 
 
 def _address(entry: str) -> str:
@@ -41,6 +43,18 @@ def client_address(headers: dict[str, str]) -> str:
     return _address(forwarded.rsplit(",", 1)[-1]) if forwarded else ""
 
 
+ROUTE_PREFIX = "/v1/"  # host.json extensions.http.routePrefix
+
+
+def api_path(url: str) -> str:
+    """The request's path after /v1/, percent-decoded, its trailing "/" kept: the route
+    values lose it (ASP.NET routing ignores a trailing slash), Vault's router does not."""
+    path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
+    if path.startswith(ROUTE_PREFIX):
+        return path[len(ROUTE_PREFIX) :]
+    return ""
+
+
 def to_api_request(req: func.HttpRequest) -> vaultapi.ApiRequest:
     headers = {k.lower(): v for k, v in req.headers.items()}
     return vaultapi.ApiRequest(
@@ -49,6 +63,7 @@ def to_api_request(req: func.HttpRequest) -> vaultapi.ApiRequest:
         headers=headers,
         body=req.get_body() or b"",
         remote_address=client_address(headers),
+        path=api_path(req.url),
     )
 
 
@@ -62,4 +77,12 @@ def to_http_response(response: vaultapi.ApiResponse) -> func.HttpResponse:
 
 def serve(spec: PathSpec, req: func.HttpRequest) -> func.HttpResponse:
     api_request = to_api_request(req)
-    return to_http_response(handle(spec, api_request, dict(req.route_params), service.get))
+    response = handle(spec, api_request, dict(req.route_params), service.get)
+    return to_http_response(vaultapi.finished(api_request, response))
+
+
+def serve_unrouted(req: func.HttpRequest) -> func.HttpResponse:
+    """A path no PathSpec routes: Vault's JSON answer, never the host's page."""
+    api_request = to_api_request(req)
+    response = handle_unrouted(api_request, service.get)
+    return to_http_response(vaultapi.finished(api_request, response))

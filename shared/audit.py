@@ -191,6 +191,8 @@ _GENERIC_ERRORS = {
 def response_error(status: int, message: str) -> str:
     if message.startswith("1 error occurred:"):
         return message
+    if message.startswith("no handler for route "):  # the router's ErrUnsupportedPath
+        return multierror("unsupported path")
     return multierror(_GENERIC_ERRORS.get(status, message))
 
 

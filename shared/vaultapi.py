@@ -8,6 +8,7 @@ and ``ApiResponse`` back into the trigger's response. Field parsing follows Vaul
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import json
 import math
 import re
@@ -32,6 +33,9 @@ class ApiRequest:
     # The client's address as the platform's front end reports it (the adapter fills it in);
     # "" when unknown. Used for token_bound_cidrs and the audit log's remote_address.
     remote_address: str = ""
+    # The path as sent, after /v1/ and percent-decoded ("" when the adapter does not know
+    # it): whether it ends in "/" matters to Vault's router (shared.api.generic).
+    path: str = ""
 
     @property
     def token(self) -> str | None:
@@ -39,10 +43,11 @@ class ApiRequest:
         token = self.headers.get("x-vault-token", "").strip()
         if token:
             return token
+        # OpenBao's getTokenFromReq: only "Bearer " exactly, case and the one space as RFC
+        # 6750 writes it; "bearer x" or "Bearer\tx" is no token (OpenBao answers 403).
         auth = self.headers.get("authorization", "").strip()
-        scheme, _, value = auth.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
+        if auth.startswith("Bearer ") and auth[len("Bearer ") :].strip():
+            return auth[len("Bearer ") :].strip()
         return None
 
 
@@ -67,6 +72,19 @@ REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 
+class Ignored(str):
+    """The warning that a request sent fields its path does not declare. As in Vault's
+    framework it goes on an answer the handler gives, never alone: a write that answers
+    nothing else answers 204 and drops it (sdk/framework/backend.go HandleRequest)."""
+
+
+def _ordered(warnings: Sequence[str]) -> list[str]:
+    """The handler's own warnings first, then the ignored-fields one, as Vault adds them."""
+    return [w for w in warnings if not isinstance(w, Ignored)] + [
+        w for w in warnings if isinstance(w, Ignored)
+    ]
+
+
 def envelope(data: Any, warnings: Sequence[str] | None = None) -> dict[str, Any]:
     return {
         "request_id": REQUEST_ID.get() or str(uuid.uuid4()),
@@ -75,7 +93,7 @@ def envelope(data: Any, warnings: Sequence[str] | None = None) -> dict[str, Any]
         "lease_duration": 0,
         "data": data,
         "wrap_info": None,
-        "warnings": list(warnings) if warnings else None,
+        "warnings": _ordered(warnings) if warnings else None,
         "auth": None,
     }
 
@@ -93,8 +111,9 @@ def authenticated(auth: Mapping[str, Any], warnings: Sequence[str] | None = None
 
 
 def written(warnings: Sequence[str] | None = None) -> ApiResponse:
-    """A write's answer: 204, or 200 with only warnings when there is something to say."""
-    if warnings:
+    """A write's answer: 204, or 200 with only warnings when the handler has something to
+    say. The ignored-fields warning alone is not that: Vault answers 204 and drops it."""
+    if warnings and not all(isinstance(w, Ignored) for w in warnings):
         return _json_response(200, envelope(None, warnings))
     return ApiResponse(204)
 
@@ -122,6 +141,21 @@ def from_exception(exc: EngineError) -> ApiResponse:
 def raw_json(status: int, payload: Any) -> ApiResponse:
     """A non-enveloped JSON answer (sys/health and friends answer bare objects)."""
     return _json_response(status, payload)
+
+
+NAMESPACE_HEADER = "X-Vault-Namespace"
+
+
+def finished(request: ApiRequest, response: ApiResponse) -> ApiResponse:
+    """The headers OpenBao's HTTP handler puts on every answer (wrapGenericHandler):
+    ``Cache-Control: no-store``, and the request's namespace header echoed when it sent one.
+    A response's own headers win."""
+    headers = {"Cache-Control": "no-store"}
+    namespace = request.headers.get(NAMESPACE_HEADER.lower(), "")
+    if namespace:
+        headers[NAMESPACE_HEADER] = namespace
+    headers.update(response.headers)
+    return dataclasses.replace(response, headers=headers)
 
 
 # -- request parsing ---------------------------------------------------------------------------
@@ -153,8 +187,12 @@ def operation(request: ApiRequest) -> str:
     if is_list(request):
         return "list"
     method = request.method
-    if method in ("GET", "HEAD"):
+    if method == "GET":
         return "read"
+    if method == "HEAD":
+        # OpenBao's HeaderOperation, which no logical path serves (405); sys/health, a path
+        # outside its router, answers HEAD as GET (PathSpec.methods).
+        return "header"
     if method in ("POST", "PUT"):
         return "update"
     if method == "DELETE":
@@ -508,8 +546,8 @@ class FieldData:
         shown = [k if len(k) <= 64 else k[:64] + "..." for k in unknown[:20]]
         if len(unknown) > 20:
             shown.append(f"(and {len(unknown) - 20} more)")
-        self.warnings = (
-            [f"Endpoint ignored these unrecognized parameters: [{' '.join(shown)}]"]
+        self.warnings: list[str] = (
+            [Ignored(f"Endpoint ignored these unrecognized parameters: [{' '.join(shown)}]")]
             if unknown
             else []
         )

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shared import vaultapi
+from shared.api import generic
 from shared.audit import Trail
-from shared.errors import DeniedByPolicy, EngineError, PermissionDenied, UnsupportedOperation
-from shared.mounts import no_route
+from shared.errors import DeniedByPolicy, EngineError, PermissionDenied
 from shared.names import PARAM_RULES, is_mount_name
 from shared.policy import ACL, ROOT_POLICY, requires_sudo
 from shared.records import TokenInfo
@@ -83,8 +83,10 @@ class PathSpec:
     audited: bool = True
     synopsis: str = ""
     help: str = ""
-    # Methods the HTTP trigger declares. None: every standard verb reaches the handler, which
-    # answers 405 for an unsupported operation, as Vault does (the Functions host would 404).
+    # None for a path of Vault's logical router: every verb reaches handle(), which answers
+    # 405 for an unsupported operation, as Vault does. Set only for the few paths OpenBao
+    # serves outside that router (sys/health, sys/seal-status...): the methods they answer,
+    # every other one 405 with an empty error list (shared.api.generic.refusal).
     methods: tuple[str, ...] | None = None
     # The error for a request whose own token is refused, when the path answers otherwise
     # than Vault's 403 (sys/wrapping/unwrap validates the wrapping token first); it only
@@ -119,6 +121,8 @@ class PathSpec:
         handler = self.operations.get(operation)
         if handler is None and operation == "create":
             handler = self.operations.get("update")
+        if handler is None and operation == "header" and "HEAD" in (self.methods or ()):
+            handler = self.operations.get("read")  # sys/health answers HEAD as GET
         return handler
 
     def supports(self, operation: str) -> bool:
@@ -190,6 +194,11 @@ def handle(
 ) -> ApiResponse:
     from shared.api import help  # imports this module's PathSpec
 
+    if generic.is_unrouted(spec, request):
+        return generic.handle_unrouted(request, service_factory)
+    refused = generic.refusal(spec, request)  # before the token, unaudited, as in OpenBao
+    if refused is not None:
+        return refused
     # Vault audits a help request on any path, its unaudited status paths too.
     trail = Trail(request, audited=spec.audited or help.asked(request))
     context = Context(request, params, service_factory)
@@ -217,15 +226,17 @@ def _handle(spec: PathSpec, request: ApiRequest, context: Context, trail: Trail)
         if help.asked(request):  # before the operation: help answers on every path
             return help.answer(spec, context, trail)
         op = vaultapi.operation(request)
-        if not spec.supports(op):
-            raise UnsupportedOperation(wrapped=spec.authenticated)
+        # As Vault's router: the mount first (404), then the path (404), then the operation.
         if spec.mounted and (
             not is_mount_name(params["mount"])
             or not context.service.mounts.exists(
                 params["mount"], for_write=op not in ("read", "list")
             )
         ):
-            raise no_route(params["mount"])
+            raise generic.no_handler(request, params["mount"], op)
+        generic.check_path(spec, request, op, lambda: context.service)
+        if not spec.supports(op):
+            raise generic.unsupported_operation(spec)
         if op in ("update", "delete"):
             raw = vaultapi.parse_body(request, context.service.settings.max_body_bytes)
             context.data = FieldData(raw, spec.fields)
@@ -247,7 +258,7 @@ def _handle(spec: PathSpec, request: ApiRequest, context: Context, trail: Trail)
                 raise DeniedByPolicy()
         handler = spec.handler(context.operation)
         if handler is None:  # a path that maps create but not update, on an existing item
-            raise UnsupportedOperation(wrapped=spec.authenticated)
+            raise generic.unsupported_operation(spec)
         trail.before(context, spec)  # the request entry, before anything acts
         return _wrapped(context, handler(context))
     except EngineError as exc:

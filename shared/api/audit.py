@@ -81,7 +81,6 @@ AUDIT = PathSpec(
     "sys/audit",
     mounted=False,
     operations={"read": _list},
-    methods=("GET",),
     synopsis="List the enabled audit devices.",
     help="Every device declared in KEYMGMT_AUDIT_DEVICES under its path with a trailing "
     "slash, in data and, as Vault sends it, at the top level too. Needs sudo.",

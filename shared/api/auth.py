@@ -300,7 +300,6 @@ def _disable(ctx: Context) -> ApiResponse:
 SYS_AUTH = PathSpec(
     "sys/auth",
     operations={"read": _list_methods},
-    methods=("GET",),
     mounted=False,
     synopsis="List the enabled auth methods.",
     help="Every auth method under its path with a trailing slash (token/ always), in data "

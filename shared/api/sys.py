@@ -285,7 +285,7 @@ def _read_only(
     synopsis: str,
     help: str,
     authenticated: bool = True,
-    methods: tuple[str, ...] = GET,
+    methods: tuple[str, ...] | None = None,
     params: Mapping[str, str] | None = None,
 ) -> PathSpec:
     """A ``sys/``-style path outside any mount that only answers reads."""
@@ -319,6 +319,7 @@ SEAL_STATUS = _read_only(
     help="Answers without a token, in Vault's shape. This server is never sealed: its key "
     "material is sealed by a Key Vault key instead (KEYMGMT_SEAL_KEY_ID).",
     authenticated=False,
+    methods=GET,  # served outside OpenBao's logical router, as sys/health
 )
 LEADER = _read_only(
     "sys/leader",
@@ -327,6 +328,7 @@ LEADER = _read_only(
     help="Answers without a token, in Vault's shape: there is no leader election here, every "
     "instance serves (ha_enabled is false).",
     authenticated=False,
+    methods=GET,  # served outside OpenBao's logical router, as sys/health
 )
 INIT = _read_only(
     "sys/init",
@@ -334,6 +336,7 @@ INIT = _read_only(
     synopsis="Check whether the server is initialized.",
     help="Answers without a token: always initialized, as there is nothing to initialize.",
     authenticated=False,
+    methods=GET,  # served outside OpenBao's logical router, as sys/health
 )
 MOUNTS = _read_only(
     "sys/mounts",

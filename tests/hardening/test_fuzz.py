@@ -1367,12 +1367,13 @@ def token_headers(draw: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
 
 
 def carries_root(headers: dict[str, Any]) -> bool:
-    """Whether any header could be read as the root token (lenient about whitespace)."""
+    """Whether any header could be read as the root token (lenient about outer whitespace)."""
     for name, value in headers.items():
         text = value.decode("latin-1") if isinstance(value, bytes) else value
         if name.lower() == "x-vault-token" and text.strip() == "root":
             return True
-        if name.lower() == "authorization" and re.fullmatch(r"(?i)\s*bearer\s+root\s*", text):
+        # Only "Bearer " exactly, as OpenBao's getTokenFromReq reads it.
+        if name.lower() == "authorization" and re.fullmatch(r"\s*Bearer +root\s*", text):
             return True
     return False
 

@@ -22,19 +22,32 @@ def test_health_head(funchost: FuncHost) -> None:
     assert response.content == b""
 
 
-def test_undeclared_method_on_a_real_route_is_404(funchost: FuncHost) -> None:
-    # sys/health declares GET and HEAD only.
-    assert requests.post(f"{funchost.url}/v1/sys/health", timeout=60).status_code == 404
-    # sys/seal-status declares GET only: HEAD is not implied.
-    assert requests.head(f"{funchost.url}/v1/sys/seal-status", timeout=60).status_code == 404
+def test_wrong_methods_on_a_real_route_answer_vaults_405(funchost: FuncHost) -> None:
+    # No trigger declares methods, so every verb reaches the app, which answers as OpenBao's
+    # handlers outside its router do: 405 with an empty error list, JSON, never the host's 404.
+    for method in ("POST", "DELETE", "LIST", "PROPFIND"):
+        response = requests.request(method, f"{funchost.url}/v1/sys/health", timeout=60)
+        assert (response.status_code, response.json()) == (405, {"errors": []}), method
+        assert response.headers["Cache-Control"] == "no-store"
+    # sys/seal-status answers GET only: HEAD is not implied.
+    assert requests.head(f"{funchost.url}/v1/sys/seal-status", timeout=60).status_code == 405
 
 
-def test_list_verb_is_not_routed_but_get_list_true_is(funchost: FuncHost) -> None:
+def test_the_list_verb_is_routed_as_get_list_true_is(funchost: FuncHost) -> None:
     headers = {"X-Vault-Token": "root"}
     url = f"{funchost.url}/v1/keymgmt/key"
     listed = requests.request("LIST", url, headers=headers, timeout=60)
-    assert listed.status_code == 404
-    assert "errors" not in listed.text  # the host's 404: the engine never saw it
     via_get = requests.get(url, params={"list": "true"}, headers=headers, timeout=60)
-    assert via_get.headers["Content-Type"].startswith("application/json")
-    assert "errors" in via_get.json() or "data" in via_get.json()
+    assert listed.status_code == via_get.status_code
+    assert listed.headers["Content-Type"] == via_get.headers["Content-Type"] == "application/json"
+    assert listed.json().keys() == via_get.json().keys()
+
+
+def test_every_unrouted_path_answers_vaults_json(funchost: FuncHost) -> None:
+    for path in ("nope", "nope/deeper/still", "", "sys/nope"):
+        response = requests.get(f"{funchost.url}/v1/{path}", timeout=60)
+        assert (response.status_code, response.json()) == (403, {"errors": ["permission denied"]})
+    response = requests.get(
+        f"{funchost.url}/v1/nope", headers={"X-Vault-Token": "root"}, timeout=60
+    )
+    assert response.json() == {"errors": ['no handler for route "nope". route entry not found.']}

@@ -44,7 +44,7 @@ from tools.funchost.eventgrid import (
     decode_event,
 )
 from tools.funchost.metadata import (
-    DEFAULT_METHODS,
+    ALL_METHODS,
     HostedFunction,
     call_function,
     describe_functions,
@@ -63,7 +63,7 @@ from tools.funchost.timers import PAST_DUE_AFTER, is_past_due, next_due
 
 # The names this module had before it was split: other code imports them from here.
 __all__ = [
-    "DEFAULT_METHODS",
+    "ALL_METHODS",
     "EVENTGRID_CONCURRENCY",
     "EVENTGRID_ORIGINS",
     "KEY_HEADER",
@@ -300,7 +300,8 @@ class FunctionHost:
         prefix = f"/{self.route_prefix}" if self.route_prefix else ""
         for function in self.functions.values():
             if function.kind == "http":
-                yield f"{function.name}: [{','.join(function.methods)}] {prefix}/{function.route}"
+                methods = ",".join(function.methods) or "all"  # as the host's route log says
+                yield f"{function.name}: [{methods}] {prefix}/{function.route}"
             elif function.kind == "timer":
                 yield f"{function.name}: timerTrigger {function.schedule}"
             elif function.kind == "eventgrid":

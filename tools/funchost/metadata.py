@@ -22,9 +22,11 @@ import azure.functions as func
 from tools.funchost.errors import HostError
 from tools.funchost.routing import is_reserved_route
 
-# What "all methods" means for an HTTP trigger that declares none (Microsoft's answer in
-# azure-docs #104685). Custom verbs such as LIST are not routed, as in Azure.
-DEFAULT_METHODS = ("GET", "POST", "DELETE", "HEAD", "PATCH", "PUT", "OPTIONS", "TRACE")
+# What an HTTP trigger that declares no methods answers: every verb, LIST and other custom ones
+# included. The host adds an HttpMethodRouteConstraint only when the trigger has methods
+# (azure-functions-host, WebScriptHostHttpRoutesManager.InitializeHttpFunctionRoutes); the
+# "methods" key is then absent from the function's JSON. () stands for that here.
+ALL_METHODS: tuple[str, ...] = ()
 _SETTING_REF = re.compile(r"%([^%]+)%")
 
 
@@ -64,7 +66,7 @@ class HostedFunction:
     kind: str  # "http" | "timer" | "eventgrid" | other binding names
     user_function: Callable[..., Any]
     trigger_arg: str
-    methods: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()  # () for every method (none declared)
     route: str | None = None
     schedule: str | None = None
     run_on_startup: bool = False
@@ -91,9 +93,7 @@ def describe_functions(app: func.FunctionApp) -> list[HostedFunction]:
                     f"built in routes ({route!r})"
                 )
             hosted.append(
-                HostedFunction(
-                    kind="http", methods=methods or DEFAULT_METHODS, route=route, **common
-                )
+                HostedFunction(kind="http", methods=methods or ALL_METHODS, route=route, **common)
             )
         elif binding == "timerTrigger":
             hosted.append(

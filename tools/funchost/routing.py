@@ -89,12 +89,12 @@ def build_url_map(
             werkzeug_rule = Rule(
                 path,
                 endpoint=function.name,
-                methods=list(function.methods),
+                methods=list(function.methods) or None,  # None: every verb, as in Azure
                 defaults=defaults or None,
                 strict_slashes=False,
             )
             # Werkzeug adds HEAD wherever GET is; Azure routes only the declared methods.
-            werkzeug_rule.methods = set(function.methods)
+            werkzeug_rule.methods = set(function.methods) or None
             rules.append(werkzeug_rule)
     return Map(
         rules,
@@ -103,3 +103,30 @@ def build_url_map(
         redirect_defaults=False,
         converters=_CONVERTERS,
     )
+
+
+def azure_route_comparison(x: str, y: str) -> int:
+    """How the Functions host orders two route templates, -1 when ``x`` is tried first
+    (Microsoft.Azure.WebJobs.Extensions.Http, WebJobsRouteBuilder.RouteComparison, whose
+    order the host's RouteCollection then tries): segment by segment, a literal before a
+    parameter, a parameter with more inline constraints first, literals in case-insensitive
+    ordinal order; then the longer template first. 0 is a tie, which the host's unstable sort
+    leaves in no particular order."""
+    xs = [s for s in x.strip("/").split("/") if s]
+    ys = [s for s in y.strip("/").split("/") if s]
+    for index, x_segment in enumerate(xs):
+        if len(ys) <= index:
+            return -1
+        y_segment = ys[index]
+        x_param, y_param = x_segment.startswith("{"), y_segment.startswith("{")
+        if x_param != y_param:
+            return 1 if x_param else -1
+        if x_param:
+            x_constraints, y_constraints = x_segment.count(":"), y_segment.count(":")
+            if x_constraints != y_constraints:
+                return -1 if x_constraints > y_constraints else 1
+        else:
+            a, b = x_segment.upper(), y_segment.upper()
+            if a != b:
+                return -1 if a < b else 1
+    return 1 if len(ys) > len(xs) else 0
