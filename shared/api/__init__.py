@@ -194,7 +194,8 @@ def handle(
 ) -> ApiResponse:
     from shared.api import help  # imports this module's PathSpec
 
-    if generic.is_unrouted(spec, request):
+    # A backend's root answers help only; anything else there is a path no spec routes.
+    if generic.is_unrouted(spec, request) or (spec in help.ROOTS and not help.asked(request)):
         return generic.handle_unrouted(request, service_factory)
     refused = generic.refusal(spec, request)  # before the token, unaudited, as in OpenBao
     if refused is not None:

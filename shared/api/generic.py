@@ -146,7 +146,8 @@ def check_path(
         if service().auth.get(request.path.split("/")[1]) is None:
             if not spec.authenticated:  # no method, so no unauthenticated path: a token first
                 service().tokens.check(request.token, request.remote_address)
-            raise _no_handler(request.path)
+            list_path = operation == "list" and not request.path.endswith("/")
+            raise _no_handler(request.path + "/" if list_path else request.path)
     if spec.supports("list") or spec.pattern in SLASH_TOLERANT:
         return
     if operation == "list" or _trailing_slash(request):

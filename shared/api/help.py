@@ -21,7 +21,7 @@ from shared import names, vaultapi
 
 # Imported by shared.api's handle() when a request asks for help, and by shared.api.routes:
 # shared.api is complete by then.
-from shared.api import Context, Handler, PathSpec
+from shared.api import Context, Handler, PathSpec, generic
 from shared.audit import Trail, multierror
 from shared.errors import NotFound, PermissionDenied
 from shared.mounts import no_route
@@ -328,9 +328,9 @@ def answer(spec: PathSpec, ctx: Context, trail: Trail) -> ApiResponse:
     if spec.mounted and not (
         names.is_mount_name(params["mount"]) and ctx.service.mounts.exists(params["mount"])
     ):
-        raise no_route(params["mount"])
+        raise generic.no_handler(ctx.request, params["mount"], "help")
     if spec.pattern.startswith("auth/:mount") and ctx.service.auth.get(params["mount"]) is None:
-        raise no_route(f"auth/{params['mount']}")
+        raise generic.no_handler(ctx.request, f"auth/{params['mount']}", "help")
     ctx.operation = "help"
     ctx.path = backend_of(spec, params).prefix + _request_path(spec, params)
     trail.before(ctx, spec)

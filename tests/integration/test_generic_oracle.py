@@ -275,7 +275,7 @@ def hvac_mount_calls(s: Side) -> list[Any]:
     return seen
 
 
-# -- cases another branch of issue 15 makes pass ----------------------------------------------
+# -- the generic HTTP rules (catch-all, methods, LIST, namespaces, headers) ---------------------
 
 
 def unrouted(s: Side) -> list[Any]:
@@ -426,13 +426,13 @@ CASES = [
     Case(unsupported_operations),
     Case(cli_texts),
     Case(hvac_calls),
-    Case(unrouted, "routing"),
-    Case(wrong_methods, "routing"),
-    Case(list_verb, "routing"),
-    Case(namespaces, "routing"),
-    Case(bearer_casing, "routing"),
-    Case(no_store, "routing"),
-    Case(cli_unrouted, "routing"),
+    Case(unrouted),
+    Case(wrong_methods),
+    Case(list_verb),
+    Case(namespaces),
+    Case(bearer_casing),
+    Case(no_store),
+    Case(cli_unrouted),
     Case(mount_texts),
     Case(mount_settings),
     Case(mount_move),
