@@ -190,8 +190,13 @@ def handle_unrouted(request: ApiRequest, service_factory: Callable[[], Service])
     namespace before anything else, 403 without a valid token, then 404, worded by whether
     the path falls under a mount. Audited as OpenBao audits it (after the token check,
     before routing: Core.handleRequest), refusals included."""
-    from shared.api import Context, PathSpec  # the package imports this module
+    from shared.api import Context, PathSpec, handle, help  # the package imports this module
 
+    segment = request.path.strip("/")
+    if help.asked(request) and segment and "/" not in segment:
+        # Help on a mount's root (bao path-help keymgmt). Not a route of its own: a lone
+        # "{mount}" ties with "{*path}" in the host's route order (tests/host/test_route_order).
+        return handle(help.MOUNT_ROOT, request, {"mount": segment}, service_factory)
     refused = refusal(None, request)
     if refused is not None:
         return refused
