@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from shared import durations
+from shared import durations, vaultapi
 from shared.errors import ConcurrentChange, InvalidRequest, NotFound
 from shared.names import check_mount
 from shared.records import Mount, MountSettings, utcnow
@@ -176,6 +176,27 @@ def _no_plugin_version(version: str) -> InvalidRequest:
     return InvalidRequest(
         f"plugin not found in the catalog: {ENGINE_TYPE}, version={_shown(version)}"
     )
+
+
+def tune_list(value: Any, name: str) -> list[str]:
+    """A list setting of tune, as Vault's TypeCommaStringSlice decodes it: a comma string or a
+    list of strings, each item trimmed; empty items are kept (Terraform sends ``[""]`` for an
+    empty list and reads it back), an empty string or list is no items."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list) and all(_stringish(item) for item in value):
+        items = [str(item) for item in value]
+    else:
+        raise InvalidRequest(
+            f"Field validation failed: {name} must be a comma-separated string or a list of strings"
+        )
+    if len(items) > vaultapi.MAX_LIST:
+        raise InvalidRequest(
+            f"Field validation failed: {name} has more than {vaultapi.MAX_LIST} items"
+        )
+    return [item.strip()[:256] for item in items]
 
 
 def _tune_ttl(text: str | None, current: int) -> int:
