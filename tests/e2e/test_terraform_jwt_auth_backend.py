@@ -152,6 +152,13 @@ def plan(config: dict[str, Any], state: dict[str, Any] | None) -> dict[str, Any]
 
 def flow(url: str) -> list[Any]:
     path = f"tfjwt-{uuid.uuid4().hex[:8]}"
+    try:
+        return _flow(url, path)
+    finally:  # the stacks are shared: leave no method behind (listed "unauth" meanwhile)
+        GoClient(url, "root").raw("DELETE", f"sys/auth/{path}")
+
+
+def _flow(url: str, path: str) -> list[Any]:
     config: dict[str, Any] = {
         "bound_issuer": "https://issuer.example",
         "description": "ci",
