@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from shared import durations
+from shared import durations, vaultapi
 from shared.errors import ConcurrentChange, InvalidRequest, NotFound
 from shared.names import check_mount
 from shared.records import Mount, MountSettings, utcnow
@@ -32,6 +32,8 @@ ENGINE_TYPE = "keymgmt"
 UNDO_WAIT_SECONDS = 10  # how long a disable waits for creates that raced it to take themselves back
 SYSTEM_TTL = 768 * 3600  # Vault's system default and max lease TTL (shared.settings' default)
 LISTING_VISIBILITY = ("", "unauth", "hidden")
+TOKEN_TYPES = ("default-service", "default-batch", "service", "batch")  # an auth mount's
+DEFAULT_TOKEN_TYPE = "default-service"  # noqa: S105 (a token type, no secret)
 # The list settings (TypeCommaStringSlice in Vault's tune, comma-expanded in enable's config).
 LIST_SETTINGS = (
     "audit_non_hmac_request_keys",
@@ -96,9 +98,14 @@ def _enable_ttl(text: str, what: str) -> int:
         raise InvalidRequest(f"unable to parse {what} TTL of {_shown(text)}: {exc}") from None
 
 
-def _check_options(options: Mapping[str, str]) -> None:
+def _check_options(options: Mapping[str, str], what: str) -> None:
     if options.get("version"):
-        raise InvalidRequest(f'secrets engine "{ENGINE_TYPE}" does not allow setting a version')
+        raise InvalidRequest(f"{what} does not allow setting a version")
+
+
+def _check_token_type(value: str) -> None:
+    if value not in TOKEN_TYPES:
+        raise InvalidRequest("invalid value for 'token_type'")
 
 
 def _check_visibility(value: str) -> None:
@@ -114,8 +121,10 @@ def enable_settings(
     seal_wrap: bool,
     external_entropy_access: bool,
     system_max: int = SYSTEM_TTL,
+    auth_type: str | None = None,
 ) -> MountSettings:
-    """The settings an enable stores, from its ``config`` map, ``options`` and flags."""
+    """The settings an enable stores, from its ``config`` map, ``options`` and flags; an auth
+    method's (``auth_type`` given) keep a ``token_type`` too, as OpenBao's sys/auth does."""
     if config is None:
         config = {}
     if not isinstance(config, dict):
@@ -131,10 +140,20 @@ def enable_settings(
         raise InvalidRequest(
             f"given default lease TTL greater than system max lease TTL of {system_max}"
         )
-    _check_options(options)
+    _check_options(
+        options,
+        f'auth method "{auth_type}"' if auth_type else f'secrets engine "{ENGINE_TYPE}"',
+    )
+    token_type = ""
+    if auth_type is not None:
+        token_type = _config_value(config, "token_type", str) or ""
+        if token_type:
+            _check_token_type(token_type)
     if _config_value(config, "plugin_version", str):
         raise _no_plugin_version(str(config["plugin_version"]))
     force_no_cache = bool(_config_value(config, "force_no_cache", bool))
+    if auth_type is not None:
+        force_no_cache = False  # OpenBao's auth enable checks the flag but does not keep it
     visibility = _config_value(config, "listing_visibility", str) or ""
     _check_visibility(visibility)
     lists = {name: tuple(_config_value(config, name, list) or ()) for name in LIST_SETTINGS}
@@ -147,6 +166,7 @@ def enable_settings(
         local=local,
         seal_wrap=seal_wrap,
         external_entropy_access=external_entropy_access,
+        token_type=token_type,
         **lists,
     )
 
@@ -156,6 +176,27 @@ def _no_plugin_version(version: str) -> InvalidRequest:
     return InvalidRequest(
         f"plugin not found in the catalog: {ENGINE_TYPE}, version={_shown(version)}"
     )
+
+
+def tune_list(value: Any, name: str) -> list[str]:
+    """A list setting of tune, as Vault's TypeCommaStringSlice decodes it: a comma string or a
+    list of strings, each item trimmed; empty items are kept (Terraform sends ``[""]`` for an
+    empty list and reads it back), an empty string or list is no items."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list) and all(_stringish(item) for item in value):
+        items = [str(item) for item in value]
+    else:
+        raise InvalidRequest(
+            f"Field validation failed: {name} must be a comma-separated string or a list of strings"
+        )
+    if len(items) > vaultapi.MAX_LIST:
+        raise InvalidRequest(
+            f"Field validation failed: {name} has more than {vaultapi.MAX_LIST} items"
+        )
+    return [item.strip()[:256] for item in items]
 
 
 def _tune_ttl(text: str | None, current: int) -> int:
@@ -169,7 +210,16 @@ def _tune_ttl(text: str | None, current: int) -> int:
 def tuned(current: Mount, changes: Mapping[str, Any]) -> Mount:
     """The mount after a tune: ``changes`` holds the decoded fields that were sent (tune's
     FieldData), each applied as handleTuneWriteCommon does; nothing changes on an error."""
-    settings = current.settings
+    settings = tuned_settings(current.settings, changes)
+    description = changes.get("description", current.description)
+    return replace(current, description=description, settings=settings)
+
+
+def tuned_settings(
+    settings: MountSettings, changes: Mapping[str, Any], *, auth_type: str | None = None
+) -> MountSettings:
+    """A mount's settings after a tune (a secrets engine's, or with ``auth_type`` an auth
+    method's: token_type can be set, options keep no version rule, as OpenBao answers)."""
     default_ttl = _tune_ttl(changes.get("default_lease_ttl"), settings.default_lease_ttl)
     max_ttl = _tune_ttl(changes.get("max_lease_ttl"), settings.max_lease_ttl)
     if default_ttl and max_ttl and max_ttl < default_ttl:
@@ -180,7 +230,8 @@ def tuned(current: Mount, changes: Mapping[str, Any]) -> Mount:
     lockout = changes.get("user_lockout_config")
     if lockout:
         raise InvalidRequest(
-            f'tuning of user lockout configuration for auth type "{ENGINE_TYPE}" not allowed'
+            "tuning of user lockout configuration for auth type "
+            f'"{auth_type or ENGINE_TYPE}" not allowed'
         )
     updates: dict[str, Any] = {"default_lease_ttl": default_ttl, "max_lease_ttl": max_ttl}
     if changes.get("plugin_version"):
@@ -192,10 +243,14 @@ def tuned(current: Mount, changes: Mapping[str, Any]) -> Mount:
         _check_visibility(changes["listing_visibility"])
         updates["listing_visibility"] = changes["listing_visibility"]
     if "token_type" in changes:
-        raise InvalidRequest("'token_type' can only be modified on auth mounts")
+        if auth_type is None:
+            raise InvalidRequest("'token_type' can only be modified on auth mounts")
+        _check_token_type(changes["token_type"])
+        updates["token_type"] = changes["token_type"]
     options: Mapping[str, str] = changes.get("options") or {}
     if options:
-        _check_options(options)
+        if auth_type is None:
+            _check_options(options, f'secrets engine "{ENGINE_TYPE}"')
         merged = dict(settings.options)
         for key, value in options.items():
             if value == "":
@@ -203,16 +258,27 @@ def tuned(current: Mount, changes: Mapping[str, Any]) -> Mount:
             else:
                 merged[key] = value
         updates["options"] = tuple(sorted(merged.items()))
-    description = changes.get("description", current.description)
-    return replace(current, description=description, settings=replace(settings, **updates))
+    return replace(settings, **updates)
 
 
 def tune_view(mount: Mount, system_default: int, system_max: int) -> dict[str, Any]:
     """``GET sys/mounts/:path/tune``: the effective TTLs (the system's where the mount's are
     0) and the settings that are set, as handleTuneReadCommon shows them."""
-    s = mount.settings
+    return settings_view(mount.description, mount.settings, system_default, system_max)
+
+
+def settings_view(
+    description: str,
+    s: MountSettings,
+    system_default: int,
+    system_max: int,
+    *,
+    auth: bool = False,
+) -> dict[str, Any]:
+    """The tune read of a mount's settings; an auth method's (``auth``) always names its
+    token_type."""
     view: dict[str, Any] = {
-        "description": mount.description,
+        "description": description,
         "default_lease_ttl": s.default_lease_ttl or system_default,
         "max_lease_ttl": s.max_lease_ttl or system_max,
         "force_no_cache": s.force_no_cache,
@@ -229,10 +295,12 @@ def tune_view(mount: Mount, system_default: int, system_max: int) -> dict[str, A
             view[name] = list(getattr(s, name))
     if s.options:
         view["options"] = dict(s.options)
+    if auth:
+        view["token_type"] = s.token_type or DEFAULT_TOKEN_TYPE
     return view
 
 
-def config_view(settings: MountSettings) -> dict[str, Any]:
+def config_view(settings: MountSettings, *, auth: bool = False) -> dict[str, Any]:
     """A mount entry's ``config`` in ``sys/mounts``: the stored TTLs (0 = the system's) and
     the settings that are set (Vault's MountConfigOutput, omitempty)."""
     view: dict[str, Any] = {
@@ -245,6 +313,8 @@ def config_view(settings: MountSettings) -> dict[str, Any]:
             view[name] = list(getattr(settings, name))
     if settings.listing_visibility:
         view["listing_visibility"] = settings.listing_visibility
+    if auth:
+        view["token_type"] = settings.token_type or DEFAULT_TOKEN_TYPE
     return dict(sorted(view.items()))
 
 

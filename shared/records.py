@@ -38,6 +38,8 @@ class MountSettings:
     local: bool = False
     seal_wrap: bool = False
     external_entropy_access: bool = False
+    # Auth methods only: the type of token their logins issue ("" = default-service).
+    token_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,7 @@ class AuthMount:
     created: dt.datetime
     state: str = "active"  # "active" | "disabling" (logins refused; see AuthMethods.disable)
     changed: dt.datetime | None = None
+    settings: MountSettings = MountSettings()  # enable's config and tune's, as a mount's
     etag: str | None = field(default=None, compare=False)
 
 

@@ -534,6 +534,8 @@ def _auth_mount_entity(m: AuthMount) -> dict[str, Any]:
         "state": m.state,
     }
     _optional_time(entity, "changed", m.changed)
+    if m.settings != MountSettings():
+        entity["settings"] = json.dumps(dataclasses.asdict(m.settings), sort_keys=True)
     return entity
 
 
@@ -547,6 +549,7 @@ def _auth_mount_from(entity: Any) -> AuthMount:
         created=entity["created"],
         state=entity.get("state", "active"),
         changed=entity.get("changed"),
+        settings=_mount_settings_from(entity.get("settings")),
         etag=entity.metadata.get("etag"),
     )
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from shared import vaultapi
+from shared import mounts, vaultapi
 from shared.api import Context, PathSpec
-from shared.api.sys import VERSION
+from shared.api.sys import TUNE_FIELDS, VERSION
 from shared.api.tokens import render_auth
 from shared.auth import jwt
 from shared.errors import InvalidRequest, NotFound, PermissionDenied
@@ -188,20 +188,32 @@ def _union(*lists: list[Field]) -> list[Field]:
 MOUNT_FIELDS = [
     Field("type", vaultapi.weak_str, "auth method type: jwt (or oidc) or azure", default=""),
     Field("description", vaultapi.weak_str, "human-friendly description", default=""),
-    # Accepted for compatibility with the CLI and hvac; described as OpenBao's sys/auth/:path
-    # help describes them (they change nothing here).
+    # Kept as a secrets engine mount keeps them (shared.mounts.enable_settings); stored only.
+    Field(
+        "config",
+        vaultapi.accepted,
+        "settings: default_lease_ttl, max_lease_ttl, force_no_cache, token_type, "
+        "audit_non_hmac_request_keys, audit_non_hmac_response_keys, listing_visibility, "
+        "passthrough_request_headers, allowed_response_headers",
+    ),
+    Field("options", vaultapi.kv_pairs, "method options (key=value); kept, unused"),
+    Field("local", vaultapi.weak_bool, "kept (no replication here)", default=False),
+    Field("seal_wrap", vaultapi.weak_bool, "kept (secrets are always sealed)", default=False),
+    Field("external_entropy_access", vaultapi.weak_bool, "kept", default=False),
+    # Accepted for compatibility with the CLI and hvac; they change nothing here.
     *(
         Field(name, vaultapi.accepted, description)
         for name, description in (
-            ("config", "Configuration for this mount, such as plugin_name; ignored here."),
-            ("options", "The options to pass into the backend; ignored here."),
-            ("local", "Mark the mount as a local mount; ignored here (no replication)."),
-            ("seal_wrap", "Whether to turn on seal wrapping for the mount; ignored here."),
-            ("external_entropy_access", "Access to external entropy; ignored here."),
             ("plugin_name", "Name of the auth plugin; ignored here (jwt and azure are built in)."),
             ("plugin_version", "The semantic version of the plugin to use; ignored here."),
         )
     ),
+]
+AUTH_TUNE_FIELDS = [
+    Field("token_type", vaultapi.weak_str, "default-service, default-batch, service or batch")
+    if f.name == "token_type"
+    else f
+    for f in TUNE_FIELDS
 ]
 
 
@@ -239,13 +251,19 @@ def _entry(
 
 
 def render_method(mount: AuthMount) -> dict[str, Any]:
-    return _entry(
+    settings = mount.settings
+    entry = _entry(
         type_=mount.type,
         description=mount.description,
         accessor=mount.accessor,
         uuid_=mount.uuid,
-        options={},
+        options=dict(settings.options),
     )
+    entry["config"] = mounts.config_view(settings, auth=True)
+    entry["local"] = settings.local
+    entry["seal_wrap"] = settings.seal_wrap
+    entry["external_entropy_access"] = settings.external_entropy_access
+    return entry
 
 
 TOKEN_METHOD = _entry(
@@ -288,7 +306,27 @@ def _read_method(ctx: Context) -> ApiResponse:
 
 
 def _enable(ctx: Context) -> ApiResponse:
-    ctx.service.auth.enable(_path(ctx), ctx.data.get("type"), ctx.data.get("description"))
+    data = ctx.data
+    ctx.service.auth.enable(
+        _path(ctx),
+        data.get("type"),
+        data.get("description"),
+        data.get("config"),
+        data.get("options") or {},
+        local=data.get("local"),
+        seal_wrap=data.get("seal_wrap"),
+        external_entropy_access=data.get("external_entropy_access"),
+    )
+    return vaultapi.written()
+
+
+def _read_tune(ctx: Context) -> ApiResponse:
+    return _legacy(ctx.service.auth.tune_view(_path(ctx)))
+
+
+def _tune(ctx: Context) -> ApiResponse:
+    changes = {f.name: ctx.data.get(f.name) for f in AUTH_TUNE_FIELDS if ctx.data.has(f.name)}
+    ctx.service.auth.tune(_path(ctx), changes)
     return vaultapi.written()
 
 
@@ -315,6 +353,17 @@ SYS_AUTH_PATH = PathSpec(
     help="A write enables a method at the path: type jwt (oidc is the same method) or "
     "azure. A delete disables it: every token it issued is revoked, its config and roles "
     "are removed (repeat a delete that failed: it finishes the job). Needs sudo.",
+)
+SYS_AUTH_TUNE = PathSpec(
+    "sys/auth/:path/tune",
+    fields=AUTH_TUNE_FIELDS,
+    params={"path": AUTH_PATH},
+    mounted=False,
+    operations={"read": _read_tune, "update": _tune},
+    synopsis="Tune the settings of an auth method.",
+    help="As sys/mounts/:path/tune, plus token_type. The settings are stored and shown as "
+    "OpenBao shows them; this server's logins issue service tokens with the role's TTLs "
+    "whatever they say (docs/auth.md). token/ can be read; a write to it is refused.",
 )
 
 
@@ -461,4 +510,24 @@ LOGIN = PathSpec(
     "logged or echoed.",
 )
 
-ALL = (SYS_AUTH, SYS_AUTH_PATH, CONFIG, ROLES, ROLE_PATH, LOGIN)
+# The CLI's ``bao auth tune`` (and Vault's own API client) tunes through sys/mounts/auth/...
+SYS_MOUNTS_AUTH_TUNE = PathSpec(
+    "sys/mounts/auth/:path/tune",
+    fields=AUTH_TUNE_FIELDS,
+    params={"path": AUTH_PATH},
+    mounted=False,
+    operations={"read": _read_tune, "update": _tune},
+    synopsis=SYS_AUTH_TUNE.synopsis,
+    help="The same as sys/auth/:path/tune (the path bao auth tune writes to).",
+)
+
+ALL = (
+    SYS_AUTH,
+    SYS_AUTH_PATH,
+    SYS_AUTH_TUNE,
+    SYS_MOUNTS_AUTH_TUNE,
+    CONFIG,
+    ROLES,
+    ROLE_PATH,
+    LOGIN,
+)

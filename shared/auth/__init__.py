@@ -20,10 +20,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from shared import mounts
 from shared.auth import azure, common, jwt
 from shared.errors import ConcurrentChange, InvalidRequest, PermissionDenied
 from shared.names import check_mount, is_mount_name
-from shared.records import AuthItem, AuthMount, TokenEntry, TokenInfo, utcnow
+from shared.records import AuthItem, AuthMount, MountSettings, TokenEntry, TokenInfo, utcnow
 from shared.seal import Sealer
 from shared.settings import Settings
 from shared.store import Store, optimistic
@@ -38,6 +39,12 @@ TOKEN_MOUNT = "token"  # noqa: S105 (the token method's path, no secret)
 
 def login_path(mount: str) -> str:
     return f"auth/{mount}/login"
+
+
+def _shown(text: str) -> str:
+    """A path repeated in an error: bounded and printable."""
+    text = text[:64]
+    return text if text.isprintable() else text.encode("unicode_escape").decode()
 
 
 def _secret_context(mount: AuthMount, name: str) -> str:
@@ -62,12 +69,34 @@ class AuthMethods:
 
     # -- sys/auth ------------------------------------------------------------------------------
 
-    def enable(self, path: str, method_type: str, description: str = "") -> None:
+    def enable(
+        self,
+        path: str,
+        method_type: str,
+        description: str = "",
+        config: Any = None,
+        options: Mapping[str, str] | None = None,
+        *,
+        local: bool = False,
+        seal_wrap: bool = False,
+        external_entropy_access: bool = False,
+    ) -> None:
+        """Enable a method, keeping enable's ``config``, ``options`` and flags as a secrets
+        engine mount keeps them (``shared.mounts.enable_settings``), plus its token_type."""
         if not method_type:
             raise InvalidRequest("backend type must be specified as a string")
         method_type = ALIASES.get(method_type, method_type)
         if method_type not in TYPES:
             raise InvalidRequest(f"plugin not found in the catalog: {method_type[:64]}")
+        settings = mounts.enable_settings(
+            config,
+            options or {},
+            local=local,
+            seal_wrap=seal_wrap,
+            external_entropy_access=external_entropy_access,
+            system_max=self.settings.token_max_ttl,
+            auth_type=method_type,
+        )
         name = path.strip("/")
         if name == TOKEN_MOUNT:
             raise InvalidRequest(f"path is already in use at {TOKEN_MOUNT}/")
@@ -80,6 +109,7 @@ class AuthMethods:
             accessor=f"auth_{method_type}_{uuid.uuid4().hex[:8]}",
             uuid=mount_uuid,
             created=self._now(),
+            settings=settings,
         )
         try:
             self.store.create_auth_mount(mount)
@@ -97,6 +127,49 @@ class AuthMethods:
             return None
         mount = self.store.get_auth_mount(name)
         return mount if mount is not None and mount.state == "active" else None
+
+    # -- sys/auth/:path/tune ---------------------------------------------------------------------
+
+    def tune_view(self, path: str) -> dict[str, Any]:
+        """``GET sys/auth/:path/tune``: the effective TTLs and the settings set, with OpenBao's
+        texts for a method that is not there; ``token/`` shows the token store's."""
+        name = path.strip("/")
+        system_default, system_max = self.settings.token_default_ttl, self.settings.token_max_ttl
+        if name == TOKEN_MOUNT:
+            return mounts.settings_view(
+                "token based credentials", MountSettings(), system_default, system_max, auth=True
+            )
+        mount = self.get(name)
+        if mount is None:
+            raise InvalidRequest(f'cannot fetch sysview for path "auth/{_shown(name)}/"')
+        return mounts.settings_view(
+            mount.description, mount.settings, system_default, system_max, auth=True
+        )
+
+    def tune(self, path: str, changes: Mapping[str, Any]) -> None:
+        """``POST sys/auth/:path/tune`` (``changes``: the decoded fields sent), in one
+        conditional write; nothing changes on an error."""
+        name = path.strip("/")
+        if name == TOKEN_MOUNT:
+            if "token_type" in changes:
+                raise InvalidRequest(
+                    "'token_type' cannot be set for 'token' or 'ns_token' auth mounts"
+                )
+            # OpenBao keeps a tune of token/; this server has no row for the token method yet.
+            raise InvalidRequest(f"tuning {TOKEN_MOUNT}/ is not supported by this server")
+
+        def attempt() -> None:
+            mount = self.get(name)
+            if mount is None:
+                raise InvalidRequest(
+                    f'tune of path "auth/{_shown(name)}/" failed: no mount entry found'
+                )
+            settings = mounts.tuned_settings(mount.settings, changes, auth_type=mount.type)
+            description = changes.get("description", mount.description)
+            self.store.update_auth_mount(replace(mount, description=description, settings=settings))
+
+        optimistic(attempt, what=f"auth method {name}/")
+        log.info("tuned auth method %s/ (%s)", name, ", ".join(sorted(changes)) or "nothing")
 
     def disable(self, path: str) -> None:
         """Vault's disable: its tokens revoked (all it issued), config and roles gone. Nothing

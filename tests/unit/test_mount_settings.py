@@ -191,3 +191,56 @@ def test_no_mount_texts_are_bounded_and_printable():
     assert mounts.no_mount_read("/x/").messages == ["No secret engine mount at x/"]
     long = mounts.no_mount_read("a" * 100 + "\n").messages[0]
     assert long == f"No secret engine mount at {'a' * 64}/"
+
+
+# -- auth methods' settings (sys/auth/:path/tune) ----------------------------------------------
+
+
+def test_an_auth_enable_keeps_token_type_and_drops_force_no_cache():
+    settings = enable({"token_type": "batch", "force_no_cache": True}, auth_type="jwt")
+    assert settings.token_type == "batch"
+    assert settings.force_no_cache is False  # OpenBao's auth enable does not keep it
+    assert enable({"token_type": "batch"}).token_type == ""  # a secrets engine has none
+    view = mounts.config_view(settings, auth=True)
+    assert view["token_type"] == "batch"
+    assert mounts.config_view(MountSettings(), auth=True)["token_type"] == "default-service"
+    assert "token_type" not in mounts.config_view(MountSettings())
+
+
+def test_an_auth_enable_refuses_a_bad_token_type_and_a_version_naming_the_method():
+    assert refused(enable, {"token_type": "bogus"}, auth_type="jwt") == (
+        "invalid value for 'token_type'"
+    )
+    assert refused(enable, None, {"version": "2"}, auth_type="azure") == (
+        'auth method "azure" does not allow setting a version'
+    )
+
+
+def test_an_auth_tune_sets_token_type_a_secrets_tune_refuses_it():
+    tuned = mounts.tuned_settings(MountSettings(), {"token_type": "service"}, auth_type="jwt")
+    assert tuned.token_type == "service"
+    assert (
+        refused(mounts.tuned_settings, MountSettings(), {"token_type": "x"}, auth_type="jwt")
+        == "invalid value for 'token_type'"
+    )
+    assert refused(mounts.tuned, MOUNT, {"token_type": "service"}) == (
+        "'token_type' can only be modified on auth mounts"
+    )
+    assert refused(
+        mounts.tuned_settings, MountSettings(), {"user_lockout_config": {"a": 1}}, auth_type="jwt"
+    ) == ('tuning of user lockout configuration for auth type "jwt" not allowed')
+    view = mounts.settings_view("d", tuned, 60, 120, auth=True)
+    assert (view["default_lease_ttl"], view["max_lease_ttl"], view["token_type"]) == (
+        60,
+        120,
+        "service",
+    )
+
+
+def test_tune_lists_keep_empty_items_as_vault_does():
+    assert mounts.tune_list([""], "x") == [""]
+    assert mounts.tune_list(["a", "", " c "], "x") == ["a", "", "c"]
+    assert mounts.tune_list("x,,y", "x") == ["x", "", "y"]
+    assert mounts.tune_list("", "x") == [] and mounts.tune_list([], "x") == []
+    assert "must be a comma-separated string" in refused(mounts.tune_list, {"a": 1}, "x")
+    assert "more than" in refused(mounts.tune_list, ["a"] * 65, "x")
