@@ -311,8 +311,14 @@ def _request_ids_out(value: Any) -> Any:
 def test_mounts_answer_as_openbao_does(sides: tuple[Side, Side], case: Case) -> None:
     oracle, local = sides
     mount = f"m{uuid.uuid4().hex[:10]}"
-    expected = [_request_ids_out(step) for step in case(oracle, mount)]
-    got = [_request_ids_out(step) for step in case(local, mount)]
+    try:
+        expected = [_request_ids_out(step) for step in case(oracle, mount)]
+        got = [_request_ids_out(step) for step in case(local, mount)]
+    finally:  # the servers are shared: leave no mount behind (help's listings see them)
+        for side in sides:
+            listed = side.call("GET", "sys/mounts").json()["data"]
+            for path in [p for p in listed if p.startswith(mount)]:
+                side.call("DELETE", f"sys/mounts/{path.rstrip('/')}")
     assert len(expected) == len(got)
     for step, (want, have) in enumerate(zip(expected, got, strict=True)):
         assert have == want, f"{case.__name__}, step {step}"
