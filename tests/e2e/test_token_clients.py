@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from pathlib import Path
 from typing import Any
 
 import hvac
@@ -16,7 +15,8 @@ import pytest
 import requests
 
 from tests.fixtures.funchost import engine_settings, serving
-from tests.fixtures.openbao import BaoCli
+from tests.fixtures.openbao import cli_in as cli
+from tests.fixtures.openbao import cli_table as table
 from tests.helpers import TOKEN_ADMIN_POLICY, write_policy
 
 
@@ -25,25 +25,6 @@ def local(azurite):
     with serving(engine_settings(azurite, f"tok{os.getpid()}")) as host:
         write_policy(host.url, "ops", TOKEN_ADMIN_POLICY)  # a non-root parent's grants
         yield host
-
-
-def cli(url: str, tmp_path: Path, name: str) -> BaoCli:
-    home = tmp_path / name
-    home.mkdir()
-    return BaoCli(url, home)
-
-
-def table(output: str) -> dict[str, str]:
-    """The CLI's ``Key  Value`` table as a dict."""
-    rows: dict[str, str] = {}
-    lines = output.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.split() == ["Key", "Value"])
-    for line in lines[start + 2 :]:
-        if not line.strip():
-            break
-        key, _, value = line.partition(" ")
-        rows[key] = value.strip()
-    return rows
 
 
 @pytest.fixture

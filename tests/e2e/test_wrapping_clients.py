@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 
 import hvac
 import pytest
@@ -17,25 +16,8 @@ import requests
 # The auth tests' jwt method on the emulator's Entra ID: its helpers and module fixtures.
 from tests.e2e.test_auth_clients import crafted, jwks_mount, root, url  # noqa: F401
 from tests.fixtures.openbao import BaoCli
-
-
-def cli(address: str, tmp_path: Path, name: str, token: str | None = None) -> BaoCli:
-    home = tmp_path / name
-    home.mkdir()
-    return BaoCli(address, home, token)
-
-
-def table(output: str) -> dict[str, str]:
-    """The CLI's ``Key  Value`` table as a dict."""
-    rows: dict[str, str] = {}
-    lines = output.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.split() == ["Key", "Value"])
-    for line in lines[start + 2 :]:
-        if not line.strip():
-            break
-        key, _, value = line.partition(" ")
-        rows[key] = value.strip()
-    return rows
+from tests.fixtures.openbao import cli_in as cli
+from tests.fixtures.openbao import cli_table as table
 
 
 @pytest.fixture
