@@ -881,5 +881,5 @@ def _granting(context: Any, token: TokenInfo, path: str, operation: str) -> list
     return [
         name
         for name in token.policies
-        if policies.acl([name]).allows(path, operation, sent, sudo=sudo)
+        if policies.single_acl(name).allows(path, operation, sent, sudo=sudo)
     ]

@@ -76,6 +76,10 @@ class Policies:
         self._versions: dict[str, tuple[int, Policy]] = {}  # name → (stored version, parsed)
         self._loaded_at: float | None = None  # monotonic time of the last full read
         self._refreshing = False
+        # One policy's own ACL, by name, with the parsed policy it was built from (a reload
+        # parses anew, so a stale entry is told by identity): the audit log's
+        # granting_policies asks for each of a token's policies on every request.
+        self._single: dict[str, tuple[Policy, ACL]] = {}
 
     # -- the store ---------------------------------------------------------------------------
 
@@ -164,6 +168,22 @@ class Policies:
             return ACL.root()
         parsed = self._current()
         return ACL([parsed[name] for name in lowered if name in parsed])
+
+    def single_acl(self, name: str) -> ACL:
+        """The ACL of the one policy ``name`` (root's for root; an empty one if it does not
+        exist), built once per parsed version of the policy."""
+        name = name.lower()
+        if name == ROOT_POLICY:
+            return ACL.root()
+        policy = self._current().get(name)
+        if policy is None:
+            return ACL([])
+        cached = self._single.get(name)
+        if cached is not None and cached[0] is policy:
+            return cached[1]
+        acl = ACL([policy])
+        self._single[name] = (policy, acl)  # a race builds it twice: same result
+        return acl
 
     def _current(self) -> dict[str, Policy]:
         """The parsed policies, never older than ``cache_seconds``. Past half that age they

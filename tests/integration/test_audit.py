@@ -163,6 +163,7 @@ def test_the_issue_sequence_is_recorded_on_every_device_with_no_secret_in_clear(
     assert api.post(f"keymgmt/key/{key}/rotate").status_code == 204
     denied = Api(audited.host, token).get("sys/mounts")
     assert denied.status_code == 403
+    assert Api(audited.host, token).get(f"keymgmt/key/{key}").status_code == 200
     refused_key = uid("k")
     bad = api.post(f"keymgmt/key/{refused_key}", json={"type": "rsa-1"})
     assert bad.status_code == 400
@@ -202,6 +203,16 @@ def test_the_issue_sequence_is_recorded_on_every_device_with_no_secret_in_clear(
             assert response.status_code == 200, response.text
             return str(response.json()["data"]["hash"])
 
+        # The read its own policy allows: that policy, and not default, granted it.
+        [granted, _] = [
+            e
+            for e in entries
+            if e["request"]["path"] == f"keymgmt/key/{key}" and e["request"]["operation"] == "read"
+        ]
+        assert granted["auth"]["policy_results"] == {
+            "allowed": True,
+            "granting_policies": [{"name": policy, "namespace_id": "root", "type": "acl"}],
+        }
         [denial, denial_response] = [e for e in entries if e["request"]["path"] == "sys/mounts"]
         assert denial["auth"]["client_token"] == hashed(token)
         assert denial["request"]["client_token_accessor"] == hashed(accessor)

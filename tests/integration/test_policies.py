@@ -76,3 +76,16 @@ def test_base64_text_is_decoded_also_when_wrapped_as_the_base64_tool_wraps_it():
     assert "\n" in encoded.strip()
     assert decode_text(encoded) == text
     assert decode_text(READ) == READ  # plain HCL is not valid base64
+
+
+def test_one_policys_acl_is_built_once_per_version_and_follows_a_change(svc):
+    policy = name()
+    svc.policies.write(policy, READ)
+    first = svc.policies.single_acl(policy)
+    assert svc.policies.single_acl(policy) is first  # reused while the policy is unchanged
+    assert first.capabilities("keymgmt/key/a") == ["read"]
+    svc.policies.write(policy, 'path "keymgmt/key/*" { capabilities = ["list"] }')
+    changed = svc.policies.single_acl(policy)
+    assert changed is not first
+    assert changed.capabilities("keymgmt/key/a") == ["list"]
+    assert svc.policies.single_acl(name()).capabilities("keymgmt/key/a") == ["deny"]
