@@ -17,8 +17,11 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
+from functools import partial
 
+from shared import overlap
 from shared.errors import (
     ConcurrentChange,
     EngineError,
@@ -60,9 +63,13 @@ TAG_MOUNT, TAG_KEY, TAG_VERSION, TAG_NAME = (
     "key_name",
 )
 
-# The import lease: renewed before each import and by each recorded one, so a live holder keeps
-# it however many versions it imports, and a dead holder's lease runs out within this.
+# The import lease: renewed by each recorded import, and before each import unless it was just
+# written, so a live holder keeps it however many versions it imports, and a dead holder's lease
+# runs out within this.
 LEASE_SECONDS = 30
+# Before an import, a lease written less than this long ago is not renewed again: it still has
+# more than LEASE_SECONDS - RENEW_AFTER_SECONDS to run.
+RENEW_AFTER_SECONDS = 5
 # A caller waits this long for a holder: past a dead holder's expiry, so it takes over.
 LEASE_WAIT_SECONDS = LEASE_SECONDS + 5
 # After an import got no answer, give it this long to become visible before looking for it by
@@ -170,18 +177,21 @@ class Distributor:
         purpose = tuple(sorted(set(purpose)))
 
         def attempt() -> tuple[Distribution, KeyRecord, KmsRecord, KmsClient, Seen | None]:
+            # Three independent point reads, overlapped; their answers are judged in order.
+            key_read = overlap.start(lambda: active_key(self.store, mount, key_name))
+            existing_read = overlap.start(lambda: self.store.get_distribution(mount, kms, key_name))
             record = self.store.get_kms(mount, kms)
             if record is None:
                 raise InvalidRequest(f"KMS provider {kms!r} does not exist in mount {mount}/")
             ptype = provider_type(record.provider)
             ptype.check_key_name(key_name)
             try:
-                key = active_key(self.store, mount, key_name)
+                key = key_read.result()
             except NotFound:
                 raise InvalidRequest(f"key {key_name!r} does not exist in mount {mount}/") from None
             client = self.kms.client_for(record)
             ptype.check_compatible(key.key_type, purpose, protection)
-            existing = self.store.get_distribution(mount, kms, key_name)
+            existing = existing_read.result()
             if existing is not None and existing.state != "removing":
                 if (existing.purpose, existing.protection, existing.expiration_period) != (
                     purpose,
@@ -211,6 +221,9 @@ class Distributor:
                 versions={},
                 state="distributing",
                 expiration_period=expiration_period,
+                # Created holding the import lease: no other importer can come in between.
+                lease_owner=uuid.uuid4().hex,
+                lease_until=now + dt.timedelta(seconds=LEASE_SECONDS),
             )
             owner_etag = self._own(record, dist)
             updated_key = replace(key, kms=tuple(sorted({*key.kms, kms})))
@@ -237,7 +250,11 @@ class Distributor:
         for _ in range(3):
             dist, key, record, client, seen = optimistic(attempt, what=what)
             try:
-                return self.complete(dist, key, client, record, seen=seen).warnings
+                # A new row (``seen`` given) was created holding the lease, in the transaction
+                # that wrote the key: this call holds it, and lets go when done.
+                return self.complete(
+                    dist, key, client, record, seen=seen, held=seen is not None, release=True
+                ).warnings
             except DistributionRemoved:
                 continue  # a removal ran meanwhile: distribute again, as a later request would
         raise ConcurrentChange(f"{what} kept being removed concurrently; retry")
@@ -248,9 +265,15 @@ class Distributor:
         so a name still being deleted is never picked), or by any key, live or soft-deleted."""
         for _ in range(10):
             name = f"{key_name}-{stamp}"
-            if self.store.remote_owner(
-                record.key_collection, name
-            ) is None and not client.name_in_use(name):
+            # The owner index and Key Vault are asked at once; the index's answer comes first.
+            owned = overlap.start(partial(self.store.remote_owner, record.key_collection, name))
+            try:
+                in_use = client.name_in_use(name)
+            except EngineError:
+                if owned.result() is None:
+                    raise
+                in_use = True  # the index says taken: Key Vault's answer is not needed
+            if owned.result() is None and not in_use:
                 return name
             stamp += 1
         raise InvalidRequest(
@@ -492,6 +515,7 @@ class Distributor:
         *,
         raise_errors: bool = True,
         held: bool = False,
+        release: bool | None = None,
         seen: Seen | None = None,
     ) -> Completed:
         """Import every engine version missing from the remote key, in order.
@@ -502,7 +526,11 @@ class Distributor:
         cannot get the lease in time leaves the work to the holder, which reads the key again
         before letting go. The caller's ``key`` and ``seen`` serve until then if the lease was
         taken on the row as the caller read it, free: no other importer came in between.
+        ``release``: let go of the lease at the end (default: when this call took it), in the
+        same write that records the last import and the distribution's state.
         """
+        if release is None:
+            release = not held
         fresh_key = False  # whether ``key`` was read since this call holds the lease
         if held:
             claimed: Distribution | None = dist
@@ -526,20 +554,26 @@ class Distributor:
         unreadable: dict[int, str] = {}  # versions whose material does not open: skipped
         imported: list[int] = []
         landed: dict[str, bool] = {}
+        # The latest import, not recorded yet: recorded before anything else is imported, at
+        # the latest with the row's last write (so at most one import is ever unrecorded, the
+        # remote key's latest version, which a retry adopts by its tags).
+        pending: dict[int, str] = {}
         warnings: list[str] = []
         current = False  # whether ``dist`` is the row as last written (the release reads it if not)
+        released = not release  # whether nothing is left to let go of
         try:
             while True:
                 if dist.state == "removing":
                     raise self._removed(dist)
+                known = {**dist.versions, **pending}
                 missing = [
                     v
                     for v in range(1, key.latest_version + 1)
-                    if v not in dist.versions and v not in unreadable
+                    if v not in known and v not in unreadable
                 ]
                 # A version older than one already in the remote key is not imported: it
                 # would become the key's current version there.
-                newest = max(dist.versions, default=0)
+                newest = max(known, default=0)
                 behind = [v for v in missing if v < newest]
                 missing = [v for v in missing if v > newest]
                 if not missing:
@@ -548,20 +582,15 @@ class Distributor:
                     key = self.store.get_key(dist.mount, dist.key) or key  # before letting go
                     fresh_key = True
                     continue
-                dist = self._import_missing(
-                    dist, key, client, record, missing, unreadable, imported, landed, seen
+                dist, pending = self._import_missing(
+                    dist, key, client, record, missing, unreadable, imported, landed, seen, pending
                 )
                 seen, fresh_key = Seen(None), False  # what is left to adopt was adopted
-            problems = self._skipped(dist, unreadable, behind)
+            problems = self._skipped(dist, pending, unreadable, behind)
             note = "; ".join(problems)
-            if dist.state != "active" or dist.last_error != note:
-                # Never back to active over a removal that started meanwhile.
-                dist = self.update(
-                    dist,
-                    lambda d: (
-                        d if d.state == "removing" else replace(d, state="active", last_error=note)
-                    ),
-                )
+            if pending or not released or dist.state != "active" or dist.last_error != note:
+                dist = self._finish(dist, pending, note, release=not released)
+                pending, released, current = {}, True, True
                 if dist.state == "removing":
                     raise self._removed(dist)
             warnings = [f"KMS provider {dist.kms!r}: {p}" for p in problems]
@@ -572,14 +601,50 @@ class Distributor:
             fresh = self.store.get_distribution(dist.mount, dist.kms, dist.key)
             if fresh is None or fresh.state == "removing" or fresh.remote_name != dist.remote_name:
                 raise self._removed(dist) from None  # the failure came from the removal
-            dist, current = self._note_error(fresh, str(exc)), True
+            dist, current = self._note_error(fresh, str(exc), pending), True
             if raise_errors:
                 raise
             warnings = [f"KMS provider {dist.kms!r}: {exc}; the reconciler will finish the import"]
         finally:
-            if not held:
+            if not released:
                 self.release(dist, current=current)
         return Completed(warnings, dist, key, tuple(imported), landed)
+
+    def _finish(
+        self, dist: Distribution, pending: Mapping[int, str], note: str, *, release: bool
+    ) -> Distribution:
+        """The row's last write of an import run: the import not recorded yet, the state
+        (``active``, with ``note`` as its last error; never over a removal that started
+        meanwhile) and, with ``release``, the lease let go of (if still this call's)."""
+        owner = dist.lease_owner
+
+        def change(d: Distribution) -> Distribution:
+            if pending and owner and d.lease_owner != owner:
+                raise self._lease_lost(dist)  # the new holder adopts it by its tags
+            merged = self._recorded(d, pending)
+            if d.state != "removing":
+                merged = replace(merged, state="active", last_error=note)
+            if owner and merged.lease_owner == owner:
+                if release:
+                    merged = replace(merged, lease_owner="", lease_until=None)
+                elif pending:
+                    merged = replace(
+                        merged, lease_until=utcnow() + dt.timedelta(seconds=LEASE_SECONDS)
+                    )
+            return merged
+
+        return self.update(dist, change)
+
+    @staticmethod
+    def _recorded(dist: Distribution, landed: Mapping[int, str]) -> Distribution:
+        """``dist`` with the imports ``landed`` (engine version → remote version id) recorded."""
+        if not landed:
+            return dist
+        return replace(
+            dist,
+            versions={**dist.versions, **landed},
+            uncertain={v: t for v, t in dist.uncertain.items() if v not in landed},
+        )
 
     @staticmethod
     def _removed(dist: Distribution) -> DistributionRemoved:
@@ -589,7 +654,10 @@ class Distributor:
 
     @staticmethod
     def _skipped(
-        dist: Distribution, unreadable: Mapping[int, str], behind: Sequence[int]
+        dist: Distribution,
+        pending: Mapping[int, str],
+        unreadable: Mapping[int, str],
+        behind: Sequence[int],
     ) -> list[str]:
         problems = [
             f"version {v} of key {dist.key!r} was not imported into {dist.remote_name}: {why}"
@@ -600,8 +668,8 @@ class Distributor:
             problems.append(
                 f"versions {late} of key {dist.key!r} are not in {dist.remote_name} and are not "
                 "imported now: Key Vault makes the newest import the current version, and "
-                f"{dist.remote_name} already holds version {max(dist.versions)}; rotate the key "
-                "instead"
+                f"{dist.remote_name} already holds version {max({**dist.versions, **pending})}; "
+                "rotate the key instead"
             )
         return problems
 
@@ -616,20 +684,32 @@ class Distributor:
         imported: list[int],
         landed: dict[str, bool],
         seen: Seen | None,
-    ) -> Distribution:
+        pending: Mapping[int, str],
+    ) -> tuple[Distribution, dict[int, str]]:
+        """Import ``missing`` in order; returns the row as last written and the last import,
+        not recorded yet (the caller records it with its next write of the row). Each import
+        is recorded before the next one is sent."""
+        if pending:
+            dist = self._record(dist, pending)
         # Versions are imported in order under the lease, so what an interrupted run (or an
         # import whose answer was lost) left unrecorded can only be the latest remote version:
         # one read (``get``) unless the caller saw it, found by its tags, never trusted blindly.
+        materials = self._materials(dist, missing)
         latest = client.latest_version(dist.remote_name) if seen is None else seen.latest
         adopted = None if latest is None else adoptable(dist, latest)
+        unrecorded: dict[int, str] = {}
         for version in missing:
+            if unrecorded:  # the import before this one: recorded before anything else lands
+                dist, unrecorded = self._record(dist, unrecorded), {}
+                if dist.state == "removing":
+                    raise self._removed(dist)  # the removal waits for the lease: stop here
             if latest is not None and version == adopted:
                 version_id, enabled = latest.version_id, latest.enabled
             else:
                 dist = self._before_reimport(dist, version)
                 dist = self._renew(dist)  # the import may be slow: the lease outlasts it
                 try:
-                    result = self._import_one(dist, key, client, version)
+                    result = self._import_one(dist, key, client, version, materials(version))
                 except (SealError, RowTampered) as exc:
                     # One damaged version must not hold back the ones after it.
                     log.error(
@@ -638,7 +718,7 @@ class Distributor:
                     unreadable[version] = str(exc)
                     continue
                 if result is None:  # the name was taken: moved to a free one, start over
-                    return self._rename(dist, client, record)
+                    return self._rename(dist, client, record), {}
                 version_id, enabled = result
                 log.info(
                     "imported %s/%s v%d into %s as %s/%s",
@@ -649,10 +729,33 @@ class Distributor:
                     dist.remote_name,
                     version_id,
                 )
-            dist = self._record(dist, {version: version_id})
+            unrecorded = {version: version_id}
             imported.append(version)
             landed[version_id] = enabled
-        return dist
+        return dist, unrecorded
+
+    def _materials(self, dist: Distribution, versions: Sequence[int]) -> Callable[[int], bytes]:
+        """``versions``' key material, each unsealed while the one before it is imported: one
+        version ahead, so at most two are open at a time."""
+        ahead: dict[int, Future[bytes]] = {}
+
+        def fetch(version: int) -> Future[bytes]:
+            return overlap.start(
+                partial(unseal_version, self.store, self.sealer, dist.mount, dist.key, version)
+            )
+
+        if versions:
+            ahead[versions[0]] = fetch(versions[0])
+
+        def material(version: int) -> bytes:
+            future = ahead.pop(version, None) or fetch(version)
+            ahead.clear()  # one fetched for a version not imported (adopted): not needed
+            following = [v for v in versions if v > version]
+            if following:
+                ahead[following[0]] = fetch(following[0])
+            return future.result()
+
+        return material
 
     def _before_reimport(self, dist: Distribution, version: int) -> Distribution:
         """An import that got no answer is not sent again until it had time to land."""
@@ -671,11 +774,10 @@ class Distributor:
         return self.update(dist, lambda d: replace(d, retried=tuple(sorted({*d.retried, version}))))
 
     def _import_one(
-        self, dist: Distribution, key: KeyRecord, client: KmsClient, version: int
+        self, dist: Distribution, key: KeyRecord, client: KmsClient, version: int, material: bytes
     ) -> tuple[str, bool] | None:
-        """Import one version: its remote version id and enabled flag, or None when the name
-        is refused and nothing of ours holds it."""
-        material = unseal_version(self.store, self.sealer, dist.mount, dist.key, version)
+        """Import one version (``material``, unsealed): its remote version id and enabled
+        flag, or None when the name is refused and nothing of ours holds it."""
         enabled = version >= key.min_enabled_version
         try:
             version_id = client.import_version(
@@ -771,8 +873,14 @@ class Distributor:
             pass  # the lease expires by itself
 
     def _renew(self, dist: Distribution) -> Distribution:
-        """Extend this request's lease; LeaseLost if another instance took it over."""
+        """Extend this request's lease; LeaseLost if another instance took it over. A lease
+        this request wrote less than RENEW_AFTER_SECONDS ago (taken, or renewed by a recorded
+        import) is left as it is: no one else can hold it before it runs out."""
         owner = dist.lease_owner
+        if owner and dist.lease_until is not None:
+            left = (dist.lease_until - utcnow()).total_seconds()
+            if left > LEASE_SECONDS - RENEW_AFTER_SECONDS:
+                return dist
 
         def change(d: Distribution) -> Distribution:
             if d.lease_owner != owner:
@@ -797,11 +905,7 @@ class Distributor:
         def change(d: Distribution) -> Distribution:
             if owner and d.lease_owner != owner:
                 raise self._lease_lost(dist)  # the new holder adopts it by its tags
-            merged = replace(
-                d,
-                versions={**d.versions, **landed},
-                uncertain={v: t for v, t in d.uncertain.items() if v not in landed},
-            )
+            merged = self._recorded(d, landed)
             if merged.lease_owner:
                 merged = replace(merged, lease_until=utcnow() + dt.timedelta(seconds=LEASE_SECONDS))
             return merged
@@ -832,9 +936,14 @@ class Distributor:
         [etag] = self.store.commit([dist_op(dist)])
         return replace(dist, etag=etag)
 
-    def _note_error(self, dist: Distribution, message: str) -> Distribution:
-        """Note the error on the row; returns the row as written (``dist`` if that failed)."""
+    def _note_error(
+        self, dist: Distribution, message: str, landed: Mapping[int, str] | None = None
+    ) -> Distribution:
+        """Note the error on the row, with an import that landed and is not recorded yet;
+        returns the row as written (``dist`` if that failed)."""
         try:
-            return self.update(dist, lambda d: replace(d, last_error=message))
+            return self.update(
+                dist, lambda d: replace(self._recorded(d, landed or {}), last_error=message)
+            )
         except EngineError:
             return dist  # a note for the reader; the work itself is retried by the reconciler
