@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from shared import overlap
@@ -145,6 +145,23 @@ class Completed:
     landed: Mapping[str, bool]  # remote version id → enabled, for each of those
 
 
+@dataclass
+class _Run:
+    """What one ``complete`` call carries from one import to the next."""
+
+    unreadable: dict[int, str] = field(default_factory=dict)  # material does not open: skipped
+    imported: list[int] = field(default_factory=list)  # engine versions recorded by this call
+    landed: dict[str, bool] = field(default_factory=dict)  # remote version id → enabled
+    # The latest import, not recorded yet: recorded before anything else is imported, at the
+    # latest with the row's last write (so at most one import is ever unrecorded, the remote
+    # key's latest version, which a retry adopts by its tags).
+    pending: dict[int, str] = field(default_factory=dict)
+    # Key material being unsealed ahead of its import, by engine version.
+    ready: dict[int, Future[bytes]] = field(default_factory=dict)
+    # The key, read again while the last import ran: (when the read started, the read).
+    key_read: tuple[float, Future[KeyRecord | None]] | None = None
+
+
 class Distributor:
     """Distributions: distribute, read, remove, and propagate rotations and
     ``min_enabled_version`` (the key engine's ``Propagator``). Its collaborators: the store
@@ -176,7 +193,9 @@ class Distributor:
             )
         purpose = tuple(sorted(set(purpose)))
 
-        def attempt() -> tuple[Distribution, KeyRecord, KmsRecord, KmsClient, Seen | None]:
+        def attempt() -> tuple[
+            Distribution, KeyRecord, KmsRecord, KmsClient, Seen | None, dict[int, Future[bytes]]
+        ]:
             # Three independent point reads, overlapped; their answers are judged in order.
             key_read = overlap.start(lambda: active_key(self.store, mount, key_name))
             existing_read = overlap.start(lambda: self.store.get_distribution(mount, kms, key_name))
@@ -204,10 +223,13 @@ class Distributor:
                         f"{existing.protection!r}; parameters cannot change once distributed: "
                         "remove it, then distribute again"
                     )
-                return existing, key, record, client, None
+                return existing, key, record, client, None, {}
             if existing is not None:  # a removal that did not finish: finish it first
                 self.finish_remove(existing, client, record)
                 raise ConcurrentChange("an earlier removal was finished first")
+            # The first version's material is unsealed while the name is checked and the rows
+            # are written.
+            ready = {1: overlap.start(partial(self._unseal, mount, key_name, 1))}
             now = utcnow()
             remote_name = self._free_name(record, key_name, client, int(now.timestamp()))
             dist = Distribution(
@@ -244,16 +266,24 @@ class Distributor:
                 record,
                 client,
                 Seen(None),
+                ready,
             )
 
         what = f"the distribution of {key_name!r} to {kms!r}"
         for _ in range(3):
-            dist, key, record, client, seen = optimistic(attempt, what=what)
+            dist, key, record, client, seen, ready = optimistic(attempt, what=what)
             try:
                 # A new row (``seen`` given) was created holding the lease, in the transaction
                 # that wrote the key: this call holds it, and lets go when done.
                 return self.complete(
-                    dist, key, client, record, seen=seen, held=seen is not None, release=True
+                    dist,
+                    key,
+                    client,
+                    record,
+                    seen=seen,
+                    held=seen is not None,
+                    release=True,
+                    ready=ready,
                 ).warnings
             except DistributionRemoved:
                 continue  # a removal ran meanwhile: distribute again, as a later request would
@@ -517,6 +547,7 @@ class Distributor:
         held: bool = False,
         release: bool | None = None,
         seen: Seen | None = None,
+        ready: Mapping[int, Future[bytes]] | None = None,
     ) -> Completed:
         """Import every engine version missing from the remote key, in order.
 
@@ -527,7 +558,8 @@ class Distributor:
         before letting go. The caller's ``key`` and ``seen`` serve until then if the lease was
         taken on the row as the caller read it, free: no other importer came in between.
         ``release``: let go of the lease at the end (default: when this call took it), in the
-        same write that records the last import and the distribution's state.
+        same write that records the last import and the distribution's state. ``ready``: key
+        material the caller started to unseal, by engine version.
         """
         if release is None:
             release = not held
@@ -551,13 +583,7 @@ class Distributor:
                 raise InvalidRequest(message + "; retry later to see it done")
             return Completed([message], dist, key, (), {})
         dist = claimed
-        unreadable: dict[int, str] = {}  # versions whose material does not open: skipped
-        imported: list[int] = []
-        landed: dict[str, bool] = {}
-        # The latest import, not recorded yet: recorded before anything else is imported, at
-        # the latest with the row's last write (so at most one import is ever unrecorded, the
-        # remote key's latest version, which a retry adopts by its tags).
-        pending: dict[int, str] = {}
+        run = _Run(ready=dict(ready or {}))
         warnings: list[str] = []
         current = False  # whether ``dist`` is the row as last written (the release reads it if not)
         released = not release  # whether nothing is left to let go of
@@ -565,11 +591,11 @@ class Distributor:
             while True:
                 if dist.state == "removing":
                     raise self._removed(dist)
-                known = {**dist.versions, **pending}
+                known = {**dist.versions, **run.pending}
                 missing = [
                     v
                     for v in range(1, key.latest_version + 1)
-                    if v not in known and v not in unreadable
+                    if v not in known and v not in run.unreadable
                 ]
                 # A version older than one already in the remote key is not imported: it
                 # would become the key's current version there.
@@ -579,18 +605,16 @@ class Distributor:
                 if not missing:
                     if fresh_key:
                         break
-                    key = self.store.get_key(dist.mount, dist.key) or key  # before letting go
+                    key = self._key_again(dist, run) or key  # before letting go
                     fresh_key = True
                     continue
-                dist, pending = self._import_missing(
-                    dist, key, client, record, missing, unreadable, imported, landed, seen, pending
-                )
+                dist = self._import_missing(dist, key, client, record, missing, seen, run)
                 seen, fresh_key = Seen(None), False  # what is left to adopt was adopted
-            problems = self._skipped(dist, pending, unreadable, behind)
+            problems = self._skipped(dist, run.pending, run.unreadable, behind)
             note = "; ".join(problems)
-            if pending or not released or dist.state != "active" or dist.last_error != note:
-                dist = self._finish(dist, pending, note, release=not released)
-                pending, released, current = {}, True, True
+            if run.pending or not released or dist.state != "active" or dist.last_error != note:
+                dist = self._finish(dist, run.pending, note, release=not released)
+                run.pending, released, current = {}, True, True
                 if dist.state == "removing":
                     raise self._removed(dist)
             warnings = [f"KMS provider {dist.kms!r}: {p}" for p in problems]
@@ -601,14 +625,25 @@ class Distributor:
             fresh = self.store.get_distribution(dist.mount, dist.kms, dist.key)
             if fresh is None or fresh.state == "removing" or fresh.remote_name != dist.remote_name:
                 raise self._removed(dist) from None  # the failure came from the removal
-            dist, current = self._note_error(fresh, str(exc), pending), True
+            dist, current = self._note_error(fresh, str(exc), run.pending), True
             if raise_errors:
                 raise
             warnings = [f"KMS provider {dist.kms!r}: {exc}; the reconciler will finish the import"]
         finally:
             if not released:
                 self.release(dist, current=current)
-        return Completed(warnings, dist, key, tuple(imported), landed)
+        return Completed(warnings, dist, key, tuple(run.imported), run.landed)
+
+    def _key_again(self, dist: Distribution, run: _Run) -> KeyRecord | None:
+        """The key, read again before the lease is let go of: the read made while the last
+        import ran, if it started less than RENEW_AFTER_SECONDS ago (a rotation committed
+        since then still waits for the lease, LEASE_WAIT_SECONDS, and imports its version
+        itself), else a new read."""
+        started, read = run.key_read or (0.0, None)
+        run.key_read = None
+        if read is not None and time.monotonic() - started < RENEW_AFTER_SECONDS:
+            return read.result()
+        return self.store.get_key(dist.mount, dist.key)
 
     def _finish(
         self, dist: Distribution, pending: Mapping[int, str], note: str, *, release: bool
@@ -680,27 +715,23 @@ class Distributor:
         client: KmsClient,
         record: KmsRecord,
         missing: Sequence[int],
-        unreadable: dict[int, str],
-        imported: list[int],
-        landed: dict[str, bool],
         seen: Seen | None,
-        pending: Mapping[int, str],
-    ) -> tuple[Distribution, dict[int, str]]:
-        """Import ``missing`` in order; returns the row as last written and the last import,
-        not recorded yet (the caller records it with its next write of the row). Each import
-        is recorded before the next one is sent."""
-        if pending:
-            dist = self._record(dist, pending)
+        run: _Run,
+    ) -> Distribution:
+        """Import ``missing`` in order; returns the row as last written. Each import is
+        recorded before the next one is sent; the last one is left in ``run.pending`` for the
+        caller's next write of the row."""
+        if run.pending:
+            dist, run.pending = self._record(dist, run.pending), {}
+        materials = self._materials(dist, missing, run.ready)
         # Versions are imported in order under the lease, so what an interrupted run (or an
         # import whose answer was lost) left unrecorded can only be the latest remote version:
         # one read (``get``) unless the caller saw it, found by its tags, never trusted blindly.
-        materials = self._materials(dist, missing)
         latest = client.latest_version(dist.remote_name) if seen is None else seen.latest
         adopted = None if latest is None else adoptable(dist, latest)
-        unrecorded: dict[int, str] = {}
         for version in missing:
-            if unrecorded:  # the import before this one: recorded before anything else lands
-                dist, unrecorded = self._record(dist, unrecorded), {}
+            if run.pending:  # the import before this one: recorded before anything else lands
+                dist, run.pending = self._record(dist, run.pending), {}
                 if dist.state == "removing":
                     raise self._removed(dist)  # the removal waits for the lease: stop here
             if latest is not None and version == adopted:
@@ -708,6 +739,11 @@ class Distributor:
             else:
                 dist = self._before_reimport(dist, version)
                 dist = self._renew(dist)  # the import may be slow: the lease outlasts it
+                if version == missing[-1]:  # the key is read again meanwhile (see _key_again)
+                    run.key_read = (
+                        time.monotonic(),
+                        overlap.start(partial(self.store.get_key, dist.mount, dist.key)),
+                    )
                 try:
                     result = self._import_one(dist, key, client, version, materials(version))
                 except (SealError, RowTampered) as exc:
@@ -715,10 +751,10 @@ class Distributor:
                     log.error(
                         "%s/%s v%d cannot be imported: %s", dist.mount, dist.key, version, exc
                     )
-                    unreadable[version] = str(exc)
+                    run.unreadable[version] = str(exc)
                     continue
                 if result is None:  # the name was taken: moved to a free one, start over
-                    return self._rename(dist, client, record), {}
+                    return self._rename(dist, client, record)
                 version_id, enabled = result
                 log.info(
                     "imported %s/%s v%d into %s as %s/%s",
@@ -729,22 +765,21 @@ class Distributor:
                     dist.remote_name,
                     version_id,
                 )
-            unrecorded = {version: version_id}
-            imported.append(version)
-            landed[version_id] = enabled
-        return dist, unrecorded
+            run.pending = {version: version_id}
+            run.imported.append(version)
+            run.landed[version_id] = enabled
+        return dist
 
-    def _materials(self, dist: Distribution, versions: Sequence[int]) -> Callable[[int], bytes]:
+    def _materials(
+        self, dist: Distribution, versions: Sequence[int], ahead: dict[int, Future[bytes]]
+    ) -> Callable[[int], bytes]:
         """``versions``' key material, each unsealed while the one before it is imported: one
-        version ahead, so at most two are open at a time."""
-        ahead: dict[int, Future[bytes]] = {}
+        version ahead, so at most two are open at a time. ``ahead``: those already started."""
 
         def fetch(version: int) -> Future[bytes]:
-            return overlap.start(
-                partial(unseal_version, self.store, self.sealer, dist.mount, dist.key, version)
-            )
+            return overlap.start(partial(self._unseal, dist.mount, dist.key, version))
 
-        if versions:
+        if versions and versions[0] not in ahead:
             ahead[versions[0]] = fetch(versions[0])
 
         def material(version: int) -> bytes:
@@ -756,6 +791,9 @@ class Distributor:
             return future.result()
 
         return material
+
+    def _unseal(self, mount: str, key_name: str, version: int) -> bytes:
+        return unseal_version(self.store, self.sealer, mount, key_name, version)
 
     def _before_reimport(self, dist: Distribution, version: int) -> Distribution:
         """An import that got no answer is not sent again until it had time to land."""
