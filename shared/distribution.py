@@ -1,10 +1,11 @@
 """Distribution: putting engine keys into a KMS provider, and keeping them there as they rotate.
 
 Every change that crosses Table Storage and the KMS is resumable. The distribution row is
-written (with the key's list of KMS providers, in one transaction) before the first remote
-call; each imported version is recorded as it lands; imported versions carry tags naming
-mount, key and engine version, so a retry finds what a crash left behind instead of importing
-it twice.
+written (with the key's list of KMS providers, in one transaction) before the first import;
+versions are imported in order, each recorded before the next is sent (the last one in the
+row's final write); imported versions carry tags naming mount, key and engine version, so a
+retry finds what a crash left behind (at most one import, the remote key's latest version)
+instead of importing it twice.
 What is still to do is derivable: engine versions 1..latest missing from the row's ``versions``.
 One importer at a time per distribution, across instances: the import lease on its row.
 """
