@@ -123,9 +123,7 @@ def test_a_distribute_reads_each_row_once_and_lists_nothing(counted, kv: Emulato
     assert table.queries == 0
 
 
-def test_a_distribute_writes_its_row_once_per_version_and_once_to_create_it(
-    counted, kv: Emulator
-):
+def test_a_distribute_writes_its_row_once_per_version_and_once_to_create_it(counted, kv: Emulator):
     svc, table = counted
     provider, key = distributed(svc, kv, versions=3)
     table.reset()
