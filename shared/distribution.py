@@ -2,16 +2,18 @@
 
 Every change that crosses Table Storage and the KMS is resumable. The distribution row is
 written (with the key's list of KMS providers, in one transaction) before the first import;
-versions are imported in order, each recorded before the next is sent (the last one in the
-row's final write); imported versions carry tags naming mount, key and engine version, so a
-retry finds what a crash left behind (at most one import, the remote key's latest version)
-instead of importing it twice.
+versions are imported in order, each recorded while the next is sent (the last one in the
+row's final write); imported versions carry tags naming mount, key and engine version (and the
+import before them, if its record was in flight), so a retry finds what a crash left behind (at
+most two imports: the remote key's latest version and the one it names) instead of importing it
+twice.
 What is still to do is derivable: engine versions 1..latest missing from the row's ``versions``.
 One importer at a time per distribution, across instances: the import lease on its row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import random
@@ -63,6 +65,9 @@ TAG_MOUNT, TAG_KEY, TAG_VERSION, TAG_NAME = (
     "keymgmt-version",
     "key_name",
 )
+# On an import sent while the one before it was still being recorded: that one's Key Vault
+# version id, so a crash that loses the record leaves it findable from the latest version.
+TAG_PREVIOUS = "keymgmt-previous"
 
 # The import lease: renewed by each recorded import, and before each import unless it was just
 # written, so a live holder keeps it however many versions it imports, and a dead holder's lease
@@ -157,6 +162,9 @@ class _Run:
     # latest with the row's last write (so at most one import is ever unrecorded, the remote
     # key's latest version, which a retry adopts by its tags).
     pending: dict[int, str] = field(default_factory=dict)
+    # The import before the current one, being recorded while the current one is sent: the
+    # write (the row as it leaves it) and what it records.
+    recording: tuple[Future[Distribution], dict[int, str]] | None = None
     # Key material being unsealed ahead of its import, by engine version.
     ready: dict[int, Future[bytes]] = field(default_factory=dict)
     # The key, read again while the last import ran: (when the read started, the read).
@@ -720,24 +728,32 @@ class Distributor:
         run: _Run,
     ) -> Distribution:
         """Import ``missing`` in order; returns the row as last written. Each import is
-        recorded before the next one is sent; the last one is left in ``run.pending`` for the
-        caller's next write of the row."""
+        recorded while the next one is sent (that one names it in its tags) and before any
+        other is; the last one is left in ``run.pending`` for the caller's next write."""
         if run.pending:
             dist, run.pending = self._record(dist, run.pending), {}
         materials = self._materials(dist, missing, run.ready)
         # Versions are imported in order under the lease, so what an interrupted run (or an
-        # import whose answer was lost) left unrecorded can only be the latest remote version:
-        # one read (``get``) unless the caller saw it, found by its tags, never trusted blindly.
+        # import whose answer was lost) left unrecorded can only be the latest remote version
+        # and the one its tags name: one read (``get``) unless the caller saw it, found by its
+        # tags, never trusted blindly.
         latest = client.latest_version(dist.remote_name) if seen is None else seen.latest
-        adopted = None if latest is None else adoptable(dist, latest)
+        adopted: dict[int, RemoteVersion] = {}
+        if latest is not None and (version := adoptable(dist, latest)) is not None:
+            adopted[version] = latest
+            adopted.update(self._named_by(dist, client, latest, version))
         for version in missing:
-            if run.pending:  # the import before this one: recorded before anything else lands
-                dist, run.pending = self._record(dist, run.pending), {}
-                if dist.state == "removing":
-                    raise self._removed(dist)  # the removal waits for the lease: stop here
-            if latest is not None and version == adopted:
-                version_id, enabled = latest.version_id, latest.enabled
+            previous = None
+            if run.pending:  # the import before this one: recorded while this one is sent
+                [previous] = run.pending.values()
+                future = overlap.start(partial(self._record, dist, run.pending))
+                run.recording, run.pending = (future, run.pending), {}
+            if version in adopted:
+                dist = self._settle(dist, run)
+                version_id, enabled = adopted[version].version_id, adopted[version].enabled
             else:
+                if version in dist.uncertain or not self._lease_fresh(dist):
+                    dist = self._settle(dist, run)  # a write of the row comes first
                 dist = self._before_reimport(dist, version)
                 dist = self._renew(dist)  # the import may be slow: the lease outlasts it
                 if version == missing[-1]:  # the key is read again meanwhile (see _key_again)
@@ -746,14 +762,29 @@ class Distributor:
                         overlap.start(partial(self.store.get_key, dist.mount, dist.key)),
                     )
                 try:
-                    result = self._import_one(dist, key, client, version, materials(version))
+                    result = self._import_one(
+                        dist,
+                        key,
+                        client,
+                        version,
+                        materials(version),
+                        run,
+                        previous=previous if run.recording else None,
+                    )
                 except (SealError, RowTampered) as exc:
                     # One damaged version must not hold back the ones after it.
                     log.error(
                         "%s/%s v%d cannot be imported: %s", dist.mount, dist.key, version, exc
                     )
                     run.unreadable[version] = str(exc)
+                    dist = self._settle(dist, run)
                     continue
+                except BaseException:
+                    # The record in flight lands first (or stays in run.pending, for the note).
+                    with contextlib.suppress(Exception):
+                        self._settle(dist, run)
+                    raise
+                dist = self._settle(dist, run)
                 if result is None:  # the name was taken: moved to a free one, start over
                     return self._rename(dist, client, record)
                 version_id, enabled = result
@@ -769,7 +800,37 @@ class Distributor:
             run.pending = {version: version_id}
             run.imported.append(version)
             run.landed[version_id] = enabled
+            if dist.state == "removing":
+                raise self._removed(dist)  # the removal waits for the lease: stop here
         return dist
+
+    def _settle(self, dist: Distribution, run: _Run) -> Distribution:
+        """Wait for the record in flight, if any: the row as it left it (``dist`` if none).
+        If it failed, what it recorded goes back to ``run.pending``."""
+        recording, run.recording = run.recording, None
+        if recording is None:
+            return dist
+        future, landed = recording
+        try:
+            return future.result()
+        except BaseException:
+            run.pending = {**landed, **run.pending}
+            raise
+
+    def _named_by(
+        self, dist: Distribution, client: KmsClient, latest: RemoteVersion, version: int
+    ) -> dict[int, RemoteVersion]:
+        """The unrecorded import that ``latest`` (an unrecorded import of ``version``) names
+        as sent before it, whose record was in flight when ``latest`` was sent: one ``get``,
+        only after a crash in that window. Ours by its tags, for an earlier version."""
+        previous_id = latest.tags.get(TAG_PREVIOUS, "")
+        if not previous_id or previous_id in dist.versions.values():
+            return {}
+        rv = client.version(dist.remote_name, previous_id)
+        earlier = None if rv is None else adoptable(dist, rv)
+        if rv is None or earlier is None or earlier >= version:
+            return {}
+        return {earlier: rv}
 
     def _materials(
         self, dist: Distribution, versions: Sequence[int], ahead: dict[int, Future[bytes]]
@@ -813,10 +874,19 @@ class Distributor:
         return self.update(dist, lambda d: replace(d, retried=tuple(sorted({*d.retried, version}))))
 
     def _import_one(
-        self, dist: Distribution, key: KeyRecord, client: KmsClient, version: int, material: bytes
+        self,
+        dist: Distribution,
+        key: KeyRecord,
+        client: KmsClient,
+        version: int,
+        material: bytes,
+        run: _Run,
+        *,
+        previous: str | None,
     ) -> tuple[str, bool] | None:
-        """Import one version (``material``, unsealed): its remote version id and enabled
-        flag, or None when the name is refused and nothing of ours holds it."""
+        """Import one version (``material``, unsealed; ``previous``: the id of the import
+        being recorded meanwhile): its remote version id and enabled flag, or None when the
+        name is refused and nothing of ours holds it."""
         enabled = version >= key.min_enabled_version
         try:
             version_id = client.import_version(
@@ -831,13 +901,14 @@ class Distributor:
                         TAG_KEY: dist.key,
                         TAG_VERSION: str(version),
                         TAG_NAME: dist.remote_name,
+                        **({TAG_PREVIOUS: previous} if previous else {}),
                     },
                     enabled=enabled,
                     expiration_period=dist.expiration_period,
                 ),
             )
         except RemoteNameTaken:
-            if dist.versions or dist.uncertain:
+            if dist.versions or dist.uncertain or run.imported:
                 raise  # our own key of that name exists: not a name to move away from
             return None
         except ImportOutcomeUnknown:
@@ -852,6 +923,7 @@ class Distributor:
                 )
                 return found.version_id, found.enabled
             when = utcnow()
+            dist = self._settle(dist, run)  # the record in flight is written first
             self.update(dist, lambda d: replace(d, uncertain={**d.uncertain, version: when}))
             raise
         return version_id, enabled
@@ -916,10 +988,8 @@ class Distributor:
         this request wrote less than RENEW_AFTER_SECONDS ago (taken, or renewed by a recorded
         import) is left as it is: no one else can hold it before it runs out."""
         owner = dist.lease_owner
-        if owner and dist.lease_until is not None:
-            left = (dist.lease_until - utcnow()).total_seconds()
-            if left > LEASE_SECONDS - RENEW_AFTER_SECONDS:
-                return dist
+        if self._lease_fresh(dist):
+            return dist
 
         def change(d: Distribution) -> Distribution:
             if d.lease_owner != owner:
@@ -927,6 +997,16 @@ class Distributor:
             return replace(d, lease_until=utcnow() + dt.timedelta(seconds=LEASE_SECONDS))
 
         return self.update(dist, change) if owner else dist
+
+    @staticmethod
+    def _lease_fresh(dist: Distribution) -> bool:
+        """Whether ``dist`` holds no lease, or one written less than RENEW_AFTER_SECONDS ago."""
+        if not dist.lease_owner:
+            return True
+        if dist.lease_until is None:
+            return False
+        left = (dist.lease_until - utcnow()).total_seconds()
+        return left > LEASE_SECONDS - RENEW_AFTER_SECONDS
 
     @staticmethod
     def _lease_lost(dist: Distribution) -> LeaseLost:
