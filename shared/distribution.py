@@ -240,7 +240,9 @@ class Distributor:
             # are written.
             ready = {1: overlap.start(partial(self._unseal, mount, key_name, 1))}
             now = utcnow()
-            remote_name = self._free_name(record, key_name, client, int(now.timestamp()))
+            remote_name, owner_etag = self._free_name(
+                record, mount, kms, key_name, client, int(now.timestamp())
+            )
             dist = Distribution(
                 mount=mount,
                 kms=kms,
@@ -256,7 +258,6 @@ class Distributor:
                 lease_owner=uuid.uuid4().hex,
                 lease_until=now + dt.timedelta(seconds=LEASE_SECONDS),
             )
-            owner_etag = self._own(record, dist)
             updated_key = replace(key, kms=tuple(sorted({*key.kms, kms})))
             # The KMS provider's row is written unchanged, ETag-conditioned: one deleted (or
             # changed) meanwhile fails the transaction, so no distribution outlives its provider.
@@ -298,35 +299,48 @@ class Distributor:
                 continue  # a removal ran meanwhile: distribute again, as a later request would
         raise ConcurrentChange(f"{what} kept being removed concurrently; retry")
 
-    def _free_name(self, record: KmsRecord, key_name: str, client: KmsClient, stamp: int) -> str:
+    def _free_name(
+        self, record: KmsRecord, mount: str, kms: str, key_name: str, client: KmsClient, stamp: int
+    ) -> tuple[str, str | None]:
         """``<key>-<unix seconds>``, moved on to the next second while the name is taken: by a
         key this engine ever created in that vault (the owner index keeps every name it used,
-        so a name still being deleted is never picked), or by any key, live or soft-deleted."""
+        so a name still being deleted is never picked), or by any key, live or soft-deleted.
+        Returns the name and the ETag of the owner entry written for it (see ``_own``)."""
         for _ in range(10):
             name = f"{key_name}-{stamp}"
-            # The owner index and Key Vault are asked at once; the index's answer comes first.
-            owned = overlap.start(partial(self.store.remote_owner, record.key_collection, name))
+            # The owner index is read (and, if free, the entry written) while Key Vault is
+            # asked; an entry written for a name Key Vault holds is taken back.
+            owned = overlap.start(partial(self._own_if_free, record, name, mount, kms, key_name))
             try:
                 in_use = client.name_in_use(name)
             except EngineError:
-                if owned.result() is None:
+                taken, etag = owned.result()
+                if not taken:
+                    self._disown(record, name, etag)
                     raise
                 in_use = True  # the index says taken: Key Vault's answer is not needed
-            if owned.result() is None and not in_use:
-                return name
+            taken, etag = owned.result()
+            if not taken and not in_use:
+                return name, etag
+            if not taken:
+                self._disown(record, name, etag)
             stamp += 1
         raise InvalidRequest(
             f"Key Vault holds keys named {key_name}-<time> for the next seconds; retry later"
         )
 
-    def _own(self, record: KmsRecord, dist: Distribution) -> str | None:
-        """The owner index lets Key Vault events find a distribution by its remote name. It is
-        written before the name is used; an entry whose distribution never got recorded (or
-        moved to another name) is ignored when read, taken back by the distribute that lost,
-        and removed by the reconciler's clean-up otherwise. Returns the entry's ETag."""
-        return self.store.own_remote(
-            record.key_collection, dist.remote_name, dist.mount, dist.kms, dist.key
-        )
+    def _own_if_free(
+        self, record: KmsRecord, name: str, mount: str, kms: str, key_name: str
+    ) -> tuple[bool, str | None]:
+        """(True, None) if the owner index has an entry for ``name``; else (False, the ETag of
+        the entry now written for this distribution). The owner index lets Key Vault events
+        find a distribution by its remote name. It is written before the name is used; an entry
+        whose distribution never got recorded (or moved to another name) is ignored when read,
+        taken back by the distribute that lost, and removed by the reconciler's clean-up
+        otherwise."""
+        if self.store.remote_owner(record.key_collection, name) is not None:
+            return True, None
+        return False, self.store.own_remote(record.key_collection, name, mount, kms, key_name)
 
     def _disown(self, record: KmsRecord, remote_name: str, etag: str | None) -> None:
         """Remove an owner entry as written (ETag): one rewritten since by another
@@ -340,9 +354,8 @@ class Distributor:
         """Nothing landed under the name and Key Vault refuses it (a key of that name is being
         deleted or is deleted): move the distribution to a free name."""
         stamp = int(dist.remote_name.rsplit("-", 1)[-1]) + 1
-        name = self._free_name(record, dist.key, client, stamp)
+        name, _ = self._free_name(record, dist.mount, dist.kms, dist.key, client, stamp)
         renamed = replace(dist, remote_name=name)
-        self._own(record, renamed)
         log.info(
             "distribution of %s/%s: %s is taken in Key Vault, using %s",
             dist.mount,

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from shared.errors import EngineError
 from shared.providers.azurekeyvault import KEK_NAME
 from shared.store import REMOTE_PARTITION
 from tests.fixtures.funchost import emulator_settings, engine_settings
@@ -204,3 +205,15 @@ def test_a_rotation_imports_into_key_vault_with_one_look(counted, kv: Emulator):
     # the provider once each, the new version's material once; the lease is let go unread.
     assert (table.reads["dist"], table.reads["kms"], table.reads["version"]) == (1, 1, 1)
     assert sorted(svc.store.get_distribution(MOUNT, provider, key).versions) == [1, 2]
+
+
+def test_a_distribute_key_vault_refuses_leaves_no_owner_entry(counted, kv: Emulator):
+    svc, _ = counted
+    provider, key = distributed(svc, kv, versions=1)
+    kv.fault(VAULT, "forbidden_by_connection", "get")  # the name check is refused
+    with pytest.raises(EngineError, match="ForbiddenByConnection"):
+        svc.distribution.distribute(MOUNT, provider, key, purpose=["sign"], protection="hsm")
+    kv.clear_faults()
+    # The owner entry is written beside the name check; a refused check takes it back.
+    assert [r.remote_name for r in svc.store.owner_rows() if r.key == key] == []
+    assert svc.store.get_distribution(MOUNT, provider, key) is None
