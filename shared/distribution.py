@@ -758,7 +758,7 @@ class Distributor:
         for version in missing:
             previous = None
             if run.pending:  # the import before this one: recorded while this one is sent
-                [previous] = run.pending.values()
+                previous = list(run.pending.values())[-1]
                 future = overlap.start(partial(self._record, dist, run.pending))
                 run.recording, run.pending = (future, run.pending), {}
             if version in adopted:
