@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from bench import results
@@ -69,20 +72,37 @@ def main(argv: list[str] | None = None) -> int:
     creates = args.creates or (8 if quick else 30)
     reads = args.reads or (40 if quick else 200)
     rec = Recorder()
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M")
     only = set(args.only)
 
-    if "policy" in only:
+    failed: list[str] = []
+
+    def section(name: str, run: Callable[[], object]) -> None:
+        """Run one section; a failure is reported and noted, and the others still run."""
+        if name not in only:
+            return
+        try:
+            run()
+        except Exception as exc:
+            traceback.print_exc()
+            failed.append(name)
+            rec.note(f"{name}: FAILED ({type(exc).__name__}: {str(exc)[:200]})")
+
+    def policy_section() -> None:
         from bench import policy
 
         policy.bench_policy(10 if quick else 50, rec)
+
+    section("policy", policy_section)
     if only & {"keys", "versions", "cold"}:
         from bench.stack import Stack
 
         stack = Stack()
         try:
-            if "keys" in only:
+
+            def keys_section() -> None:
                 from bench.keys import bench_keys
 
                 bench_keys(
@@ -94,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                     clients=8,
                     seconds=1.0 if quick else 2.0,
                 )
-            if "versions" in only:
+
+            def versions_section() -> None:
                 from bench.versions import bench_versions
 
                 bench_versions(
@@ -104,28 +125,38 @@ def main(argv: list[str] | None = None) -> int:
                     reads=8 if quick else 20,
                     fresh=args.fresh_versions,
                 )
-            if "cold" in only:
+
+            def cold_section() -> None:
                 from bench.coldstart import bench_coldstart
 
                 bench_coldstart(stack, rec, imports=3 if quick else 10, firsts=2 if quick else 3)
+
+            section("keys", keys_section)
+            section("versions", versions_section)
+            section("cold", cold_section)
         finally:
             stack.stop()
-    if "audit" in only:
+
+    def audit_section() -> None:
         from bench.audit import bench_audit
 
         bench_audit(40 if quick else 200, rec)
-    if "distribution" in only:
+
+    def distribution_section() -> None:
         try:
             from bench.distribution import bench_distribution
-        except ImportError:  # the Key Vault SDK is a dev dependency
-            print("distribution: skipped (azure-keyvault-keys is not installed)")
+        except ImportError as exc:  # the Key Vault SDK is a dev dependency
+            rec.note(f"distribution: skipped ({exc})")
         else:
             bench_distribution(3 if quick else 5, 3 if quick else 10, rec)
 
+    section("audit", audit_section)
+    section("distribution", distribution_section)
+
     elapsed = time.perf_counter() - started
-    print(f"bench: {elapsed:.0f} s")
+    print(f"bench: {elapsed:.0f} s" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     if args.no_record or (quick and not args.label):
-        return 0
+        return 1 if failed else 0
     from tools.openbao import BAO
 
     commit = results.commit()
@@ -134,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("quick run (fewer samples)")
     if only != set(SECTIONS):
         notes.append(f"sections: {', '.join(s for s in SECTIONS if s in only)}")
-    notes.append(f"whole run {elapsed:.0f} s")
+    notes.append(
+        f"whole run {elapsed:.0f} s; load average (1 min) {load_before:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end"
+    )
     run = results.Run(
         label=args.label or f"{commit} {date}",
         date=date,
@@ -146,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = results.merge(results.load(args.results), run)
     results.save(args.results, runs)
     print(f"recorded run {run.label!r} in {args.results} and {results.markdown_path(args.results)}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

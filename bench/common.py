@@ -59,9 +59,10 @@ class Recorder:
         self.add(key, label, median * 1000, "ms")
         return median
 
-    def derived(self, key: str, label: str, value: float, unit: str) -> float:
-        """A value computed from medians above (a difference, a marginal cost)."""
-        print(f"  {label:<56} {fmt(value, unit):>16}   (from the medians above)", flush=True)
+    def derived(self, key: str, label: str, value: float, unit: str, *, why: str = "") -> float:
+        """A value computed from medians above (a difference, a marginal cost), or ``why``."""
+        how = why or "from the medians above"
+        print(f"  {label:<56} {fmt(value, unit):>16}   ({how})", flush=True)
         return self.add(key, label, value, unit)
 
     def ratio(self, key: str, label: str, value: float, target: str | None = None) -> float:

@@ -37,13 +37,40 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def _rsa_jwk(material: bytes) -> dict[str, object]:
+    """An RSA private key (PKCS#8 DER) as the plain JWK members a software import sends (RFC
+    7518 section 6.3), as the engine builds them: the anchor's own copy, so a change to the
+    engine's private helper cannot silently change the anchor."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = serialization.load_der_private_key(material, password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    priv = key.private_numbers()
+
+    def b(n: int) -> bytes:
+        return n.to_bytes((n.bit_length() + 7) // 8, "big")
+
+    return {
+        "kty": "RSA",
+        "n": b(priv.public_numbers.n),
+        "e": b(priv.public_numbers.e),
+        "d": b(priv.d),
+        "p": b(priv.p),
+        "q": b(priv.q),
+        "dp": b(priv.dmp1),
+        "dq": b(priv.dmq1),
+        "qi": b(priv.iqmp),
+    }
+
+
 def bench_distribution(versions: int, rounds: int, rec: Recorder | None = None) -> None:
     from azure.identity import ClientSecretCredential
     from azure.keyvault.keys import JsonWebKey, KeyClient
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     from shared import byok, keytypes
-    from shared.providers.azurekeyvault import GENERATOR, KEK_NAME, _software_jwk
+    from shared.providers.azurekeyvault import GENERATOR, KEK_NAME
 
     rec = rec or Recorder()
     if versions < 2:
@@ -111,7 +138,7 @@ def bench_distribution(versions: int, rounds: int, rec: Recorder | None = None) 
             int.from_bytes(kek.key.e, "big"), int.from_bytes(kek.key.n, "big")
         ).public_key()
         materials = [keytypes.generate(KEY_TYPE).private for _ in range(4)]
-        jwks = [JsonWebKey(key_ops=["encrypt", "decrypt"], **_software_jwk(m)) for m in materials]
+        jwks = [JsonWebKey(key_ops=["encrypt", "decrypt"], **_rsa_jwk(m)) for m in materials]
         blobs = [
             JsonWebKey(
                 kty="RSA-HSM",

@@ -272,7 +272,11 @@ def bench_keys(
     )
     r_point = rec.samples("read.point", "anchor: one Table point read (raw SDK)", samples["point"])
     rec.derived(
-        "read.table_calls", "Table calls of one read (recorded in process)", len(replay), "count"
+        "read.table_calls",
+        "Table calls of one read (recorded in process)",
+        len(replay),
+        "count",
+        why="recorded",
     )
     rec.ratio("read.host_over_openbao", "read host / OpenBao", r_ours / r_bao, "<= 2.0")
     if r_query > 0 and replay:

@@ -96,7 +96,7 @@ def bench_versions(
     for n in sizes:
         medians[f"host{n}"] = rec.samples(
             f"versions.host.{n}",
-            f"read, {n} versions, through the local host",
+            f"read, {n} version{'s' if n > 1 else ''}, through the local host",
             samples[f"host{n}"],
         )
         medians[f"engine{n}"] = rec.samples(
