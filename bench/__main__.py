@@ -154,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     section("distribution", distribution_section)
 
     elapsed = time.perf_counter() - started
+    targeted = [m for m in rec.measures if m.target]
+    if targeted:
+        print("targets:")
+        for m in targeted:
+            print(f"  {m.label:<60} {m.target:>7}   {m.cell()}")
     print(f"bench: {elapsed:.0f} s" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     if args.no_record or (quick and not args.label):
         return 1 if failed else 0

@@ -141,9 +141,10 @@ def _escape(text: str) -> str:
 
 
 def render(runs: Sequence[Run]) -> str:
-    """RESULTS.md: the runs (date, commit, machine), then one row per measure with its target
-    and one column per run, newest first. Rows follow the newest run's order; a measure only
-    older runs have comes after, in the order they had it."""
+    """RESULTS.md: the runs (date, commit, machine), then the measures that have a target, then
+    all measures: one row each, with its target, and one column per run, newest first. Rows
+    follow the newest run's order; a measure only older runs have comes after, in the order
+    they had it."""
     lines = [
         "# Benchmark results",
         "",
@@ -168,7 +169,6 @@ def render(runs: Sequence[Run]) -> str:
     if notes:
         lines += ["", "Notes:", ""]
         lines += [f"- {_escape(label)}: {_escape(n)}" for label, n in notes]
-    lines += ["", "## Measures", ""]
     order: list[str] = []
     titles: dict[str, tuple[str, str | None]] = {}
     for run in runs:
@@ -176,15 +176,22 @@ def render(runs: Sequence[Run]) -> str:
             if m.key not in titles:
                 order.append(m.key)
                 titles[m.key] = (m.label, m.target)
-    header = ["measure", "target", *(_escape(r.label) for r in runs)]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
     by_run = [{m.key: m for m in r.measures} for r in runs]
-    for key in order:
-        label, target = titles[key]
-        cells = [by.get(key) for by in by_run]
-        row = [_escape(label), target or "", *(c.cell() if c else "" for c in cells)]
-        lines.append("| " + " | ".join(row) + " |")
+    header = ["measure", "target", *(_escape(r.label) for r in runs)]
+
+    def table(keys: list[str]) -> list[str]:
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for key in keys:
+            label, target = titles[key]
+            cells = [by.get(key) for by in by_run]
+            row = [_escape(label), target or "", *(c.cell() if c else "" for c in cells)]
+            out.append("| " + " | ".join(row) + " |")
+        return out
+
+    lines += ["", "## Targets", ""]
+    lines += table([key for key in order if titles[key][1]])
+    lines += ["", "## All measures", ""]
+    lines += table(order)
     lines.append("")
     return "\n".join(lines)
 

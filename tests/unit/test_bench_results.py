@@ -77,10 +77,16 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
 def test_render_keeps_previous_runs_beside_the_newest() -> None:
     newest = run("after", a=0.9, b=1.2)
     older = run("before", a=2.0, c=3.0)
+    newest.measures.append(Measure("d", "measure d", 5.0, "ms"))  # no target
     text = results.render([newest, older])
-    rows = [line for line in text.splitlines() if line.startswith("| measure |")]
-    assert rows == ["| measure | target | after | before |"]
-    lines = text.splitlines()
+    targets, _, everything = text.partition("## All measures")
+    header = "| measure | target | after | before |"
+    assert header in targets.splitlines()
+    assert header in everything.splitlines()
+    assert "| measure d |  | 5.00 ms |  |" not in targets.splitlines()
+    assert "| measure d |  | 5.00 ms |  |" in everything.splitlines()
+    assert "| measure a | <= 1.0 | 0.90x (met) | 2.00x (MISSED) |" in targets.splitlines()
+    lines = everything.splitlines()
     # the newest run's order, then what only older runs have; a missing value is empty
     assert "| measure a | <= 1.0 | 0.90x (met) | 2.00x (MISSED) |" in lines
     assert "| measure b | <= 1.0 | 1.20x (MISSED) |  |" in lines
@@ -88,8 +94,8 @@ def test_render_keeps_previous_runs_beside_the_newest() -> None:
     assert lines.index("| measure b | <= 1.0 | 1.20x (MISSED) |  |") < lines.index(
         "| measure c | <= 1.0 |  | 3.00x (MISSED) |"
     )
-    assert "| commit | abc1234 | abc1234 |" in lines
-    assert "| CPU model | AMD EPYC | AMD EPYC |" in lines
+    assert "| commit | abc1234 | abc1234 |" in targets.splitlines()
+    assert "| CPU model | AMD EPYC | AMD EPYC |" in targets.splitlines()
 
 
 def test_render_escapes_table_cells() -> None:
