@@ -75,6 +75,18 @@ def _describe(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _summary(calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> str:
+    """``get_entity x4, submit_transaction x1 (3 rows)``: what a recorded request sent."""
+    counts: dict[str, int] = {}
+    rows = 0
+    for method, args, kwargs in calls:
+        counts[method] = counts.get(method, 0) + 1
+        if method == "submit_transaction":
+            rows += len(args[0] if args else kwargs.get("operations", []))
+    text = ", ".join(f"{m} x{n}" for m, n in counts.items()) or "nothing recorded"
+    return text + (f" ({rows} rows in transactions)" if rows else "")
+
+
 def _rows_written(calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]], name: str) -> list[Any]:
     """The key row and the version row the engine wrote in its create transaction(s): the
     rows named ``key:<name>:...`` (docs/storage.md), else the two largest rows written."""
@@ -186,6 +198,13 @@ def bench_keys(
     c_engine = rec.samples("create.inprocess", "create in process (no HTTP)", samples["engine"])
     sizes = ", ".join(f"{_size(t)} B" for t in templates)
     print(f"  (the anchor's transaction writes the rows the engine wrote for a create: {sizes})")
+    print(f"  (the engine's Table calls for a create, recorded: {_summary(create_calls)})")
+    rec.add(
+        "create.table_calls",
+        "Table calls of one create (recorded in process)",
+        len(create_calls),
+        "count",
+    )
     rec.ratio("create.host_over_openbao", "create host / OpenBao", c_ours / c_bao, "<= 1.0")
     rec.ratio(
         "create.host_over_floor", "create host / keygen + transaction", c_ours / c_floor, "<= 1.1"
