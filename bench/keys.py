@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.common import Recorder, interleaved
-from bench.stack import KEY_TYPE, MOUNT, Stack, session
+from bench.stack import KEY_TYPE, MOUNT, READS, Stack, replayer, session, uncached_calls
 
 
 def throughput(workers: list[Callable[[], object]], max_requests: int, seconds: float) -> float:
@@ -144,9 +144,7 @@ def bench_keys(
     read_calls = engine.recorded(lambda: engine.read("warm"))
     if not read_calls:  # not recorded: Store.get_key_and_versions' range query
         rec.note("read floor: the engine's Table calls were not recorded; its range query used")
-        flt = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
-        params = {"pk": MOUNT, "lo": "key:warm:", "hi": "key:warm;"}
-        read_calls = [("query_entities", (flt,), {"parameters": params})]
+        read_calls = uncached_calls(engine, "warm")
     raw = stack.table_client()
     from azure.data.tables import TableServiceClient
 
@@ -224,11 +222,7 @@ def bench_keys(
     # -- reads ------------------------------------------------------------------------------
     scoped = session(token)
     point_row = anchor_rows[0]
-    replay = [
-        (m, a, k)
-        for m, a, k in read_calls
-        if m in ("get_entity", "query_entities", "list_entities")
-    ]
+    replay = [(m, a, k) for m, a, k in read_calls if m in READS]
 
     for method, args, kwargs in replay:
         print(f"  (the read's Table call, recorded: {method} {_describe(args, kwargs)})")
@@ -242,13 +236,9 @@ def bench_keys(
     def engine_read() -> None:
         engine.read("warm")
 
-    def query_floor() -> None:
-        for method, args, kwargs in replay:
-            result = getattr(raw, method)(*args, **kwargs)
-            if method != "get_entity":
-                for page in result.by_page():
-                    for _ in page:
-                        pass
+    query_floor = replayer(raw, replay)
+    uncached = uncached_calls(engine, "warm")
+    uncached_floor = replayer(raw, uncached)
 
     def point_read() -> None:
         anchor.get_entity("p", point_row)
@@ -274,6 +264,7 @@ def bench_keys(
         ("bao", bao_read),
         ("engine", engine_read),
         ("query", query_floor),
+        ("uncached", uncached_floor),
         ("point", point_read),
         ("ours_token", ours_token_read),
         ("engine_token", engine_token_read),
@@ -288,6 +279,11 @@ def bench_keys(
         "read.query_floor",
         f"anchor: the engine's Table calls for it, raw ({what})",
         samples["query"],
+    )
+    r_uncached = rec.samples(
+        "read.uncached_floor",
+        "anchor: Store.get_key_and_versions' Table calls, raw (no cache)",
+        samples["uncached"],
     )
     r_point = rec.samples("read.point", "anchor: one Table point read (raw SDK)", samples["point"])
     rec.derived(
@@ -306,6 +302,11 @@ def bench_keys(
             "<= 1.2",
         )
     rec.ratio("read.host_over_query", "read host / its Table calls raw", r_ours / r_query)
+    rec.ratio(
+        "read.inprocess_over_uncached",
+        "read in process / get_key_and_versions' calls raw",
+        r_engine / r_uncached,
+    )
     rec.derived(
         "read.host_overhead",
         "host overhead on a read (host - in process)",

@@ -127,6 +127,46 @@ class InProcess:
         return recording.calls
 
 
+READS = frozenset({"get_entity", "query_entities", "list_entities"})
+RANGE = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+
+
+def replayer(
+    raw: Any, calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]]
+) -> Callable[[], None]:
+    """Issue the recorded reads again on ``raw`` (a plain SDK TableClient), every page read."""
+    reads = [(m, a, k) for m, a, k in calls if m in READS]
+
+    def replay() -> None:
+        for method, args, kwargs in reads:
+            result = getattr(raw, method)(*args, **kwargs)
+            if method != "get_entity":
+                for page in result.by_page():
+                    for _ in page:
+                        pass
+
+    return replay
+
+
+def uncached_calls(
+    engine: InProcess, name: str
+) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+    """The Table reads of ``Store.get_key_and_versions`` for a key (the key row and every
+    version's public part in one range query: the read with no per-instance cache), recorded;
+    the range query of docs/storage.md if the store has no such method or cannot be recorded."""
+    store = engine.service.store
+    calls = []
+    if hasattr(store, "get_key_and_versions"):
+        calls = engine.recorded(lambda: store.get_key_and_versions(MOUNT, name))
+    return calls or [
+        (
+            "query_entities",
+            (RANGE,),
+            {"parameters": {"pk": MOUNT, "lo": f"key:{name}:", "hi": f"key:{name};"}},
+        )
+    ]
+
+
 def session(token: str = ROOT_TOKEN) -> requests.Session:
     s = requests.Session()
     s.headers["X-Vault-Token"] = token

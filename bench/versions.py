@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from bench.common import Recorder, interleaved
-from bench.stack import KEY_TYPE, Stack, session
+from bench.stack import KEY_TYPE, Stack, replayer, session, uncached_calls
 
 
 def _pooled_keygen(size: int) -> tuple[Callable[[], Iterator[None]], list[int]]:
@@ -79,9 +79,11 @@ def bench_versions(
     def local(name: str) -> Callable[[], None]:
         return lambda: engine.read(name)
 
+    raw = stack.table_client()
     sides = []
     for n, name in names.items():
-        sides += [(f"host{n}", host(name)), (f"engine{n}", local(name))]
+        floor = replayer(raw, uncached_calls(engine, name))
+        sides += [(f"host{n}", host(name)), (f"engine{n}", local(name)), (f"floor{n}", floor)]
     samples = interleaved(sides, reads)
     material = "fresh keygen per version" if fresh else f"a pool of 16 keys ({used[0]} drawn)"
     total = sum(sizes) - len(sizes)
@@ -104,6 +106,11 @@ def bench_versions(
             f"read, {n} version{'s' if n > 1 else ''}, in process",
             samples[f"engine{n}"],
         )
+        medians[f"floor{n}"] = rec.samples(
+            f"versions.uncached_floor.{n}",
+            f"anchor: {n} version{'s' if n > 1 else ''}, get_key_and_versions' calls raw",
+            samples[f"floor{n}"],
+        )
     low, high = min(sizes), max(sizes)
     target = "<= 4" if (low, high) == (1, 1000) else None
     rec.ratio(
@@ -111,6 +118,11 @@ def bench_versions(
         f"read {high} / {low} versions, host",
         medians[f"host{high}"] / medians[f"host{low}"],
         target,
+    )
+    rec.ratio(
+        f"versions.uncached_floor_{high}_over_{low}",
+        f"uncached range query {high} / {low} versions, raw",
+        medians[f"floor{high}"] / medians[f"floor{low}"],
     )
     rec.ratio(
         f"versions.inprocess_{high}_over_{low}",
