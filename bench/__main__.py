@@ -78,17 +78,21 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only)
 
     failed: list[str] = []
+    took: dict[str, float] = {}
 
     def section(name: str, run: Callable[[], object]) -> None:
         """Run one section; a failure is reported and noted, and the others still run."""
         if name not in only:
             return
+        begun = time.perf_counter()
         try:
             run()
         except Exception as exc:
             traceback.print_exc()
             failed.append(name)
             rec.note(f"{name}: FAILED ({type(exc).__name__}: {str(exc)[:200]})")
+        took[name] = time.perf_counter() - begun
+        print(f"  ({name}: {took[name]:.0f} s)", flush=True)
 
     def policy_section() -> None:
         from bench import policy
@@ -170,9 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("quick run (fewer samples)")
     if only != set(SECTIONS):
         notes.append(f"sections: {', '.join(s for s in SECTIONS if s in only)}")
+    sections = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in took.items())
     notes.append(
-        f"whole run {elapsed:.0f} s; load average (1 min) {load_before:.1f} at the start, "
-        f"{os.getloadavg()[0]:.1f} at the end"
+        f"whole run {elapsed:.0f} s ({sections}); load average (1 min) {load_before:.1f} at "
+        f"the start, {os.getloadavg()[0]:.1f} at the end"
     )
     run = results.Run(
         label=args.label or f"{commit} {date}",
