@@ -786,16 +786,24 @@ class Store:
     def _make_client(self) -> Any:
         from azure.data.tables import TableServiceClient
 
+        from shared.transport import requests_transport
+
         storage = self.settings.storage
         if storage.connection_string:
-            service = TableServiceClient.from_connection_string(storage.connection_string)
+            service = TableServiceClient.from_connection_string(
+                storage.connection_string, transport=requests_transport()
+            )
         else:
             from azure.identity import ManagedIdentityCredential
 
             if not storage.table_service_uri:
                 raise UpstreamUnavailable("no Table Storage endpoint is configured")
             credential = ManagedIdentityCredential(client_id=storage.client_id)
-            service = TableServiceClient(endpoint=storage.table_service_uri, credential=credential)
+            service = TableServiceClient(
+                endpoint=storage.table_service_uri,
+                credential=credential,
+                transport=requests_transport(),
+            )
         self._service_client = service
         self._create_table()
         return service.get_table_client(self.table_name)
@@ -1266,7 +1274,9 @@ class Store:
         )
         if not rows or rows[0]["RowKey"] != key_rk(name):
             return None, []
-        return _key_from(rows[0], mount), [_version_from(e) for e in rows[1:]]
+        key = _key_from(rows[0], mount)
+        # Rows a deleted incarnation of the name left (a delete still finishing) are not its.
+        return key, [_version_from(e) for e in rows[1:] if (e.get("key_uid") or "") == key.uid]
 
     def list_key_names(self, mount: str) -> list[str]:
         return [
@@ -1275,14 +1285,17 @@ class Store:
             if e.get("state", "active") == "active"
         ]
 
-    def list_versions(self, mount: str, name: str, *, min_version: int = 1) -> list[VersionRecord]:
-        """Public parts only: the sealed columns are not even fetched."""
+    def list_versions(
+        self, mount: str, name: str, *, min_version: int = 1, uid: str | None = None
+    ) -> list[VersionRecord]:
+        """Public parts only: the sealed columns are not even fetched. ``uid``: only the
+        rows of that incarnation of the key (``KeyRecord.uid``)."""
         rows = self._query(
             "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
             {"pk": mount, "lo": version_rk(name, max(min_version, 1)), "hi": f"key:{name};"},
             select=_PUBLIC_VERSION_COLUMNS,
         )
-        return [_version_from(e) for e in rows]
+        return [_version_from(e) for e in rows if uid is None or (e.get("key_uid") or "") == uid]
 
     def get_sealed_version(self, mount: str, name: str, version: int) -> VersionRecord | None:
         entity = self._get(mount, version_rk(name, version))
