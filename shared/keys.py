@@ -53,6 +53,12 @@ Warnings = list[str]
 Ops = list[Op]
 
 
+class Unread:
+    """The type of ``UNREAD``: a row not read yet (None means read, and absent)."""
+
+
+UNREAD = Unread()
+
 MAX_CACHED_VERSIONS = 20_000  # about 12 MB of rsa-2048 public keys
 
 
@@ -155,8 +161,12 @@ class KeyEngine:
     def exists(self, mount: str, name: str) -> bool:
         """Whether the key exists (one point read): the API's existence check, which makes a
         write to ``key/:name`` Vault's create or update operation."""
-        key = self.store.get_key(mount, name)
+        key = self.lookup(mount, name)
         return key is not None and key.state == "active"
+
+    def lookup(self, mount: str, name: str) -> KeyRecord | None:
+        """The key row as stored (any state), or None: what ``write(known=...)`` takes."""
+        return self.store.get_key(mount, name)
 
     def read(self, mount: str, name: str) -> KeyVersions:
         """The key and its enabled versions (NotFound if none).
@@ -205,8 +215,14 @@ class KeyEngine:
         min_enabled_version: int | None,
         deletion_allowed: bool | None,
         auto_rotate_period: int | None,
+        known: KeyRecord | Unread | None = UNREAD,
     ) -> Warnings:
         """POST key/:name: create the key if absent, else update it. Returns warnings.
+
+        ``known``: the key row (or None) as ``lookup`` read it just before, in the same
+        request (the API's existence check), taken for the first attempt instead of a second
+        read. Every write is conditioned on what it read, so a row that changed since only
+        costs a retry, which reads afresh.
 
         Everything is checked before anything is written. A create that loses its race to
         another create of the name is answered as a later request would be: an update of the
@@ -219,8 +235,11 @@ class KeyEngine:
         material: list[keytypes.KeyMaterial] = []  # generated once, on the first create attempt
         outcome: dict[str, Any] = {}
 
+        first = [known]
+
         def attempt() -> None:
-            existing = self.store.get_key(mount, name)
+            given = first.pop() if first else UNREAD
+            existing = self.store.get_key(mount, name) if isinstance(given, Unread) else given
             if existing is not None and existing.state == "deleting":
                 self.finish_delete(existing)
                 raise ConcurrentChange("a deleted key of that name was still being removed")

@@ -7,6 +7,7 @@ from typing import Any
 from shared import keytypes, names, vaultapi
 from shared.api import Context, PathSpec
 from shared.errors import NotFound
+from shared.keys import UNREAD
 from shared.records import KeyVersions, VersionRecord, rfc3339
 from shared.vaultapi import ApiResponse, Field
 
@@ -86,7 +87,9 @@ def _read(ctx: Context) -> ApiResponse:
 
 
 def _exists(ctx: Context) -> bool:
-    return ctx.service.keys.exists(ctx.mount, ctx.params["name"])
+    key = ctx.service.keys.lookup(ctx.mount, ctx.params["name"])
+    ctx.looked_up["key"] = key  # the write's first attempt starts from this read
+    return key is not None and key.state == "active"
 
 
 def _write(ctx: Context) -> ApiResponse:
@@ -100,6 +103,7 @@ def _write(ctx: Context) -> ApiResponse:
         min_enabled_version=data.get("min_enabled_version"),
         deletion_allowed=data.get("deletion_allowed"),
         auto_rotate_period=data.get("auto_rotate_period"),
+        known=ctx.looked_up.get("key", UNREAD),
     )
     if data.has("replica_regions"):
         warnings.append("replica_regions applies to AWS KMS only and was ignored")

@@ -168,3 +168,35 @@ def test_cache_keeps_versions_ascending_and_replaces_an_entry():
     assert entry is not None and entry.uid == "v" and entry.newest == 1 and len(cache) == 1
     cache.drop(MOUNT, "a")
     assert cache.get(MOUNT, "a") is None and len(cache) == 0
+
+
+def test_a_create_through_the_api_reads_the_key_row_once(pair):
+    """The existence check's read is the write's first attempt's read: a create is the mount
+    row (writes look at it afresh), the key row, one transaction, and the mount row again
+    (a disable racing the create, Mounts.keeps)."""
+    from shared.api import handle
+    from shared.api.routes import ALL
+    from shared.vaultapi import ApiRequest
+
+    a, _ = pair
+    spec = next(s for s in ALL if s.route == "{mount}/key/{name}")
+
+    def post(name, body):
+        request = ApiRequest(
+            method="POST",
+            query={},
+            headers={"x-vault-token": "root", "content-type": "application/json"},
+            body=body,
+            remote_address="127.0.0.1",
+            path=f"{MOUNT}/key/{name}",
+        )
+        return handle(spec, request, {"mount": MOUNT, "name": name}, lambda: a)
+
+    assert post("warm", b'{"type":"ecdsa-p256"}').status == 204  # the mount, the MAC key
+    before = a.store.request_count
+    assert post("k", b'{"type":"ecdsa-p256"}').status == 204
+    assert a.store.request_count - before == 4
+    before = a.store.request_count
+    assert post("k", b'{"deletion_allowed":true}').status == 204  # an update: one read too
+    assert a.store.request_count - before == 3
+    assert a.keys.get(MOUNT, "k").deletion_allowed is True
