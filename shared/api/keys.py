@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from shared import keytypes, names, vaultapi
 from shared.api import Context, PathSpec
 from shared.errors import NotFound
-from shared.keys import UNREAD
+from shared.keys import MAX_CACHED_VERSIONS, UNREAD
 from shared.records import KeyVersions, VersionRecord, rfc3339
 from shared.vaultapi import ApiResponse, Field
 
@@ -50,9 +51,16 @@ KEY_FIELDS = [
 
 
 def render_version(version: VersionRecord) -> dict[str, Any]:
-    view: dict[str, Any] = {"creation_time": rfc3339(version.creation_time)}
+    return dict(_version_view(version))
+
+
+# A version never changes once written, and KeyEngine.versions hands out the same records read
+# after read: a key with a thousand versions is not formatted a thousand times per read.
+@functools.lru_cache(maxsize=MAX_CACHED_VERSIONS)
+def _version_view(version: VersionRecord) -> tuple[tuple[str, Any], ...]:
+    view: tuple[tuple[str, Any], ...] = (("creation_time", rfc3339(version.creation_time)),)
     if version.public_key is not None:
-        view["public_key"] = version.public_key
+        view += (("public_key", version.public_key),)
     return view
 
 
