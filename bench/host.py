@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import requests
 
@@ -59,6 +60,12 @@ def throughput(
     for w in workers:
         w.join()
     return sum(counts) / (time.perf_counter() - start)
+
+
+def process_cpu(pid: int) -> float:
+    """User plus system CPU seconds of process ``pid`` so far (Linux /proc), all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,18 +185,30 @@ def main(argv: list[str] | None = None) -> int:
         def sdk_client() -> Callable[[], None]:
             return lambda: sdk_table.get_entity("p", "r")
 
-        host_rates, sdk_rates = [], []
+        # CPU time per request as well: less sensitive to other load than a rate is, and it
+        # says which process the time goes to (the host's, or this one's SDK threads).
+        host_rates, sdk_rates, host_cpu, sdk_cpu = [], [], [], []
         for _ in range(args.rounds):
-            host_rates.append(throughput(host_client, args.threads, args.seconds))
-            sdk_rates.append(throughput(sdk_client, args.threads, args.seconds))
+            before = process_cpu(host.proc.pid)
+            rate = throughput(host_client, args.threads, args.seconds)
+            host_rates.append(rate)
+            host_cpu.append((process_cpu(host.proc.pid) - before) / (rate * args.seconds))
+            before = process_cpu(os.getpid())
+            rate = throughput(sdk_client, args.threads, args.seconds)
+            sdk_rates.append(rate)
+            sdk_cpu.append((process_cpu(os.getpid()) - before) / (rate * args.seconds))
         h, s = statistics.median(host_rates), statistics.median(sdk_rates)
         print(f"{args.threads} clients, {args.rounds} alternated rounds of {args.seconds} s:")
-        for label, median, rates in (
-            ("through the local host", h, host_rates),
-            ("raw SDK point reads", s, sdk_rates),
+        for label, median, rates, cpu in (
+            ("through the local host", h, host_rates, host_cpu),
+            ("raw SDK point reads", s, sdk_rates, sdk_cpu),
         ):
-            print(f"  {label:<24} median {median:8.1f} req/s  {sorted(round(r) for r in rates)}")
+            print(
+                f"  {label:<24} median {median:8.1f} req/s  {sorted(round(r) for r in rates)}"
+                f"   CPU {statistics.median(cpu) * 1000:.2f} ms/request"
+            )
         print(f"  ratio host / raw SDK: {h / s:.2f}")
+        print("  (CPU: the host process's for a read through it, this process's for a point read)")
     finally:
         host.stop()
         azurite.stop()
