@@ -93,6 +93,26 @@ def test_a_chunked_body_reaches_the_function_and_then_the_connection_closes(
     assert bytes.fromhex(json.loads(body)["body_hex"]) == b"hello world"
 
 
+def test_expect_100_continue_then_the_body(app_host: AppHost) -> None:
+    # As curl sends a larger body: the headers, then the body once the host says to go on.
+    with socket.create_connection(("127.0.0.1", app_host.host.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\n\r\n"
+        )
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            chunk = sock.recv(1)
+            assert chunk, "the host closed the connection"
+            interim += chunk
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"ping")
+        answer = _read_until_closed(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert bytes.fromhex(json.loads(body)["body_hex"]) == b"ping"
+
+
 @pytest.mark.parametrize(
     ("request_head", "status"),
     [
