@@ -49,10 +49,14 @@ class RequestHandler(WSGIRequestHandler):
             return  # an idle keep-alive connection reaching its timeout: nothing went wrong
         super().log_error(format, *args)
 
+    def handle_expect_100(self) -> bool:
+        """http.server's interim answer to ``Expect: 100-continue``, sent now: the client
+        waits for it before it sends the body, and the writes here are buffered."""
+        go_on: bool = super().handle_expect_100()
+        self.wfile.flush()
+        return go_on
+
     def run_wsgi(self) -> None:
-        if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
-            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            self.wfile.flush()
         environ = self.environ = self.make_environ()
         body: LimitedStream | None = None
         if environ.get("wsgi.input_terminated"):
