@@ -18,6 +18,11 @@ DEFERRED = {
     "(shared.byok) and JWT/X.509 keys (shared.auth.keys): a read needs none of them",
     "urllib.request": "an issuer's discovery document or JWKS fetch (shared.auth.keys)",
     "hcl": "the policy parser: the service's build parses the default policy, not the import",
+    # The engine's own modules that only some requests reach.
+    "shared.auth.jwt": "the jwt/oidc auth method: its config, roles and logins",
+    "shared.auth.azure": "the azure auth method: its config, roles and logins",
+    "shared.auth.keys": "a login's signing keys (discovery, JWKS, PEM)",
+    "shared.hcl_parser": "the policy parser's grammar and tables, with the first policy parse",
     # Azure SDKs: each builds its client on first use.
     "azure.core": "the Azure SDKs' pipeline, with the first Table or Key Vault client",
     "azure.data.tables": "the Table client: built by the first request's service build",
