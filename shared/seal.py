@@ -13,13 +13,14 @@ import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from shared.errors import SealError, UpstreamUnavailable
 
 _NONCE = 12
 _MIN_SEALED = _NONCE + 16  # nonce and AES-GCM tag: anything shorter was cut
 _DEK_AAD = b"azure-keymgmt/dek/v1"
-# cryptography's AES-GCM is imported by the first seal or open, not by this module: every cold
-# start imports it (the records name Sealed), a read opens nothing.
 
 
 class SealKey(Protocol):
@@ -36,8 +37,6 @@ class LocalSealKey:
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise ValueError("the local seal key must be 32 bytes")
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         self._aead = AESGCM(key)
         self.key_id = "local:" + hashlib.sha256(b"azure-keymgmt/kid" + key).hexdigest()[:16]
 
@@ -46,8 +45,6 @@ class LocalSealKey:
         return nonce + self._aead.encrypt(nonce, dek, _DEK_AAD), self.key_id
 
     def unwrap(self, wrapped: bytes, key_id: str) -> bytes:
-        from cryptography.exceptions import InvalidTag
-
         if key_id != self.key_id:
             raise SealError(
                 f"sealed with another seal key ({key_id}); this service has {self.key_id}"
@@ -118,8 +115,6 @@ class Sealer:
         self.seal_key = seal_key
 
     def seal(self, plaintext: bytes, context: str) -> Sealed:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         dek = AESGCM.generate_key(bit_length=256)
         nonce = os.urandom(_NONCE)
         ciphertext = nonce + AESGCM(dek).encrypt(nonce, plaintext, context.encode())
@@ -127,9 +122,6 @@ class Sealer:
         return Sealed(key_id, wrapped, ciphertext)
 
     def open(self, sealed: Sealed, context: str) -> bytes:
-        from cryptography.exceptions import InvalidTag
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         dek = self.seal_key.unwrap(sealed.wrapped_dek, sealed.seal_key_id)
         ct = sealed.ciphertext
         if len(ct) < _MIN_SEALED:

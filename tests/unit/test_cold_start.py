@@ -14,8 +14,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFERRED = {
     # Third-party, heavy, needed by few requests.
     "jwt": "PyJWT verifies a login's JWT (shared.auth.keys); a key read verifies none",
-    "cryptography": "key generation (shared.keytypes), sealing (shared.seal), BYOK blobs "
-    "(shared.byok) and JWT/X.509 keys (shared.auth.keys): a read needs none of them",
+    # cryptography's AES-GCM stays: every first request opens the sealed row-MAC key with it.
+    "cryptography.x509": "certificates: an auth method's PEM keys (shared.auth.keys)",
+    "cryptography.hazmat.primitives.serialization": "key encoding: create, rotate "
+    "(shared.keytypes) and PEM public keys of an auth method",
+    "cryptography.hazmat.primitives.asymmetric": "RSA/EC key generation (shared.keytypes), "
+    "BYOK's RSA-OAEP (shared.byok), JWT key types",
+    "cryptography.hazmat.primitives.keywrap": "BYOK's AES key wrap: a distribution",
     "urllib.request": "an issuer's discovery document or JWKS fetch (shared.auth.keys)",
     "hcl": "the policy parser: the service's build parses the default policy, not the import",
     # The engine's own modules that only some requests reach.
