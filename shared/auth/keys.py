@@ -10,22 +10,22 @@ most every ``JWKS_COOLDOWN`` seconds (PyJWKClient's own rate limit); a discovery
 
 from __future__ import annotations
 
-import functools
 import json
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from shared.errors import InvalidRequest, UpstreamUnavailable
-
-# PyJWT, cryptography's X.509 and key loading, and urllib.request are imported where a login
-# or an auth method's config first needs them: every cold start imports this module
-# (function_app -> shared.service -> shared.auth), most requests never verify a JWT.
-if TYPE_CHECKING:
-    import jwt
 
 # Asymmetric algorithms only (OpenBao's AllowedJWTSignatureAlgorithmsBao): never none or HS*.
 ALLOWED_ALGORITHMS = (
@@ -72,26 +72,15 @@ def tls_context_file(ca_file: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
 
 
-@functools.cache
-def _no_redirect() -> type:
-    import urllib.request
-
-    class _NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-            return None  # a redirect is answered as the error it then is
-
-    return _NoRedirect
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a redirect is answered as the error it then is
 
 
 def fetch_json(url: str, context: ssl.SSLContext) -> Any:
     """GET a JSON document over HTTPS (or HTTP only for loopback test issuers, as given);
     UpstreamUnavailable when it cannot be had."""
-    import urllib.error
-    import urllib.request
-
-    opener = urllib.request.build_opener(
-        _no_redirect(), urllib.request.HTTPSHandler(context=context)
-    )
+    opener = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=context))
     if not url.lower().startswith(("https://", "http://")):
         raise UpstreamUnavailable("only https:// (or http://) URLs are fetched")
     request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
@@ -140,34 +129,26 @@ def discover(document_url: str, ca_pem: str, *, context: ssl.SSLContext | None =
     return found
 
 
-@functools.cache
-def _bounded_jwk_client() -> Callable[..., jwt.PyJWKClient]:
-    """The PyJWKClient subclass, built on first use (it needs PyJWT imported)."""
-    import jwt
+class _BoundedJWKClient(jwt.PyJWKClient):
+    """PyJWKClient (its caches and kid refetch rate limit) fetching through ``fetch_json``, so
+    a key set answer is bounded in size as every other fetch is (PyJWT reads all of it)."""
 
-    class _BoundedJWKClient(jwt.PyJWKClient):
-        """PyJWKClient (its caches and kid refetch rate limit) fetching through
-        ``fetch_json``, so a key set answer is bounded in size as every other fetch is (PyJWT
-        reads all of it)."""
+    def __init__(self, uri: str, *, context: ssl.SSLContext, **options: Any) -> None:
+        super().__init__(uri, ssl_context=context, **options)
+        self._context = context
 
-        def __init__(self, uri: str, *, context: ssl.SSLContext, **options: Any) -> None:
-            super().__init__(uri, ssl_context=context, **options)
-            self._context = context
-
-        def fetch_data(self) -> Any:
-            try:
-                data = fetch_json(self.uri, self._context)
-            except UpstreamUnavailable as exc:
-                raise jwt.PyJWKClientConnectionError(str(exc)) from None
-            if not isinstance(data, dict):
-                raise jwt.PyJWKClientError("The JWKS endpoint did not return a JSON object")
-            if self.jwk_set_cache is not None:
-                self.jwk_set_cache.put(data)
-            # What PyJWT 2.15.1's own fetch_data records for its refetch cooldown (pinned).
-            self._last_successful_fetch = time.monotonic()
-            return data
-
-    return _BoundedJWKClient
+    def fetch_data(self) -> Any:
+        try:
+            data = fetch_json(self.uri, self._context)
+        except UpstreamUnavailable as exc:
+            raise jwt.PyJWKClientConnectionError(str(exc)) from None
+        if not isinstance(data, dict):
+            raise jwt.PyJWKClientError("The JWKS endpoint did not return a JSON object")
+        if self.jwk_set_cache is not None:
+            self.jwk_set_cache.put(data)
+        # What PyJWT 2.15.1's own fetch_data records for its refetch cooldown (pinned).
+        self._last_successful_fetch = time.monotonic()
+        return data
 
 
 def jwks_client(uri: str, ca_pem: str, *, context: ssl.SSLContext | None = None) -> jwt.PyJWKClient:
@@ -176,7 +157,7 @@ def jwks_client(uri: str, ca_pem: str, *, context: ssl.SSLContext | None = None)
     with _lock:
         client = _jwks.get(key)
         if client is None:
-            client = _bounded_jwk_client()(
+            client = _BoundedJWKClient(
                 uri,
                 context=context or tls_context(ca_pem),
                 cache_keys=False,
@@ -198,9 +179,6 @@ def forget_cached() -> None:
 
 def load_public_key(pem: str) -> Any:
     """A PEM public key or certificate (its key), as Vault's jwt_validation_pubkeys take."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
     data = pem.strip().encode()
     try:
         if b"CERTIFICATE" in data.split(b"\n", 1)[0]:
@@ -213,8 +191,6 @@ def load_public_key(pem: str) -> Any:
 
 
 def _fits(key: Any, algorithm: str) -> bool:
-    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-
     if algorithm.startswith(("RS", "PS")):
         return isinstance(key, rsa.RSAPublicKey)
     if algorithm.startswith("ES"):
@@ -226,8 +202,6 @@ def _fits(key: Any, algorithm: str) -> bool:
 
 
 def header(token: str) -> dict[str, Any]:
-    import jwt
-
     try:
         found = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
@@ -238,8 +212,6 @@ def header(token: str) -> dict[str, Any]:
 def verified_claims(token: str, keys: Sequence[Any], algorithms: Sequence[str]) -> dict[str, Any]:
     """The token's claims if one of ``keys`` verifies its signature under one of
     ``algorithms`` (pinned by config, never taken from the token); no claim is checked here."""
-    import jwt
-
     alg = header(token).get("alg")
     if alg not in algorithms:
         raise SignatureError(NO_KEY)
@@ -276,8 +248,6 @@ def jwks_keys(client: jwt.PyJWKClient, token: str) -> list[Any]:
     """The keys of a JWKS that may have signed ``token``: the one its ``kid`` names (the set
     fetched again, rate-limited, when the kid is unknown: a rotation), else every signing
     key. A set that cannot be fetched is a 503."""
-    import jwt
-
     kid = header(token).get("kid")
     try:
         if isinstance(kid, str) and kid:

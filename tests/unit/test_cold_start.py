@@ -21,7 +21,6 @@ DEFERRED = {
     "cryptography.hazmat.primitives.asymmetric": "RSA/EC key generation (shared.keytypes), "
     "BYOK's RSA-OAEP (shared.byok), JWT key types",
     "cryptography.hazmat.primitives.keywrap": "BYOK's AES key wrap: a distribution",
-    "urllib.request": "an issuer's discovery document or JWKS fetch (shared.auth.keys)",
     "hcl": "the policy parser: the service's build parses the default policy, not the import",
     # The engine's own modules that only some requests reach.
     "shared.auth.jwt": "the jwt/oidc auth method: its config, roles and logins",
