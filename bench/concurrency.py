@@ -19,6 +19,7 @@ medians over the rounds: the machine is shared, so no single figure is trusted.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
@@ -172,6 +173,48 @@ def median_of(runs: list[Run], attribute: str) -> float:
     return statistics.median(getattr(r, attribute) for r in runs)
 
 
+def keygen_probe(n: int) -> None:
+    """The engine's rsa-2048 key generation (shared.keytypes) in this process, with a Python
+    thread ticking beside it: its CPU per key, and the longest the ticker stalled during a
+    generation. A stall as long as the generation would mean it holds the GIL."""
+    from shared import keytypes
+
+    stop = threading.Event()
+    stamps: list[float] = []
+
+    def ticker() -> None:
+        while not stop.is_set():
+            stamps.append(time.perf_counter())
+
+    thread = threading.Thread(target=ticker)
+    thread.start()
+    cpu, wall, stalls = [], [], []
+    try:
+        for _ in range(n):
+            began, cpu0 = time.perf_counter(), time.thread_time()
+            keytypes.generate("rsa-2048")
+            cpu.append(time.thread_time() - cpu0)
+            ended = time.perf_counter()
+            wall.append(ended - began)
+            inside = [t for t in stamps if began <= t <= ended]
+            gaps = [b - a for a, b in itertools.pairwise(inside)]
+            stalls.append(max(gaps, default=ended - began))
+            stamps.clear()
+    finally:
+        stop.set()
+        thread.join()
+    # Held, the GIL would stall the ticker for a whole generation; released, for a few ms of
+    # scheduling at most.
+    verdict = "released" if statistics.median(stalls) < statistics.median(wall) / 4 else "HELD"
+    print(
+        f"rsa-2048 key generation in process ({n} keys, medians): "
+        f"{statistics.median(cpu) * 1000:.1f} ms CPU, {statistics.median(wall) * 1000:.1f} ms wall;"
+        f" a Python thread beside it stalled {statistics.median(stalls) * 1000:.1f} ms at most"
+        f" (median over the keys; worst {max(stalls) * 1000:.1f} ms):"
+        f" the GIL is {verdict} while the key is generated\n"
+    )
+
+
 def session_for(token: str) -> requests.Session:
     s = requests.Session()
     s.headers["X-Vault-Token"] = token
@@ -179,6 +222,7 @@ def session_for(token: str) -> requests.Session:
 
 
 def bench(requests_per_level: int, rounds: int, with_distribution: bool) -> None:
+    keygen_probe(max(requests_per_level // 16, 5))
     azurite = Azurite()
     emulator = None
     extra: dict[str, str] = {}
