@@ -160,13 +160,13 @@ variable "instance_memory_mb" {
 }
 
 variable "maximum_instance_count" {
-  description = "Maximum number of instances the app scales out to: 40 to 1000 (Microsoft documents 40 as the lowest maximum for Flex Consumption, and azurerm 4.46-4.57, from the floor of the pin, refuse lower values at plan time)."
+  description = "Maximum number of instances the app scales out to: 40 to 1000. Microsoft documented 40 as the lowest maximum for Flex Consumption and now documents 1, but azurerm 4.46-4.57, in the pinned range, refuse values below 40 at plan time (4.58 accepts 1). More than about 35 busy instances exceed what one storage account's tables serve (docs/performance.md)."
   type        = number
   default     = 40
 
   validation {
     condition     = var.maximum_instance_count >= 40 && var.maximum_instance_count <= 1000 && floor(var.maximum_instance_count) == var.maximum_instance_count
-    error_message = "maximum_instance_count must be an integer from 40 to 1000 (the lowest maximum Flex Consumption allows is 40)."
+    error_message = "maximum_instance_count must be an integer from 40 to 1000 (azurerm 4.46 to 4.57, in the pinned range, refuse a maximum below 40)."
   }
 }
 

@@ -795,7 +795,7 @@ def variables_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
             {"maximum_instance_count": 39},
             "maximum_instance_count must be an integer from 40 to 1000",
         ),
-        ({"maximum_instance_count": 1}, "the lowest maximum Flex Consumption allows is 40"),
+        ({"maximum_instance_count": 1}, "refuse a maximum below 40"),
         (
             {"always_ready_http_instances": 1, "zone_redundant": True},
             "needs at least 2 always-ready instances",
