@@ -572,6 +572,15 @@ SCALE_ARGUMENTS = {
     "http_concurrency": "http_per_instance_concurrency",
 }
 THREAD_POOL_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
+# Scale settings Flex Consumption takes from functionAppConfig instead (Microsoft's guide to
+# migrating Consumption apps to Flex Consumption drops them): set as app settings they would
+# only mislead.
+FLEX_SCALE_APP_SETTINGS = {
+    "FUNCTIONS_WORKER_PROCESS_COUNT",
+    "FUNCTIONS_MAX_HTTP_CONCURRENCY",
+    "FUNCTIONS_WORKER_DYNAMIC_CONCURRENCY_ENABLED",
+    "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
+}
 
 
 def check_scale_settings(tree: Tree) -> list[str]:
@@ -584,7 +593,10 @@ def check_scale_settings(tree: Tree) -> list[str]:
         for argument, variable in SCALE_ARGUMENTS.items():
             if body.get(argument) != f"${{var.{variable}}}":
                 problems.append(f"{where}: {argument} must be var.{variable}")
-    threads = app_settings(tree).get(THREAD_POOL_SETTING)
+    settings = app_settings(tree)
+    for key in sorted(FLEX_SCALE_APP_SETTINGS & set(settings)):
+        problems.append(f"app setting {key} does not apply to Flex Consumption")
+    threads = settings.get(THREAD_POOL_SETTING)
     if threads not in (
         "${tostring(var.http_per_instance_concurrency)}",
         "${var.http_per_instance_concurrency}",

@@ -412,6 +412,15 @@ def test_thread_pool_not_matched_to_concurrency_is_caught(tree: ic.Tree, value: 
     assert any(ic.THREAD_POOL_SETTING in p for p in ic.check_scale_settings(broken))
 
 
+@pytest.mark.parametrize("setting", sorted(ic.FLEX_SCALE_APP_SETTINGS))
+def test_scale_app_setting_flex_ignores_is_caught(tree: ic.Tree, setting: str) -> None:
+    broken = tree.copy()
+    broken.locals["app_settings_worker"][setting] = "4"
+    assert ic.check_scale_settings(broken) == [
+        f"app setting {setting} does not apply to Flex Consumption"
+    ]
+
+
 @pytest.mark.parametrize(
     "change",
     [{"default": 0}, {"default": 2.5}, {"default": 1001}, {"type": "string"}, {"validation": []}],
