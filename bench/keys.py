@@ -281,7 +281,7 @@ def bench_keys(
     r_engine = rec.samples("read.inprocess", "read in process (no HTTP)", samples["engine"])
     r_handler = rec.samples(
         "read.handler",
-        "read through the function handler (azure.functions.HttpRequest, no host)",
+        "read through the function handler (no host)",
         samples["handler"],
     )
     what = ", ".join(m for m, _, _ in replay) or "nothing recorded"
@@ -325,7 +325,7 @@ def bench_keys(
     )
     rec.derived(
         "read.adapter_overhead",
-        "of which the function handler's adapter (handler - in process)",
+        "of which the adapter (handler - in process)",
         (r_handler - r_engine) * 1000,
         "ms",
     )
