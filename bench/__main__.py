@@ -10,7 +10,9 @@ Sections (bench/README.md says what each measure and anchor means):
 - cold: ``import function_app`` vs ``import azure.functions``, the first request after import
   (bench/coldstart.py);
 - audit: a read with a file, log or blob audit device vs none (bench/audit.py);
-- distribution: into the Key Vault emulator vs its own import round trip (bench/distribution.py).
+- distribution: into the Key Vault emulator vs its own import round trip (bench/distribution.py);
+- concurrency: CPU per request and throughput at 1-16 clients through the local host
+  (bench/concurrency.py); about five minutes, so only with ``--only concurrency``.
 
 Each run is added to bench/results.json (``--results``) under ``--label`` and bench/RESULTS.md
 is regenerated from it; ``--quick`` runs fewer samples and records nothing unless labelled.
@@ -30,7 +32,9 @@ from pathlib import Path
 from bench import results
 from bench.common import Recorder
 
-SECTIONS = ("policy", "keys", "versions", "cold", "audit", "distribution")
+SECTIONS = ("policy", "keys", "versions", "cold", "audit", "distribution", "concurrency")
+# Run only when named in --only: minutes long, and not a ratio to an anchor.
+DEFAULT = tuple(s for s in SECTIONS if s != "concurrency")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -50,7 +54,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-record", action="store_true", help="print only; record nothing")
     parser.add_argument("--render", action="store_true", help="only regenerate RESULTS.md")
     parser.add_argument(
-        "--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run"
+        "--only",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(DEFAULT),
+        help=f"sections to run (default: {' '.join(DEFAULT)}; concurrency only when named)",
     )
     parser.add_argument("--creates", type=int, help="create samples per side (30; quick 8)")
     parser.add_argument("--reads", type=int, help="read samples per side (200; quick 40)")
@@ -154,8 +162,21 @@ def main(argv: list[str] | None = None) -> int:
         else:
             bench_distribution(3 if quick else 5, 3 if quick else 10, rec)
 
+    def concurrency_section() -> None:
+        from bench.concurrency import bench_concurrency
+
+        try:
+            import tools.kvemu  # noqa: F401  (the emulator needs the dev dependencies)
+        except ImportError as exc:
+            rec.note(f"concurrency: without distribution ({exc})")
+            with_distribution = False
+        else:
+            with_distribution = True
+        bench_concurrency(rec, 60 if quick else 240, 1 if quick else 3, with_distribution)
+
     section("audit", audit_section)
     section("distribution", distribution_section)
+    section("concurrency", concurrency_section)
 
     elapsed = time.perf_counter() - started
     targeted = [m for m in rec.measures if m.target]
@@ -172,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     notes = list(rec.notes)
     if quick:
         notes.append("quick run (fewer samples)")
-    if only != set(SECTIONS):
+    if only != set(DEFAULT):
         notes.append(f"sections: {', '.join(s for s in SECTIONS if s in only)}")
     sections = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in took.items())
     notes.append(

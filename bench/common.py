@@ -1,10 +1,13 @@
-"""What every benchmark shares: reporting samples, recording measures, interleaving sides."""
+"""What every benchmark shares: reporting samples, recording measures, interleaving sides,
+and the CPU a process spent (Linux /proc)."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from bench.results import Measure, fmt, mark
 
@@ -37,6 +40,46 @@ def interleaved(
         for name, fn in sides if i % 2 == 0 else reversed(sides):
             samples[name].append(timed(fn))
     return samples
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, every thread) of ``pid`` and its descendants so far, from
+    /proc/<pid>/stat: the CPU a request costs the process that serves it, less sensitive to
+    other load on a shared machine than a rate is."""
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text()
+        except OSError:
+            continue
+        # Fields after the command name (which may hold spaces) start at field 3 (state).
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        pending += _children(current)
+    return total
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy (every process, every core), from
+    /proc/stat: what other work on a shared machine took is visible beside ours."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 class Recorder:

@@ -1,4 +1,7 @@
-"""``python -m bench.concurrency``: what one instance can serve, measured through the local host.
+"""What one instance can serve, measured through the local host: the ``concurrency`` section of
+``make bench``, run only when asked (``python -m bench --only concurrency``, about five minutes;
+it is left out of the default run), or alone, printed and not recorded:
+``python -m bench.concurrency [--requests N] [--rounds N] [--no-distribution]``.
 
 For the Flex Consumption settings in infra/ (per-instance HTTP concurrency, instance memory,
 the Python worker's thread pool): docs/performance.md explains how these numbers become them.
@@ -13,7 +16,10 @@ the Python worker's thread pool): docs/performance.md explains how these numbers
   core, the GIL is the limit and more concurrency only queues.
 
 The levels are measured in rounds, interleaved (1, 2, 4, ... then again), and reported as
-medians over the rounds: the machine is shared, so no single figure is trusted.
+medians over the rounds: the machine is shared, so no single figure is trusted. The stack is
+bench/stack.py's (Azurite and the local host, with the emulator's settings), the CPU clocks
+bench/common.py's; it runs on a stack of its own because the host must know the emulator when
+it starts.
 """
 
 from __future__ import annotations
@@ -29,50 +35,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import requests
 
-from tools.localstack import Azurite, FuncHost, emulator_settings, engine_settings, wait_healthy
+from bench.common import Recorder, machine_busy, process_cpu
+from bench.stack import KEY_TYPE, Stack, session
+from tools.localstack import emulator_settings
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 LEVELS = (1, 2, 4, 8, 16)
 VAULT = "bench-vault"
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
-def machine_busy() -> float:
-    """CPU seconds the whole machine has spent busy (every process, every core), from
-    /proc/stat: what other work on a shared machine took is visible beside ours."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system, all threads) of ``pid`` and its descendants, from /proc."""
-    total = 0.0
-    pending = [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            stat = Path(f"/proc/{current}/stat").read_text()
-        except OSError:
-            continue
-        # Fields after the command name (which may hold spaces) start at field 3 (state).
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-        pending += _children(current)
-    return total
 
 
 @dataclass(frozen=True)
@@ -173,7 +144,7 @@ def median_of(runs: list[Run], attribute: str) -> float:
     return statistics.median(getattr(r, attribute) for r in runs)
 
 
-def keygen_probe(n: int) -> None:
+def keygen_probe(n: int, rec: Recorder) -> None:
     """The engine's rsa-2048 key generation (shared.keytypes) in this process, with a Python
     thread ticking beside it: its CPU per key, and the longest the ticker stalled during a
     generation. A stall as long as the generation would mean it holds the GIL."""
@@ -213,19 +184,30 @@ def keygen_probe(n: int) -> None:
         f" (median over the keys; worst {max(stalls) * 1000:.1f} ms):"
         f" the GIL is {verdict} while the key is generated\n"
     )
+    rec.add(
+        "concurrency.keygen_cpu",
+        "rsa-2048 keygen in process: CPU",
+        statistics.median(cpu) * 1000,
+        "ms",
+    )
+    rec.add(
+        "concurrency.keygen_stall",
+        "rsa-2048 keygen: longest stall of a Python thread beside it",
+        statistics.median(stalls) * 1000,
+        "ms",
+    )
 
 
-def session_for(token: str) -> requests.Session:
-    s = requests.Session()
-    s.headers["X-Vault-Token"] = token
-    return s
-
-
-def bench(requests_per_level: int, rounds: int, with_distribution: bool) -> None:
-    keygen_probe(max(requests_per_level // 16, 5))
-    azurite = Azurite()
+def bench_concurrency(
+    rec: Recorder, requests_per_level: int, rounds: int, with_distribution: bool
+) -> None:
+    """Measure on a stack of its own (Azurite and the local host; with ``with_distribution``
+    the Key Vault emulator too, which the host must know at its start), and record into
+    ``rec`` (``concurrency.*``)."""
+    keygen_probe(max(requests_per_level // 16, 5), rec)
     emulator = None
     extra: dict[str, str] = {}
+    credentials: dict[str, str] | None = None
     if with_distribution:
         from tools.kvemu import Emulator
 
@@ -236,129 +218,150 @@ def bench(requests_per_level: int, rounds: int, with_distribution: bool) -> None
         emulator.grant(VAULT, emulator.system_identity.object_id, "Key Vault Crypto Officer")
         emulator.start()
         extra = emulator_settings(emulator)
-    host = FuncHost(engine_settings(azurite, f"benchc{os.getpid()}", **extra))
+        credentials = {
+            "client_id": client_id,
+            "client_secret": secret,
+            "tenant_id": emulator.tenant_id,
+        }
+    stack: Stack | None = None
     try:
-        wait_healthy(host.url)
-        base = f"{host.url}/v1/keymgmt"
-        admin = session_for("root")
-        admin.post(f"{base}/key/hot", json={"type": "rsa-2048"}).raise_for_status()
-        if emulator is not None:
-            admin.put(
-                f"{base}/kms/bench",
-                json={
-                    "provider": "azurekeyvault",
-                    "key_collection": VAULT,
-                    "credentials": {
-                        "client_id": client_id,
-                        "client_secret": secret,
-                        "tenant_id": emulator.tenant_id,
-                    },
-                },
-            ).raise_for_status()
-
-        def read(s: requests.Session) -> None:
-            r = s.get(f"{base}/key/hot")
-            assert r.status_code == 200, r.text
-
-        def create(s: requests.Session) -> None:
-            r = s.post(f"{base}/key/c-{uuid.uuid4().hex[:12]}", json={"type": "rsa-2048"})
-            assert r.status_code == 204, r.text
-
-        to_distribute: list[str] = []
-
-        def distribute(s: requests.Session) -> None:
-            r = s.put(
-                f"{base}/kms/bench/key/{to_distribute.pop()}",
-                json={"purpose": "encrypt,decrypt", "protection": "hsm"},
-            )
-            assert r.status_code == 204, r.text
-
-        def prepare_distribution(n: int) -> None:
-            for _ in range(n):
-                name = f"d-{uuid.uuid4().hex[:12]}"
-                admin.post(f"{base}/key/{name}", json={"type": "rsa-2048"}).raise_for_status()
-                to_distribute.append(name)
-
-        sessions = [session_for("root") for _ in range(max(LEVELS))]
-        for s in sessions:  # open every connection before anything is timed
-            read(s)
-        create(admin)
-        if emulator is not None:
-            prepare_distribution(1)
-            distribute(admin)  # the first one creates the KEK and the provider's clients
-
-        # 1. CPU per request, one client, the operations interleaved round by round.
-        ops: dict[str, list[Run]] = {"read": [], "create (rsa-2048)": []}
-        if emulator is not None:
-            ops["distribute (1 version, hsm)"] = []
-        n_seq = max(requests_per_level // 4, 10)
-        for _ in range(rounds):
-            ops["read"].append(
-                measure(read, sessions[:1], requests_per_level, host.proc.pid, azurite.proc.pid)
-            )
-            ops["create (rsa-2048)"].append(
-                measure(create, sessions[:1], n_seq // 2, host.proc.pid, azurite.proc.pid)
-            )
-            if emulator is not None:
-                prepare_distribution(n_seq // 2)
-                ops["distribute (1 version, hsm)"].append(
-                    measure(distribute, sessions[:1], n_seq // 2, host.proc.pid, azurite.proc.pid)
-                )
-
-        print(f"CPU per request, one client ({os.cpu_count()} cores, medians of {rounds} rounds):")
-        print(
-            f"  {'operation':<30} {'wall p50 ms':>11} {'host CPU ms':>12} {'Azurite CPU ms':>15} "
-            f"{'client CPU ms':>14} {'host waits ms':>14}"
-        )
-        for label, runs in ops.items():
-            wall = statistics.median(statistics.median(r.latencies) for r in runs) * 1000
-            host_ms = median_of(runs, "host_cpu_ms")
-            print(
-                f"  {label:<30} {wall:11.2f} {host_ms:12.2f} "
-                f"{median_of(runs, 'azurite_cpu_ms'):15.2f} "
-                f"{median_of(runs, 'client_cpu_ms'):14.2f} {wall - host_ms:14.2f}"
-            )
-
-        # 2. Throughput of reads and creates at each level of concurrency.
-        for label, op, per_level in (
-            ("read", read, requests_per_level),
-            ("create (rsa-2048)", create, max(requests_per_level // 4, len(LEVELS) * 2)),
-        ):
-            levels: dict[int, list[Run]] = {c: [] for c in LEVELS}
-            for _ in range(rounds):
-                for c in LEVELS:
-                    per_client = max(per_level // c, 2)
-                    levels[c].append(
-                        measure(op, sessions[:c], per_client, host.proc.pid, azurite.proc.pid)
-                    )
-            print(f"\n{label}: concurrent clients (medians of {rounds} rounds)")
-            print(
-                f"  {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} "
-                f"{'host CPU ms/req':>16} {'host cores':>11} {'Azurite':>8} {'client':>7} "
-                f"{'machine':>8}"
-            )
-            for c, runs in levels.items():
-                p50 = statistics.median(statistics.median(r.latencies) for r in runs) * 1000
-                p90 = (
-                    statistics.median(statistics.quantiles(r.latencies, n=10)[-1] for r in runs)
-                    * 1000
-                )
-                cells = [median_of(runs, "throughput"), p50, p90]
-                cells += [
-                    median_of(runs, a)
-                    for a in ("host_cpu_ms", "host_cores", "azurite_cores", "client_cores")
-                ]
-                cells.append(median_of(runs, "machine_cores"))
-                widths = (8, 8, 8, 16, 11, 8, 7, 8)
-                print(
-                    f"  {c:>7} "
-                    + " ".join(f"{v:{w}.2f}" for v, w in zip(cells, widths, strict=True))
-                )
+        stack = Stack(extra, openbao=False)
+        _bench(stack, rec, requests_per_level, rounds, credentials)
     finally:
-        host.stop()
+        if stack is not None:
+            stack.stop()
         if emulator is not None:
             emulator.stop()
-        azurite.stop()
+
+
+def _bench(
+    stack: Stack,
+    rec: Recorder,
+    requests_per_level: int,
+    rounds: int,
+    credentials: dict[str, str] | None,
+) -> None:
+    """The measures; ``credentials``: the emulator's app, to distribute (None: no distribution)."""
+    with_distribution = credentials is not None
+    assert stack.host is not None
+    host_pid, azurite_pid = stack.host.proc.pid, stack.azurite.proc.pid
+    keys_url = stack.keys_url
+    base = keys_url.rsplit("/", 1)[0]
+    admin = session()
+    admin.post(f"{keys_url}/hot", json={"type": KEY_TYPE}).raise_for_status()
+    if credentials is not None:
+        admin.put(
+            f"{base}/kms/bench",
+            json={"provider": "azurekeyvault", "key_collection": VAULT, "credentials": credentials},
+        ).raise_for_status()
+
+    def read(s: requests.Session) -> None:
+        r = s.get(f"{keys_url}/hot")
+        assert r.status_code == 200, r.text
+
+    def create(s: requests.Session) -> None:
+        r = s.post(f"{keys_url}/c-{uuid.uuid4().hex[:12]}", json={"type": KEY_TYPE})
+        assert r.status_code == 204, r.text
+
+    to_distribute: list[str] = []
+
+    def distribute(s: requests.Session) -> None:
+        r = s.put(
+            f"{base}/kms/bench/key/{to_distribute.pop()}",
+            json={"purpose": "encrypt,decrypt", "protection": "hsm"},
+        )
+        assert r.status_code == 204, r.text
+
+    def prepare_distribution(n: int) -> None:
+        for _ in range(n):
+            name = f"d-{uuid.uuid4().hex[:12]}"
+            admin.post(f"{keys_url}/{name}", json={"type": KEY_TYPE}).raise_for_status()
+            to_distribute.append(name)
+
+    sessions = [session() for _ in range(max(LEVELS))]
+    for s in sessions:  # open every connection before anything is timed
+        read(s)
+    create(admin)
+    if with_distribution:
+        prepare_distribution(1)
+        distribute(admin)  # the first one creates the KEK and the provider's clients
+
+    # 1. CPU per request, one client, the operations interleaved round by round.
+    ops: dict[str, list[Run]] = {"read": [], "create (rsa-2048)": []}
+    if with_distribution:
+        ops["distribute (1 version, hsm)"] = []
+    n_seq = max(requests_per_level // 4, 10)
+    for _ in range(rounds):
+        ops["read"].append(measure(read, sessions[:1], requests_per_level, host_pid, azurite_pid))
+        ops["create (rsa-2048)"].append(
+            measure(create, sessions[:1], n_seq // 2, host_pid, azurite_pid)
+        )
+        if with_distribution:
+            prepare_distribution(n_seq // 2)
+            ops["distribute (1 version, hsm)"].append(
+                measure(distribute, sessions[:1], n_seq // 2, host_pid, azurite_pid)
+            )
+
+    print(f"CPU per request, one client ({os.cpu_count()} cores, medians of {rounds} rounds):")
+    print(
+        f"  {'operation':<30} {'wall p50 ms':>11} {'host CPU ms':>12} {'Azurite CPU ms':>15} "
+        f"{'client CPU ms':>14} {'host waits ms':>14}"
+    )
+    for label, runs in ops.items():
+        wall = statistics.median(statistics.median(r.latencies) for r in runs) * 1000
+        host_ms = median_of(runs, "host_cpu_ms")
+        azurite_ms = median_of(runs, "azurite_cpu_ms")
+        print(
+            f"  {label:<30} {wall:11.2f} {host_ms:12.2f} {azurite_ms:15.2f} "
+            f"{median_of(runs, 'client_cpu_ms'):14.2f} {wall - host_ms:14.2f}"
+        )
+        op = label.split(" ", 1)[0]
+        rec.add(f"concurrency.{op}.wall", f"one client, {label}: wall p50", wall, "ms")
+        rec.add(f"concurrency.{op}.host_cpu", f"one client, {label}: host CPU", host_ms, "ms")
+        rec.add(
+            f"concurrency.{op}.azurite_cpu", f"one client, {label}: Azurite CPU", azurite_ms, "ms"
+        )
+
+    # 2. Throughput of reads and creates at each level of concurrency.
+    for label, op_fn, per_level in (
+        ("read", read, requests_per_level),
+        ("create (rsa-2048)", create, max(requests_per_level // 4, len(LEVELS) * 2)),
+    ):
+        levels: dict[int, list[Run]] = {c: [] for c in LEVELS}
+        for _ in range(rounds):
+            for c in LEVELS:
+                per_client = max(per_level // c, 2)
+                levels[c].append(measure(op_fn, sessions[:c], per_client, host_pid, azurite_pid))
+        print(f"\n{label}: concurrent clients (medians of {rounds} rounds)")
+        print(
+            f"  {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} "
+            f"{'host CPU ms/req':>16} {'host cores':>11} {'Azurite':>8} {'client':>7} "
+            f"{'machine':>8}"
+        )
+        op = label.split(" ", 1)[0]
+        for c, runs in levels.items():
+            p50 = statistics.median(statistics.median(r.latencies) for r in runs) * 1000
+            p90 = (
+                statistics.median(statistics.quantiles(r.latencies, n=10)[-1] for r in runs) * 1000
+            )
+            cells = [median_of(runs, "throughput"), p50, p90]
+            cells += [
+                median_of(runs, a)
+                for a in ("host_cpu_ms", "host_cores", "azurite_cores", "client_cores")
+            ]
+            cells.append(median_of(runs, "machine_cores"))
+            widths = (8, 8, 8, 16, 11, 8, 7, 8)
+            print(
+                f"  {c:>7} " + " ".join(f"{v:{w}.2f}" for v, w in zip(cells, widths, strict=True))
+            )
+            rec.add(f"concurrency.{op}.{c}.rate", f"{label}, {c} clients", cells[0], "req/s")
+            rec.add(f"concurrency.{op}.{c}.p50", f"{label}, {c} clients: p50", p50, "ms")
+            rec.add(
+                f"concurrency.{op}.{c}.host_cpu",
+                f"{label}, {c} clients: host CPU per request",
+                cells[3],
+                "ms",
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -369,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         "--no-distribution", action="store_true", help="skip the Key Vault emulator"
     )
     args = parser.parse_args(argv)
-    bench(args.requests, args.rounds, not args.no_distribution)
+    bench_concurrency(Recorder(), args.requests, args.rounds, not args.no_distribution)
     return 0
 
 

@@ -6,6 +6,7 @@ machine noise hits both sides of a ratio alike; values are medians. See bench/RE
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -13,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import Recorder, interleaved
+from bench.common import Recorder, interleaved, process_cpu
 from bench.stack import KEY_TYPE, MOUNT, READS, Stack, replayer, session, uncached_calls
 
 
@@ -236,6 +237,9 @@ def bench_keys(
     def engine_read() -> None:
         engine.read("warm")
 
+    def handler_read() -> None:
+        engine.handler_read("warm")
+
     query_floor = replayer(raw, replay)
     uncached = uncached_calls(engine, "warm")
     uncached_floor = replayer(raw, uncached)
@@ -263,6 +267,7 @@ def bench_keys(
         ("ours", ours_read),
         ("bao", bao_read),
         ("engine", engine_read),
+        ("handler", handler_read),
         ("query", query_floor),
         ("uncached", uncached_floor),
         ("point", point_read),
@@ -274,6 +279,11 @@ def bench_keys(
     r_ours = rec.samples("read.host", "read through the local host", samples["ours"])
     r_bao = rec.samples("read.openbao", "anchor: OpenBao transit read", samples["bao"])
     r_engine = rec.samples("read.inprocess", "read in process (no HTTP)", samples["engine"])
+    r_handler = rec.samples(
+        "read.handler",
+        "read through the function handler (no host)",
+        samples["handler"],
+    )
     what = ", ".join(m for m, _, _ in replay) or "nothing recorded"
     r_query = rec.samples(
         "read.query_floor",
@@ -311,6 +321,18 @@ def bench_keys(
         "read.host_overhead",
         "host overhead on a read (host - in process)",
         (r_ours - r_engine) * 1000,
+        "ms",
+    )
+    rec.derived(
+        "read.adapter_overhead",
+        "of which the adapter (handler - in process)",
+        (r_handler - r_engine) * 1000,
+        "ms",
+    )
+    rec.derived(
+        "read.host_http_overhead",
+        "of which the host and HTTP (host - handler)",
+        (r_ours - r_handler) * 1000,
         "ms",
     )
 
@@ -364,24 +386,49 @@ def bench_keys(
         ("bao", [bao_worker(s) for s in bao_sessions]),
         ("sdk", [point_read for _ in range(clients)]),
     ]
+    # The CPU each request costs the process that serves it (from /proc): the host's for a
+    # read through it, OpenBao's for its own, this process's (the SDK threads) for a point read.
+    assert stack.host is not None and stack.bao is not None
+    serving = {"ours": stack.host.proc.pid, "bao": stack.bao.proc.pid, "sdk": os.getpid()}
     max_requests = max(int(seconds * 2000), 200)
     for _, workers in sides_t:  # open every connection first
         throughput(workers, clients * 2, seconds)
     rates: dict[str, list[float]] = {name: [] for name, _ in sides_t}
+    cpu: dict[str, list[float]] = {name: [] for name, _ in sides_t}
     for i in range(rounds):
         for name, workers in sides_t if i % 2 == 0 else list(reversed(sides_t)):
-            rates[name].append(throughput(workers, max_requests, seconds))
+            cpu0, wall0 = process_cpu(serving[name]), time.perf_counter()
+            rate = throughput(workers, max_requests, seconds)
+            served = rate * (time.perf_counter() - wall0)
+            rates[name].append(rate)
+            cpu[name].append((process_cpu(serving[name]) - cpu0) / max(served, 1))
     print(f"{clients} clients reading one key ({rounds} rounds of at most {seconds:.1f} s each):")
-    medians = {}
-    for name, label in (
-        ("ours", "through the local host"),
-        ("bao", "anchor: OpenBao transit"),
-        ("sdk", f"anchor: raw SDK point reads, {clients} threads"),
+    medians, cpu_ms = {}, {}
+    for name, label, whose in (
+        ("ours", "through the local host", "the host process"),
+        ("bao", "anchor: OpenBao transit", "the OpenBao process"),
+        ("sdk", f"anchor: raw SDK point reads, {clients} threads", "this process"),
     ):
         medians[name] = statistics.median(rates[name])
+        cpu_ms[name] = statistics.median(cpu[name]) * 1000
         spread = ", ".join(f"{r:.0f}" for r in rates[name])
-        print(f"  {label:<56} median {medians[name]:8.0f} req/s   rounds: {spread}")
+        print(
+            f"  {label:<56} median {medians[name]:8.0f} req/s   rounds: {spread}   "
+            f"CPU {cpu_ms[name]:.2f} ms/request ({whose})"
+        )
         rec.add(f"throughput.{name}", f"{clients}-client reads, {label}", medians[name], "req/s")
+    for name, label in (
+        ("ours", "CPU per request, the host process (8-client reads)"),
+        ("bao", "CPU per request, the OpenBao process (8-client reads)"),
+        ("sdk", "CPU per request, raw SDK point reads (this process)"),
+    ):
+        rec.add(f"throughput.{name}_cpu", label, cpu_ms[name], "ms")
+    if cpu_ms["sdk"] > 0:  # clock ticks: 0 only if a round served almost nothing
+        rec.ratio(
+            "throughput.cpu_host_over_sdk",
+            "CPU per request host / raw SDK point read",
+            cpu_ms["ours"] / cpu_ms["sdk"],
+        )
     rec.ratio(
         "throughput.host_over_openbao",
         "throughput host / OpenBao",

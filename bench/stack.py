@@ -97,6 +97,31 @@ class InProcess:
         )
         return vaultapi.finished(request, handle(spec, request, dict(params), lambda: self.service))
 
+    def handler_read(self, name: str, token: str = ROOT_TOKEN) -> None:
+        """A key read through the function handler's adapter (functions/_http.py: an
+        ``azure.functions.HttpRequest`` converted to an ``ApiRequest`` and the answer to an
+        ``HttpResponse``), on this engine, without the host: the adapter's share apart."""
+        import azure.functions as func
+
+        from functions import _http
+        from shared import vaultapi
+        from shared.api import handle
+
+        request = func.HttpRequest(
+            method="GET",
+            url=f"http://127.0.0.1/v1/{MOUNT}/key/{name}",
+            headers={"x-vault-token": token, "client-ip": "127.0.0.1:1"},
+            params={},
+            route_params={"mount": MOUNT, "name": name},
+            body=b"",
+        )
+        # _http.serve's steps, with this engine instead of the process-wide service.get
+        api_request = _http.to_api_request(request)
+        spec = self._specs["key/:name"]
+        answer = handle(spec, api_request, dict(request.route_params), lambda: self.service)
+        response = _http.to_http_response(vaultapi.finished(api_request, answer))
+        assert response.status_code == 200, response.status_code
+
     def read(self, name: str, token: str = ROOT_TOKEN) -> None:
         r = self.call("key/:name", "GET", {"mount": MOUNT, "name": name}, token=token)
         assert r.status == 200, r.body
@@ -176,24 +201,28 @@ def session(token: str = ROOT_TOKEN) -> requests.Session:
 class Stack:
     """Azurite, the local host and the in-process engine on it, and OpenBao."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra: Mapping[str, str] | None = None, *, openbao: bool = True) -> None:
+        """``extra``: app settings added to the engine's (the Key Vault emulator's, say);
+        ``openbao``: start OpenBao too (``self.bao`` is None without it)."""
         self.azurite = Azurite()
-        self.settings = engine_settings(self.azurite, f"bench{os.getpid()}")
+        self.settings = engine_settings(self.azurite, f"bench{os.getpid()}", **(extra or {}))
         self.host: FuncHost | None = None
         self.bao: OpenBao | None = None
         try:
             self.host = FuncHost(self.settings)
-            self.bao = OpenBao()
+            if openbao:
+                self.bao = OpenBao()
             wait_healthy(self.host.url)
             self.engine = InProcess(self.settings)
-            bao = session()
-            bao.post(f"{self.bao.url}/v1/sys/mounts/transit", json={"type": "transit"})
-            bao.get(f"{self.bao.url}/v1/sys/mounts").raise_for_status()
+            if self.bao is not None:
+                bao = session()
+                bao.post(f"{self.bao.url}/v1/sys/mounts/transit", json={"type": "transit"})
+                bao.get(f"{self.bao.url}/v1/sys/mounts").raise_for_status()
         except BaseException:
             self.stop()
             raise
         self.keys_url = f"{self.host.url}/v1/{MOUNT}/key"
-        self.transit_url = f"{self.bao.url}/v1/transit/keys"
+        self.transit_url = f"{self.bao.url}/v1/transit/keys" if self.bao is not None else ""
 
     @property
     def table_name(self) -> str:

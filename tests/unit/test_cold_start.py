@@ -1,7 +1,7 @@
 """Cold start: what ``import function_app`` must not load (each module and why).
 
 Every cold start imports function_app while the worker indexes the functions; a module here
-is loaded by the first request that needs it instead. Timing is bench/cold_start.py's; this
+is loaded by the first request that needs it instead. Timing is bench/coldstart.py's; this
 test catches the regression without timing, in a fresh interpreter.
 """
 
