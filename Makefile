@@ -47,8 +47,10 @@ test: deps
 	else echo "terraform not found: terraform fmt -check skipped"; fi
 	$(PY) -m pytest -n 2 --dist loadgroup
 
+# Adds a run to bench/results.json and bench/RESULTS.md; options through BENCH, e.g.
+# `make bench BENCH='--label "after (abc1234)"'` or `make bench BENCH=--quick` (bench/README.md).
 bench: $(VENV)/.installed node_modules/.installed
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .local .pytest_cache .ruff_cache .mypy_cache

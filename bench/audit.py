@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from bench.common import report
+from bench.common import Recorder
 from tools.localstack import Azurite, FuncHost, engine_settings, wait_healthy
 
 DEVICES = {
@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.audit", description=__doc__)
     parser.add_argument("--reads", type=int, default=200)
     args = parser.parse_args(argv)
+    bench_audit(args.reads, Recorder())
+    return 0
+
+
+def bench_audit(reads: int, rec: Recorder) -> None:
     azurite = Azurite()
     folder = Path(tempfile.mkdtemp(prefix="bench-audit-"))
     hosts: dict[str, FuncHost] = {}
@@ -54,22 +59,27 @@ def main(argv: list[str] | None = None) -> int:
                 session.get(url).raise_for_status()
             sessions[name] = (session, url)
         samples: dict[str, list[float]] = {name: [] for name in hosts}
-        for _ in range(args.reads):
-            for name, (session, url) in sessions.items():
+        for i in range(reads):
+            for name, (session, url) in (
+                sessions.items() if i % 2 == 0 else reversed(sessions.items())
+            ):
                 start = time.perf_counter()
                 response = session.get(url)
                 samples[name].append(time.perf_counter() - start)
                 assert response.status_code == 200, response.text
         print("audit devices: a key read through the API, per sink (Azurite on loopback):")
-        medians = {name: report(f"device: {name}", s) for name, s in samples.items()}
+        medians = {
+            name: rec.samples(f"audit.{name}", f"audit: a read, device {name}", s)
+            for name, s in samples.items()
+        }
         for name in ("file", "log", "blob"):
-            ratio = medians[name] / medians["none"]
-            print(f"  ratio {name} / none: {ratio:.2f}")
+            rec.ratio(
+                f"audit.{name}_over_none", f"audit {name} / none", medians[name] / medians["none"]
+            )
     finally:
         for host in hosts.values():
             host.stop()
         azurite.stop()
-    return 0
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from functools import partial
 
 import requests
 
-from bench.common import report
+from bench.common import Recorder
 from tools.kvemu import Emulator
 from tools.localstack import Azurite, FuncHost, emulator_settings, engine_settings, wait_healthy
 
@@ -37,18 +37,42 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def derived(label: str, seconds: float) -> None:
-    print(f"  {label:<56} median {seconds * 1000:8.2f} ms   (from the medians above)")
+def _rsa_jwk(material: bytes) -> dict[str, object]:
+    """An RSA private key (PKCS#8 DER) as the plain JWK members a software import sends (RFC
+    7518 section 6.3), as the engine builds them: the anchor's own copy, so a change to the
+    engine's private helper cannot silently change the anchor."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = serialization.load_der_private_key(material, password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    priv = key.private_numbers()
+
+    def b(n: int) -> bytes:
+        return n.to_bytes((n.bit_length() + 7) // 8, "big")
+
+    return {
+        "kty": "RSA",
+        "n": b(priv.public_numbers.n),
+        "e": b(priv.public_numbers.e),
+        "d": b(priv.d),
+        "p": b(priv.p),
+        "q": b(priv.q),
+        "dp": b(priv.dmp1),
+        "dq": b(priv.dmq1),
+        "qi": b(priv.iqmp),
+    }
 
 
-def bench_distribution(versions: int, rounds: int) -> None:
+def bench_distribution(versions: int, rounds: int, rec: Recorder | None = None) -> None:
     from azure.identity import ClientSecretCredential
     from azure.keyvault.keys import JsonWebKey, KeyClient
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     from shared import byok, keytypes
-    from shared.providers.azurekeyvault import GENERATOR, KEK_NAME, _software_jwk
+    from shared.providers.azurekeyvault import GENERATOR, KEK_NAME
 
+    rec = rec or Recorder()
     if versions < 2:
         raise SystemExit("--versions must be at least 2 (the marginal cost needs two sizes)")
     azurite = Azurite()
@@ -114,7 +138,7 @@ def bench_distribution(versions: int, rounds: int) -> None:
             int.from_bytes(kek.key.e, "big"), int.from_bytes(kek.key.n, "big")
         ).public_key()
         materials = [keytypes.generate(KEY_TYPE).private for _ in range(4)]
-        jwks = [JsonWebKey(key_ops=["encrypt", "decrypt"], **_software_jwk(m)) for m in materials]
+        jwks = [JsonWebKey(key_ops=["encrypt", "decrypt"], **_rsa_jwk(m)) for m in materials]
         blobs = [
             JsonWebKey(
                 kty="RSA-HSM",
@@ -153,20 +177,64 @@ def bench_distribution(versions: int, rounds: int) -> None:
             f"distribution ({KEY_TYPE}, {versions} versions, {rounds} rounds), Azurite and the "
             "Key Vault emulator on loopback:"
         )
-        byok_anchor = report("anchor: import_key of a pre-built BYOK blob", samples["anchor_byok"])
-        jwk_anchor = report("anchor: import_key of a pre-built software JWK", samples["anchor_jwk"])
-        hsm_n = report(f"distribute hsm, {versions} versions, per version", samples["hsm_n"])
-        hsm_1 = report("distribute hsm, 1 version", samples["hsm_1"])
+        byok_anchor = rec.samples(
+            "dist.anchor_byok",
+            "anchor: import_key of a pre-built BYOK blob",
+            samples["anchor_byok"],
+        )
+        jwk_anchor = rec.samples(
+            "dist.anchor_jwk",
+            "anchor: import_key of a pre-built software JWK",
+            samples["anchor_jwk"],
+        )
+        hsm_n = rec.samples(
+            "dist.hsm_per_version",
+            f"distribute hsm, {versions} versions, per version",
+            samples["hsm_n"],
+        )
+        hsm_1 = rec.samples("dist.hsm_1", "distribute hsm, 1 version", samples["hsm_1"])
         hsm_marginal = (hsm_n * versions - hsm_1) / (versions - 1)
-        derived("distribute hsm, marginal cost of one more version", hsm_marginal)
-        sw_n = report(f"distribute software, {versions} versions, per version", samples["sw_n"])
-        sw_1 = report("distribute software, 1 version", samples["sw_1"])
+        rec.derived(
+            "dist.hsm_marginal",
+            "distribute hsm, marginal cost of one more version",
+            hsm_marginal * 1000,
+            "ms",
+        )
+        sw_n = rec.samples(
+            "dist.sw_per_version",
+            f"distribute software, {versions} versions, per version",
+            samples["sw_n"],
+        )
+        sw_1 = rec.samples("dist.sw_1", "distribute software, 1 version", samples["sw_1"])
         sw_marginal = (sw_n * versions - sw_1) / (versions - 1)
-        derived("distribute software, marginal cost of one more version", sw_marginal)
-        print(f"  ratio hsm per version / BYOK import: {hsm_n / byok_anchor:.2f}")
-        print(f"  ratio hsm marginal version / BYOK import: {hsm_marginal / byok_anchor:.2f}")
-        print(f"  ratio software per version / JWK import: {sw_n / jwk_anchor:.2f}")
-        print(f"  ratio software marginal version / JWK import: {sw_marginal / jwk_anchor:.2f}")
+        rec.derived(
+            "dist.sw_marginal",
+            "distribute software, marginal cost of one more version",
+            sw_marginal * 1000,
+            "ms",
+        )
+        rec.ratio(
+            "dist.hsm_over_byok",
+            "distribution hsm per version / BYOK import",
+            hsm_n / byok_anchor,
+            "<= 1.2",
+        )
+        rec.ratio(
+            "dist.hsm_marginal_over_byok",
+            "distribution hsm marginal version / BYOK import",
+            hsm_marginal / byok_anchor,
+        )
+        rec.ratio(
+            "dist.sw_over_jwk",
+            "distribution software per version / JWK import",
+            sw_n / jwk_anchor,
+            "<= 1.2",
+        )
+        rec.ratio(
+            "dist.sw_marginal_over_jwk",
+            "distribution software marginal version / JWK import",
+            sw_marginal / jwk_anchor,
+        )
     finally:
         host.stop()
         emulator.stop()

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from bench.common import Recorder
 from shared.policy import ACL, Policy, parse
 
 BATCH = 1000
@@ -63,7 +64,8 @@ def show(label: str, samples: list[float]) -> float:
     return median
 
 
-def bench_policy(rounds: int) -> None:
+def bench_policy(rounds: int, rec: Recorder | None = None) -> None:
+    rec = rec or Recorder()
     policies = [token_policy(n) for n in range(3)]
     body = {"type": "rsa-2048", "deletion_allowed": False}
     salt, token = secrets.token_bytes(32), b"hvs." + secrets.token_urlsafe(18).encode()
@@ -91,10 +93,16 @@ def bench_policy(rounds: int) -> None:
 
     print("ACL per request (3 policies x 20 rules, pure Python):")
     a = show("build the ACL + one allows with a body", sides["request"])
-    show("  of which: build the ACL", sides["build"])
-    show("  of which: one allows (a '+' rule, no body)", sides["allows"])
+    c = show("  of which: build the ACL", sides["build"])
+    d = show("  of which: one allows (a '+' rule, no body)", sides["allows"])
     b = show("anchor: one HMAC-SHA256 of a token (the token lookup)", sides["anchor"])
-    print(f"  ratio ACL per request / anchor: {a / b:.1f}")
+    rec.add(
+        "policy.acl_request", "ACL per request (build + one allows), pure Python", a * 1e6, "us"
+    )
+    rec.add("policy.acl_build", "ACL: build from 3 x 20 rules", c * 1e6, "us")
+    rec.add("policy.acl_allows", "ACL: one allows", d * 1e6, "us")
+    rec.add("policy.hmac", "anchor: one HMAC-SHA256 of a token", b * 1e6, "us")
+    rec.ratio("policy.acl_over_hmac", "ACL per request / one token HMAC", a / b)
 
 
 def main(argv: list[str] | None = None) -> int:

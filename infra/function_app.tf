@@ -81,6 +81,14 @@ locals {
     AZURE_ENVIRONMENT                = var.environment
   }
 
+  # The Python worker runs our synchronous `def` HTTP functions on a thread pool; on Python 3.9+
+  # its default size is Python's min(32, CPUs + 4). One thread per request the instance admits
+  # (http_concurrency above): no admitted request waits for a thread, and no idle threads
+  # contend for the GIL. docs/performance.md has the measurements.
+  app_settings_worker = {
+    PYTHON_THREADPOOL_THREAD_COUNT = tostring(var.http_per_instance_concurrency)
+  }
+
   # Audit devices (audit.tf), declared here rather than through the API, as OpenBao 2.3+ requires
   # (CVE-2025-6000): `bao audit list` shows them, `bao audit enable` is refused.
   app_settings_audit = {
@@ -107,6 +115,7 @@ locals {
     local.app_settings_host_storage,
     { for k, v in local.app_settings_user_assigned : k => v if local.user_assigned },
     local.app_settings_engine,
+    local.app_settings_worker,
     local.app_settings_audit,
     local.app_settings_root_token,
     { for k, v in local.app_settings_optional : k => v if v != "" },
@@ -131,6 +140,11 @@ resource "azurerm_function_app_flex_consumption" "this" {
   runtime_version        = var.python_version
   instance_memory_in_mb  = var.instance_memory_mb
   maximum_instance_count = var.maximum_instance_count
+  # functionAppConfig.scaleAndConcurrency.triggers.http.perInstanceConcurrency (azurerm 4.46+).
+  # Always set: Microsoft's default for Python apps is 1 request per instance, and the argument is
+  # not Computed in the provider, whose read stores the platform's value, so leaving it unset
+  # would also show as a change on every plan.
+  http_concurrency = var.http_per_instance_concurrency
 
   dynamic "always_ready" {
     for_each = var.always_ready_http_instances > 0 ? [var.always_ready_http_instances] : []

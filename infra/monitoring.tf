@@ -10,7 +10,7 @@ resource "azurerm_log_analytics_workspace" "this" {
 # Workspace-based Application Insights with local (instrumentation-key) auth disabled: the app
 # sends telemetry with its managed identity (APPLICATIONINSIGHTS_AUTHENTICATION_STRING), which
 # needs Monitoring Metrics Publisher (rbac.tf). `local_authentication_disabled` is the argument
-# every azurerm 4.x in the pinned range (>= 4.42, < 5.0) has; its replacement
+# every azurerm 4.x in the pinned range (>= 4.46, < 5.0) has; its replacement
 # `local_authentication_enabled` exists only from 4.78, where this one is deprecated (a warning)
 # before 5.0 removes it, which versions.tf excludes. Moving to 5.0 means switching to the new one.
 resource "azurerm_application_insights" "this" {

@@ -149,7 +149,7 @@ variable "python_version" {
 }
 
 variable "instance_memory_mb" {
-  description = "Instance memory of the Flex Consumption app in MB."
+  description = "Instance memory of the Flex Consumption app in MB: 512 (0.25 CPU core), 2048 (1 core, the default) or 4096 (2 cores); Microsoft gives CPU in proportion to memory. The engine's Python worker is one process (the v2 programming model allows no more), so its Python code uses one core at most: 4096 MB helps key creation (RSA and EC key generation run outside the GIL) and leaves a core to the Functions host, not reads (docs/performance.md)."
   type        = number
   default     = 2048
 
@@ -160,13 +160,13 @@ variable "instance_memory_mb" {
 }
 
 variable "maximum_instance_count" {
-  description = "Maximum number of instances the app scales out to: 40 to 1000 (Microsoft documents 40 as the lowest maximum for Flex Consumption, and azurerm 4.42-4.57 refuse lower values at plan time)."
+  description = "Maximum number of instances the app scales out to: 40 to 1000. Microsoft documented 40 as the lowest maximum for Flex Consumption and now documents 1, but azurerm 4.46-4.57, in the pinned range, refuse values below 40 at plan time (4.58 accepts 1). More than about 35 busy instances exceed what one storage account's tables serve (docs/performance.md)."
   type        = number
   default     = 40
 
   validation {
     condition     = var.maximum_instance_count >= 40 && var.maximum_instance_count <= 1000 && floor(var.maximum_instance_count) == var.maximum_instance_count
-    error_message = "maximum_instance_count must be an integer from 40 to 1000 (the lowest maximum Flex Consumption allows is 40)."
+    error_message = "maximum_instance_count must be an integer from 40 to 1000 (azurerm 4.46 to 4.57, in the pinned range, refuse a maximum below 40)."
   }
 }
 
@@ -183,6 +183,17 @@ variable "always_ready_http_instances" {
   validation {
     condition     = !var.zone_redundant || var.always_ready_http_instances != 1
     error_message = "always_ready_http_instances = 1 does not work with zone_redundant = true: a zone-redundant Flex Consumption app needs at least 2 always-ready instances (or 0)."
+  }
+}
+
+variable "http_per_instance_concurrency" {
+  description = "Most HTTP requests one instance runs at once (Flex Consumption's per-instance HTTP concurrency, `http_concurrency`); the platform adds instances beyond it. The Python worker's thread pool (PYTHON_THREADPOOL_THREAD_COUNT) is set to the same number, so every admitted request has a thread. Microsoft's default for Python apps is 1 at every instance size. 4 is where one instance is busy: a read holds the CPU for about a quarter of its time and waits on Table Storage for the rest, so about four in flight fill the one core the worker can use, and more only queue behind the GIL (measurements in docs/performance.md). With instance_memory_mb = 512 (a quarter core) use 1 or 2."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.http_per_instance_concurrency >= 1 && var.http_per_instance_concurrency <= 1000 && floor(var.http_per_instance_concurrency) == var.http_per_instance_concurrency
+    error_message = "http_per_instance_concurrency must be an integer from 1 to 1000 (the range Flex Consumption and the azurerm provider accept)."
   }
 }
 

@@ -6,11 +6,13 @@ terraform {
   required_providers {
     azurerm = {
       source = "hashicorp/azurerm"
-      # 4.42 introduced `rbac_authorization_enabled` on azurerm_key_vault (replacing the deprecated
+      # 4.46 introduced `http_concurrency` on azurerm_function_app_flex_consumption (the per-instance
+      # HTTP concurrency, function_app.tf; hashicorp/terraform-provider-azurerm #29678); 4.42 had
+      # brought `rbac_authorization_enabled` on azurerm_key_vault (replacing the deprecated
       # `enable_rbac_authorization`). Below 5.0: Application Insights' `local_authentication_disabled`
       # is deprecated from 4.78 and removed in 5.0, and its replacement exists only from 4.78
       # (monitoring.tf).
-      version = ">= 4.42, < 5.0"
+      version = ">= 4.46, < 5.0"
     }
     random = {
       source  = "hashicorp/random"

@@ -467,9 +467,12 @@ def blob_service_client(storage: StorageSettings, timeout: float) -> Any:
     the identity-based endpoint with the credential the tables use."""
     from azure.storage.blob import BlobServiceClient
 
+    from shared.transport import requests_transport
+
     options: dict[str, Any] = {
-        "connection_timeout": max(1, int(timeout / 2)),
-        "read_timeout": max(1, int(timeout)),
+        "transport": requests_transport(
+            connection_timeout=max(1, int(timeout / 2)), read_timeout=max(1, int(timeout))
+        ),
         "retry_total": 1,
     }
     if storage.connection_string:

@@ -18,10 +18,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+# cryptography's OAEP and key wrap load on the first distribution (every cold start imports
+# this module through the provider registry; a read never builds a blob).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 SCHEMA_VERSION = "1.0.0"
 ALG = "dir"
@@ -43,6 +45,10 @@ def build_transfer_blob(
     generator: str,
 ) -> bytes:
     """Wrap the target key bytes for the KEK ``kek_kid``; return the UTF-8 JSON blob bytes."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+
     if not isinstance(kek_public_key, rsa.RSAPublicKey):
         raise TypeError("kek_public_key must be an RSA public key")
     if kek_public_key.key_size not in KEK_SIZES:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import uuid
-from collections.abc import Callable
-from dataclasses import replace
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from shared import keytypes
@@ -51,6 +53,83 @@ Warnings = list[str]
 Ops = list[Op]
 
 
+class Unread:
+    """The type of ``UNREAD``: a row not read yet (None means read, and absent)."""
+
+
+UNREAD = Unread()
+
+MAX_CACHED_VERSIONS = 20_000  # about 12 MB of rsa-2048 public keys
+
+
+@dataclass(frozen=True)
+class CachedVersions:
+    uid: str  # the incarnation of the key (KeyRecord.uid) the versions belong to
+    versions: tuple[VersionRecord, ...]  # ascending, public parts only
+
+    @property
+    def newest(self) -> int:
+        return self.versions[-1].version if self.versions else 0
+
+
+class VersionCache:
+    """The public parts of the key versions this instance has read, per key incarnation.
+
+    Safe to share between Functions instances' views of one table because nothing it holds
+    can change: a version row is written once (rotation), and removed only with its key,
+    whose next incarnation has another ``uid``. What may change (which versions exist and are
+    enabled, whether the key exists) is in the key row, which every read reads afresh. Bounded
+    by the number of versions held, least recently read keys evicted first."""
+
+    def __init__(self, max_versions: int = MAX_CACHED_VERSIONS) -> None:
+        self.max_versions = max_versions
+        self._entries: OrderedDict[tuple[str, str], CachedVersions] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, mount: str, name: str) -> CachedVersions | None:
+        with self._lock:
+            entry = self._entries.get((mount, name))
+            if entry is not None:
+                self._entries.move_to_end((mount, name))
+            return entry
+
+    def put(self, key: KeyRecord, versions: Iterable[VersionRecord]) -> tuple[VersionRecord, ...]:
+        """Keep ``versions`` (of ``key``'s incarnation) for ``key``; returns them, ascending."""
+        public = tuple(
+            sorted(
+                (v if v.sealed is None else replace(v, sealed=None) for v in versions),
+                key=lambda v: v.version,
+            )
+        )
+        with self._lock:
+            self._pop((key.mount, key.name))
+            if len(public) <= self.max_versions:
+                self._entries[(key.mount, key.name)] = CachedVersions(key.uid, public)
+                self._size += len(public)
+                while self._size > self.max_versions:
+                    _, evicted = self._entries.popitem(last=False)
+                    self._size -= len(evicted.versions)
+        return public
+
+    def drop(self, mount: str, name: str) -> None:
+        with self._lock:
+            self._pop((mount, name))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _pop(self, item: tuple[str, str]) -> None:
+        old = self._entries.pop(item, None)
+        if old is not None:
+            self._size -= len(old.versions)
+
+
 def rotation_slot(when: dt.datetime, mount: str, name: str) -> str:
     return f"{int(when.timestamp()):012d}:{mount}:{name}"
 
@@ -71,6 +150,8 @@ class KeyEngine:
         self.propagator = propagator
         # Asked again after a create: a mount disabled meanwhile gets no key (see Mounts.disable).
         self.mount_keeps = mount_keeps
+        self.versions = VersionCache()
+        store.on_table_lost.append(self.versions.clear)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -80,18 +161,45 @@ class KeyEngine:
     def exists(self, mount: str, name: str) -> bool:
         """Whether the key exists (one point read): the API's existence check, which makes a
         write to ``key/:name`` Vault's create or update operation."""
-        key = self.store.get_key(mount, name)
+        key = self.lookup(mount, name)
         return key is not None and key.state == "active"
 
+    def lookup(self, mount: str, name: str) -> KeyRecord | None:
+        """The key row as stored (any state), or None: what ``write(known=...)`` takes."""
+        return self.store.get_key(mount, name)
+
     def read(self, mount: str, name: str) -> KeyVersions:
-        """The key and its enabled versions, in one range query (NotFound if none)."""
-        key, versions = self.store.get_key_and_versions(mount, name)
-        if key is None or key.state != "active":
-            raise NotFound()
-        enabled = tuple(
-            v for v in versions if key.min_enabled_version <= v.version <= key.latest_version
-        )
-        return KeyVersions(key, enabled)
+        """The key and its enabled versions (NotFound if none).
+
+        The key row is read afresh every time: it says which versions exist and are enabled,
+        and which incarnation of the name this is. A version's public parts never change once
+        written, so they come from ``self.versions`` when this instance has read them before:
+        one point read then, plus a range query over only the versions a rotation added since.
+        A first read is one range query over the key and its versions."""
+        entry = self.versions.get(mount, name)
+        if entry is None:
+            key, rows = self.store.get_key_and_versions(mount, name)
+            if key is None or key.state != "active":
+                raise NotFound()
+            versions = self.versions.put(key, rows)
+        else:
+            key = self.store.get_key(mount, name)
+            if key is None or key.state != "active":
+                self.versions.drop(mount, name)
+                raise NotFound()
+            if entry.uid != key.uid:  # the name was deleted and made again meanwhile
+                versions = self.versions.put(
+                    key, self.store.list_versions(mount, name, uid=key.uid)
+                )
+            elif entry.newest < key.latest_version:  # rotated since: read only what is new
+                added = self.store.list_versions(
+                    mount, name, min_version=entry.newest + 1, uid=key.uid
+                )
+                versions = self.versions.put(key, [*entry.versions, *added])
+            else:
+                versions = entry.versions
+        low, high = key.min_enabled_version, key.latest_version
+        return KeyVersions(key, tuple(v for v in versions if low <= v.version <= high))
 
     def list(self, mount: str) -> Warnings:
         return self.store.list_key_names(mount)
@@ -107,8 +215,14 @@ class KeyEngine:
         min_enabled_version: int | None,
         deletion_allowed: bool | None,
         auto_rotate_period: int | None,
+        known: KeyRecord | Unread | None = UNREAD,
     ) -> Warnings:
         """POST key/:name: create the key if absent, else update it. Returns warnings.
+
+        ``known``: the key row (or None) as ``lookup`` read it just before, in the same
+        request (the API's existence check), taken for the first attempt instead of a second
+        read. Every write is conditioned on what it read, so a row that changed since only
+        costs a retry, which reads afresh.
 
         Everything is checked before anything is written. A create that loses its race to
         another create of the name is answered as a later request would be: an update of the
@@ -121,8 +235,11 @@ class KeyEngine:
         material: list[keytypes.KeyMaterial] = []  # generated once, on the first create attempt
         outcome: dict[str, Any] = {}
 
+        first = [known]
+
         def attempt() -> None:
-            existing = self.store.get_key(mount, name)
+            given = first.pop() if first else UNREAD
+            existing = self.store.get_key(mount, name) if isinstance(given, Unread) else given
             if existing is not None and existing.state == "deleting":
                 self.finish_delete(existing)
                 raise ConcurrentChange("a deleted key of that name was still being removed")
@@ -370,6 +487,7 @@ class KeyEngine:
     def finish_delete(self, key: KeyRecord) -> None:
         """Remove a key marked deleting: versions first, the key row (which hides them) last.
         Safe to run from several places at once, and after a crash at any step."""
+        self.versions.drop(key.mount, key.name)  # memory only: reads check the key row
 
         def finish() -> None:
             current = self.store.get_key(key.mount, key.name)

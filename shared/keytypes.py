@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+# cryptography's key generation and serialization load on the first create or rotate: every
+# cold start imports this module (for KEY_TYPES), a read never generates a key.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 
 @dataclass(frozen=True)
@@ -34,11 +37,6 @@ KEY_TYPES: dict[str, KeyType] = {
     )
 }
 DEFAULT_TYPE = "rsa-2048"
-_CURVES: dict[str, ec.EllipticCurve] = {
-    "P-256": ec.SECP256R1(),
-    "P-384": ec.SECP384R1(),
-    "P-521": ec.SECP521R1(),
-}
 
 
 @dataclass(frozen=True)
@@ -56,13 +54,21 @@ def generate(key_type: str) -> KeyMaterial:
     spec = KEY_TYPES[key_type]
     if spec.family == "aes":
         return KeyMaterial(os.urandom(spec.size // 8), None)
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     if spec.family == "rsa":
         private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = rsa.generate_private_key(
             public_exponent=65537, key_size=spec.size
         )
     else:
         assert spec.curve is not None
-        private_key = ec.generate_private_key(_CURVES[spec.curve])
+        curves: dict[str, ec.EllipticCurve] = {
+            "P-256": ec.SECP256R1(),
+            "P-384": ec.SECP384R1(),
+            "P-521": ec.SECP521R1(),
+        }
+        private_key = ec.generate_private_key(curves[spec.curve])
     der = private_key.private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,

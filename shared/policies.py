@@ -41,8 +41,8 @@ DEFAULT = "default"
 @functools.cache
 def _built_in_default() -> Policy:
     """The built-in default policy, parsed once per process: at the service's build (the HCL
-    parser builds its tables on first use, ~50 ms), not at import, which every cold start
-    pays while the host indexes the app, and not on a request."""
+    parser is built on first use), not at import, which every cold start pays while the host
+    indexes the app."""
     return parse(DEFAULT, DEFAULT_POLICY)
 
 

@@ -503,90 +503,13 @@ _parser: Any = None
 
 
 def _hcl_parser() -> Any:
-    """pyhcl's parser with its grammar held to HCL v1 (what Vault and OpenBao use): duplicate
-    keys kept as pairs, and pyhcl's extensions (HCL2-style functions, expressions, ``:``
-    assignments, bare identifiers as values) refused. Built on first use: ply builds its tables
-    at construction (~50 ms), which no cold start should pay."""
+    """pyhcl's parser held to HCL v1 (shared/hcl_parser.py), built on first use: the service's
+    build parses the default policy, no import does."""
     global _parser
-    if _parser is not None:
-        return _parser
-    from hcl.parser import HclParser  # type: ignore[import-untyped]
+    if _parser is None:
+        from shared import hcl_parser
 
-    def position(parser: Any, p: Any, index: int) -> str:
-        return _position(parser.source, p.lexpos(index))
-
-    def refuse(name: str) -> Any:
-        def production(self: Any, p: Any) -> None:
-            # The first token of the construct (ply keeps positions for tokens only).
-            offsets = [s.lexpos for s in p.slice[1:] if hasattr(s, "lexpos")]
-            where = f"At {_position(self.source, offsets[0])}: " if offsets else ""
-            raise _SyntaxError(f"{where}syntax not in HCL v1")
-
-        production.__doc__ = getattr(HclParser, name).__doc__
-        return production
-
-    class Parser(HclParser):  # type: ignore[misc]
-        def objectlist_flat(self, lt: list[tuple[Any, Any]], replace: bool) -> _Pairs:
-            return _Pairs(lt)
-
-        def p_objectkey_0(self, p: Any) -> None:
-            p[0] = _Ident(p[1]) if p.slice[1].type == "IDENTIFIER" else p[1]
-
-        def p_objectitem_0(self, p: Any) -> None:
-            if p.slice[2].type == "COLON":
-                raise _SyntaxError(f"At {position(self, p, 2)}: illegal char")
-            if p.slice[3].type == "IDENTIFIER":
-                raise _SyntaxError(f"At {position(self, p, 3)}: unknown token: identifier")
-            p[0] = (p[1], p[3])
-
-        def p_list_1(self, p: Any) -> None:
-            if p.slice[1].type == "LEFTPAREN":
-                raise _SyntaxError(f"At {position(self, p, 1)}: syntax not in HCL v1")
-            p[0] = []
-
-        def p_listitem_0(self, p: Any) -> None:
-            # pyhcl's grammar with BOOL added: HCL v1 lists may hold booleans, as
-            # allowed_parameters = { "deletion_allowed" = [false] } does.
-            """
-            listitem : number
-                     | object
-                     | objectkey
-                     | objectbrackets
-                     | BOOL
-            """
-            p[0] = p[1]
-
-        def p_error(self, p: Any) -> None:
-            if p is None:
-                end = _position(self.source, len(self.source))
-                raise _SyntaxError(f"At {end}: unexpected end of input")
-            raise _SyntaxError(f"At {_position(self.source, p.lexpos)}: unexpected {p.type}")
-
-    for method in ("p_objectkey_0", "p_objectitem_0", "p_list_1"):
-        getattr(Parser, method).__doc__ = getattr(HclParser, method).__doc__
-    for name in (
-        "p_objectkey_1",  # arithmetic keys
-        "p_objectbrackets_0",  # a[b]
-        "p_objectbrackets_1",
-        "p_objectitem_2",  # a ? b : c
-        "p_booleanexp_0",
-        "p_list_2",
-        "p_list_of_lists_0",
-        "p_list_of_lists_1",
-        "p_function_0",
-        "p_function_1",
-        "p_function_2",
-        "p_function_3",
-        "p_listitems_3",
-        "p_listitems_4",
-        "p_listitem_1",
-        "p_number_4",  # arithmetic
-        "p_number_5",
-        "p_number_6",
-        "p_number_7",
-    ):
-        setattr(Parser, name, refuse(name))
-    _parser = Parser()
+        _parser = hcl_parser.build()
     return _parser
 
 

@@ -115,6 +115,15 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
 
 
+# Statuses Table Storage answers when it is throttling or failing, and a retry may succeed
+# (Table service error codes: ServerBusy 503, InternalError and OperationTimedOut 500).
+STORAGE_BUSY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The SDK's retries of those and of connection errors: three, backing off 0.4 s, 0.8 s, 1.6 s
+# (Retry-After is honoured), at most 4 s apart. The SDK's default (factor 0.8, up to 120 s
+# apart) holds a request, and one of the instance's few HTTP slots (docs/performance.md), for
+# several seconds; a client of a Vault API retries a 503 itself.
+TABLE_RETRIES = {"retry_total": 3, "retry_backoff_factor": 0.4, "retry_backoff_max": 4}
+
 _KEY_COLUMNS = [
     "RowKey",
     "name",
@@ -786,16 +795,23 @@ class Store:
     def _make_client(self) -> Any:
         from azure.data.tables import TableServiceClient
 
+        from shared.transport import requests_transport
+
         storage = self.settings.storage
+        options = {"transport": requests_transport(), **TABLE_RETRIES}
         if storage.connection_string:
-            service = TableServiceClient.from_connection_string(storage.connection_string)
+            service = TableServiceClient.from_connection_string(
+                storage.connection_string, **options
+            )
         else:
             from azure.identity import ManagedIdentityCredential
 
             if not storage.table_service_uri:
                 raise UpstreamUnavailable("no Table Storage endpoint is configured")
             credential = ManagedIdentityCredential(client_id=storage.client_id)
-            service = TableServiceClient(endpoint=storage.table_service_uri, credential=credential)
+            service = TableServiceClient(
+                endpoint=storage.table_service_uri, credential=credential, **options
+            )
         self._service_client = service
         self._create_table()
         return service.get_table_client(self.table_name)
@@ -983,6 +999,13 @@ class Store:
             return UpstreamUnavailable(
                 f"Table Storage is unavailable ({type(exc).__name__}); retry later"
             )
+        # Throttling (503 ServerBusy, 429) and the service's own failures (500 InternalError,
+        # OperationTimedOut), still there after the SDK's retries: the request may be retried.
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, HttpResponseError) and status in STORAGE_BUSY_STATUSES:
+            code = getattr(exc, "error_code", None)
+            code = getattr(code, "value", code) or status
+            return UpstreamUnavailable(f"Table Storage is busy or failing ({code}); retry later")
         return exc
 
     def _query(
@@ -1304,7 +1327,9 @@ class Store:
         )
         if not rows or rows[0]["RowKey"] != key_rk(name):
             return None, []
-        return _key_from(rows[0], mount), [_version_from(e) for e in rows[1:]]
+        key = _key_from(rows[0], mount)
+        # Rows a deleted incarnation of the name left (a delete still finishing) are not its.
+        return key, [_version_from(e) for e in rows[1:] if (e.get("key_uid") or "") == key.uid]
 
     def list_key_names(self, mount: str) -> list[str]:
         return [
@@ -1313,14 +1338,17 @@ class Store:
             if e.get("state", "active") == "active"
         ]
 
-    def list_versions(self, mount: str, name: str, *, min_version: int = 1) -> list[VersionRecord]:
-        """Public parts only: the sealed columns are not even fetched."""
+    def list_versions(
+        self, mount: str, name: str, *, min_version: int = 1, uid: str | None = None
+    ) -> list[VersionRecord]:
+        """Public parts only: the sealed columns are not even fetched. ``uid``: only the
+        rows of that incarnation of the key (``KeyRecord.uid``)."""
         rows = self._query(
             "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
             {"pk": mount, "lo": version_rk(name, max(min_version, 1)), "hi": f"key:{name};"},
             select=_PUBLIC_VERSION_COLUMNS,
         )
-        return [_version_from(e) for e in rows]
+        return [_version_from(e) for e in rows if uid is None or (e.get("key_uid") or "") == uid]
 
     def get_sealed_version(self, mount: str, name: str, version: int) -> VersionRecord | None:
         entity = self._get(mount, version_rk(name, version))

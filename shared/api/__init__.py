@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared import vaultapi
 from shared.api import generic
@@ -42,6 +42,8 @@ class Context:
     token: TokenInfo | None = None  # the caller's token, on an authenticated path
     path: str = ""  # the request's path as ACL policies see it (acl_path)
     wrap_ttl: int = 0  # the response wrapping asked for (X-Vault-Wrap-TTL), seconds; 0: none
+    # Rows the existence check read, by name, for the handler to start from (keys: "key").
+    looked_up: dict[str, Any] = field(default_factory=dict)
 
     @functools.cached_property
     def service(self) -> Service:

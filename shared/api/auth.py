@@ -16,7 +16,7 @@ from shared import mounts, vaultapi
 from shared.api import Context, PathSpec
 from shared.api.sys import TUNE_FIELDS, VERSION
 from shared.api.tokens import render_auth
-from shared.auth import jwt
+from shared.auth import JWT
 from shared.errors import InvalidRequest, NotFound, PermissionDenied
 from shared.names import AUTH_PATH, ROLE
 from shared.records import AuthMount
@@ -387,12 +387,12 @@ def _own(ctx: Context, fields: list[Field]) -> FieldData:
 
 
 def _config_fields(mount: AuthMount) -> list[Field]:
-    return JWT_CONFIG_FIELDS if mount.type == jwt.TYPE else AZURE_CONFIG_FIELDS
+    return JWT_CONFIG_FIELDS if mount.type == JWT else AZURE_CONFIG_FIELDS
 
 
 def _config_exists(ctx: Context) -> bool:
     mount = _method(ctx, "config")
-    if mount.type == jwt.TYPE:
+    if mount.type == JWT:
         return True  # the jwt config path has no existence check: a write is an update
     return ctx.service.auth.config(mount) is not None
 
@@ -419,7 +419,7 @@ def _delete_config(ctx: Context) -> ApiResponse:
 
 
 def _role_fields(mount: AuthMount) -> list[Field]:
-    return JWT_ROLE_FIELDS if mount.type == jwt.TYPE else AZURE_ROLE_FIELDS
+    return JWT_ROLE_FIELDS if mount.type == JWT else AZURE_ROLE_FIELDS
 
 
 def _role_exists(ctx: Context) -> bool:
@@ -457,7 +457,7 @@ def _login(ctx: Context) -> ApiResponse:
     mount = ctx.service.auth.get(str(ctx.params["mount"]))
     if mount is None:
         raise PermissionDenied()  # as Vault: an unauthenticated path under no method
-    fields = JWT_LOGIN_FIELDS if mount.type == jwt.TYPE else AZURE_LOGIN_FIELDS
+    fields = JWT_LOGIN_FIELDS if mount.type == JWT else AZURE_LOGIN_FIELDS
     data = _own(ctx, fields)
     token, warnings = ctx.service.auth.login(mount, data, ctx.request.remote_address)
     return vaultapi.authenticated(render_auth(token), warnings + data.warnings)

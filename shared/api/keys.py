@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from shared import keytypes, names, vaultapi
 from shared.api import Context, PathSpec
 from shared.errors import NotFound
+from shared.keys import MAX_CACHED_VERSIONS, UNREAD
 from shared.records import KeyVersions, VersionRecord, rfc3339
 from shared.vaultapi import ApiResponse, Field
 
@@ -49,9 +51,16 @@ KEY_FIELDS = [
 
 
 def render_version(version: VersionRecord) -> dict[str, Any]:
-    view: dict[str, Any] = {"creation_time": rfc3339(version.creation_time)}
+    return dict(_version_view(version))
+
+
+# A version never changes once written, and KeyEngine.versions hands out the same records read
+# after read: a key with a thousand versions is not formatted a thousand times per read.
+@functools.lru_cache(maxsize=MAX_CACHED_VERSIONS)
+def _version_view(version: VersionRecord) -> tuple[tuple[str, Any], ...]:
+    view: tuple[tuple[str, Any], ...] = (("creation_time", rfc3339(version.creation_time)),)
     if version.public_key is not None:
-        view["public_key"] = version.public_key
+        view += (("public_key", version.public_key),)
     return view
 
 
@@ -86,7 +95,9 @@ def _read(ctx: Context) -> ApiResponse:
 
 
 def _exists(ctx: Context) -> bool:
-    return ctx.service.keys.exists(ctx.mount, ctx.params["name"])
+    key = ctx.service.keys.lookup(ctx.mount, ctx.params["name"])
+    ctx.looked_up["key"] = key  # the write's first attempt starts from this read
+    return key is not None and key.state == "active"
 
 
 def _write(ctx: Context) -> ApiResponse:
@@ -100,6 +111,7 @@ def _write(ctx: Context) -> ApiResponse:
         min_enabled_version=data.get("min_enabled_version"),
         deletion_allowed=data.get("deletion_allowed"),
         auto_rotate_period=data.get("auto_rotate_period"),
+        known=ctx.looked_up.get("key", UNREAD),
     )
     if data.has("replica_regions"):
         warnings.append("replica_regions applies to AWS KMS only and was ignored")

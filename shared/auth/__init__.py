@@ -21,7 +21,6 @@ from dataclasses import replace
 from typing import Any
 
 from shared import mounts
-from shared.auth import azure, common, jwt
 from shared.errors import ConcurrentChange, InvalidRequest, PermissionDenied
 from shared.names import check_mount, is_mount_name
 from shared.records import AuthItem, AuthMount, MountSettings, TokenEntry, TokenInfo, utcnow
@@ -32,8 +31,13 @@ from shared.tokens import TokenStore, address_allowed
 from shared.vaultapi import FieldData
 
 log = logging.getLogger(__name__)
-TYPES = (jwt.TYPE, azure.TYPE)
-ALIASES = {"oidc": jwt.TYPE}  # OpenBao's oidc type is the same backend as jwt
+# Each method's module (shared.auth.jwt, shared.auth.azure: claims checks, key fetches, PyJWT
+# behind them) is imported by the first request that reaches that method: every cold start
+# imports this package (the service builds AuthMethods), few requests touch an auth method.
+JWT = "jwt"  # shared.auth.jwt.TYPE
+AZURE = "azure"  # shared.auth.azure.TYPE
+TYPES = (JWT, AZURE)
+ALIASES = {"oidc": JWT}  # OpenBao's oidc type is the same backend as jwt
 TOKEN_MOUNT = "token"  # noqa: S105 (the token method's path, no secret)
 
 
@@ -246,17 +250,21 @@ class AuthMethods:
         return None if item is None else dict(item.settings)
 
     def render_config(self, mount: AuthMount) -> dict[str, Any] | None:
+        from shared.auth import azure, jwt
+
         config = self.config(mount)
         if config is None:
             return None
-        if mount.type == jwt.TYPE:
+        if mount.type == JWT:
             return jwt.render_config(config)
         return azure.render_config(config)
 
     def write_config(self, mount: AuthMount, data: FieldData) -> None:
+        from shared.auth import azure, jwt
+
         def attempt() -> None:
             current = self.store.get_auth_item(mount.uuid)
-            if mount.type == jwt.TYPE:
+            if mount.type == JWT:
                 settings, secret = jwt.config_from(data)
             else:
                 old_secret = self._open(mount, current) if current is not None else {}
@@ -292,19 +300,23 @@ class AuthMethods:
         return None if item is None else dict(item.settings)
 
     def render_role(self, mount: AuthMount, name: str) -> dict[str, Any] | None:
+        from shared.auth import azure, jwt
+
         role = self.role(mount, name)
         if role is None:
             return None
-        return jwt.render_role(role) if mount.type == jwt.TYPE else azure.render_role(role)
+        return jwt.render_role(role) if mount.type == JWT else azure.render_role(role)
 
     def write_role(self, mount: AuthMount, name: str, data: FieldData) -> list[str]:
+        from shared.auth import azure, jwt
+
         warnings: list[str] = []
         system_max = self.settings.token_max_ttl
 
         def attempt() -> None:
             current = self.store.get_auth_item(mount.uuid, name)
             existing = current.settings if current is not None else {}
-            if mount.type == jwt.TYPE:
+            if mount.type == JWT:
                 role, notes = jwt.role_from(data, existing, system_max=system_max)
             else:
                 role, notes = azure.role_from(data, existing, system_max=system_max)
@@ -327,7 +339,7 @@ class AuthMethods:
     def login(
         self, mount: AuthMount, data: FieldData, remote_address: str
     ) -> tuple[TokenInfo, list[str]]:
-        if mount.type == jwt.TYPE:
+        if mount.type == JWT:
             return self._login_jwt(mount, data, remote_address)
         return self._login_azure(mount, data, remote_address)
 
@@ -340,6 +352,8 @@ class AuthMethods:
     def _login_jwt(
         self, mount: AuthMount, data: FieldData, remote_address: str
     ) -> tuple[TokenInfo, list[str]]:
+        from shared.auth import jwt
+
         config = self.config(mount)
         role_name = (data.get("role") or "").strip()
         if not role_name and config is not None:
@@ -365,6 +379,8 @@ class AuthMethods:
     def _login_azure(
         self, mount: AuthMount, data: FieldData, remote_address: str
     ) -> tuple[TokenInfo, list[str]]:
+        from shared.auth import azure
+
         token = data.get("jwt") or ""
         if not token:
             raise InvalidRequest("jwt is required")
@@ -401,6 +417,8 @@ class AuthMethods:
         alias: str,
         metadata: Mapping[str, str],
     ) -> tuple[TokenInfo, list[str]]:
+        from shared.auth import common
+
         def still_valid() -> bool:
             current = self.store.get_auth_mount(mount.path)
             return current is not None and current.uuid == mount.uuid and current.state == "active"

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import azure as clouds
-from shared.auth import keys
+from shared.auth import AZURE, keys
 from shared.auth.common import AZURE_TEXTS, max_ttl_warnings, render_token_settings, token_settings
 from shared.errors import InvalidRequest
 from shared.settings import Settings
 from shared.vaultapi import FieldData
 
-TYPE = "azure"
+TYPE = AZURE
 CONFIG_FIELDS = ("tenant_id", "resource", "environment", "client_id")
 BOUND_FIELDS = (
     "bound_service_principal_ids",

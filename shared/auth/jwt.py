@@ -14,12 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.auth import keys
+from shared.auth import JWT, keys
 from shared.auth.common import JWT_TEXTS, max_ttl_warnings, render_token_settings, token_settings
 from shared.errors import InvalidRequest
 from shared.vaultapi import FieldData
 
-TYPE = "jwt"
+TYPE = JWT
 SOURCES = (
     "jwt_validation_pubkeys",
     "jwks_url",

@@ -563,6 +563,66 @@ def check_function_app(tree: Tree) -> list[str]:
     return problems
 
 
+# Throughput per instance (docs/performance.md): the Flex Consumption scale settings, each from its
+# variable, and the Python worker's thread pool sized from the same variable as the per-instance
+# HTTP concurrency.
+SCALE_ARGUMENTS = {
+    "instance_memory_in_mb": "instance_memory_mb",
+    "maximum_instance_count": "maximum_instance_count",
+    "http_concurrency": "http_per_instance_concurrency",
+}
+THREAD_POOL_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
+# Scale settings Flex Consumption takes from functionAppConfig instead (Microsoft's guide to
+# migrating Consumption apps to Flex Consumption drops them): set as app settings they would
+# only mislead.
+FLEX_SCALE_APP_SETTINGS = {
+    "FUNCTIONS_WORKER_PROCESS_COUNT",
+    "FUNCTIONS_MAX_HTTP_CONCURRENCY",
+    "FUNCTIONS_WORKER_DYNAMIC_CONCURRENCY_ENABLED",
+    "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
+}
+
+
+def check_scale_settings(tree: Tree) -> list[str]:
+    """Instance memory, maximum instances and per-instance HTTP concurrency come from their
+    variables; the worker's thread pool is the same number as the HTTP concurrency; the
+    concurrency variable is an integer default within 1..1000, validated."""
+    problems = []
+    for name, body in tree.of_type("azurerm_function_app_flex_consumption"):
+        where = f"azurerm_function_app_flex_consumption.{name}"
+        for argument, variable in SCALE_ARGUMENTS.items():
+            if body.get(argument) != f"${{var.{variable}}}":
+                problems.append(f"{where}: {argument} must be var.{variable}")
+    settings = app_settings(tree)
+    for key in sorted(FLEX_SCALE_APP_SETTINGS & set(settings)):
+        problems.append(f"app setting {key} does not apply to Flex Consumption")
+    threads = settings.get(THREAD_POOL_SETTING)
+    if threads not in (
+        "${tostring(var.http_per_instance_concurrency)}",
+        "${var.http_per_instance_concurrency}",
+    ):
+        problems.append(
+            f"app setting {THREAD_POOL_SETTING} must be var.http_per_instance_concurrency, "
+            f"got {threads!r}"
+        )
+    body = tree.variables.get("http_per_instance_concurrency")
+    if body is None:
+        return [*problems, "variable http_per_instance_concurrency missing"]
+    default = body.get("default")
+    if body.get("type") != "number" or not (
+        isinstance(default, int) and not isinstance(default, bool) and 1 <= default <= 1000
+    ):
+        problems.append(
+            "variable http_per_instance_concurrency must be a number with an integer default "
+            f"from 1 to 1000, got {body.get('type')!r} {default!r}"
+        )
+    conditions = " ".join(str(v.get("condition", "")) for v in body.get("validation", []))
+    for bound in (">= 1", "<= 1000", "floor(var.http_per_instance_concurrency)"):
+        if bound not in conditions:
+            problems.append(f"variable http_per_instance_concurrency: no validation of {bound!r}")
+    return problems
+
+
 def check_variables(tree: Tree) -> list[str]:
     """Every variable has a non-empty description and a type."""
     problems = []
@@ -608,7 +668,7 @@ def _version_bounds(constraint: str) -> tuple[tuple[int, ...] | None, tuple[int,
 
 
 def check_versions(tree: Tree) -> list[str]:
-    """terraform >= 1.9 (cross-variable validations); azurerm >= 4.42, < 5; storage_use_azuread."""
+    """terraform >= 1.9 (cross-variable validations); azurerm >= 4.46, < 5; storage_use_azuread."""
     problems = []
     required_version = next(
         (t["required_version"] for t in tree.terraform if "required_version" in t), ""
@@ -623,9 +683,9 @@ def check_versions(tree: Tree) -> list[str]:
     if azurerm.get("source") != "hashicorp/azurerm":
         problems.append("azurerm must come from hashicorp/azurerm")
     low, high = _version_bounds(str(azurerm.get("version", "")))
-    if low is None or low < (4, 42, 0):
-        problems.append(f"azurerm lower bound must be >= 4.42, got {azurerm.get('version')!r}")
-    if high is None or high > (5, 0, 0) or high < (4, 43, 0):
+    if low is None or low < (4, 46, 0):
+        problems.append(f"azurerm lower bound must be >= 4.46, got {azurerm.get('version')!r}")
+    if high is None or high > (5, 0, 0) or high < (4, 47, 0):
         problems.append(f"azurerm must be pinned below 5.0, got {azurerm.get('version')!r}")
     azurerm_providers = [p["azurerm"] for p in tree.providers if "azurerm" in p]
     if not azurerm_providers or any(
@@ -660,6 +720,7 @@ ALL_CHECKS = (
     check_audit_role,
     check_audit_settings,
     check_function_app,
+    check_scale_settings,
     check_variables,
     check_outputs,
     check_versions,

@@ -1,4 +1,4 @@
-"""infra/*.tf against the azurerm provider's own schema (the floor of the pin, azurerm 4.42.0).
+"""infra/*.tf against the azurerm provider's own schema (the floor of the pin, azurerm 4.46.0).
 
 No provider can be downloaded here, so `terraform validate` cannot run; the schema comes from the
 npm package @cdktf/provider-azurerm instead (azurerm_schema.py). For every azurerm ``resource`` and
@@ -499,13 +499,13 @@ MUTATIONS = [
         'resource "azurerm_monitor_diagnostic_setting" "key_vault" {',
         'resource "azurerm_monitor_diagnostics_setting" "key_vault" {',
         "monitoring.tf: azurerm_monitor_diagnostics_setting.key_vault: unknown resource type in"
-        " azurerm 4.42.0 (did you mean 'azurerm_monitor_diagnostic_setting'?)",
+        " azurerm 4.46.0 (did you mean 'azurerm_monitor_diagnostic_setting'?)",
     ),
     (
         "locals.tf",
         None,
         '\ndata "azurerm_function_apps_flex" "all" {}\n',
-        "locals.tf: data.azurerm_function_apps_flex.all: unknown data source type in azurerm 4.42.0"
+        "locals.tf: data.azurerm_function_apps_flex.all: unknown data source type in azurerm 4.46.0"
         " (did you mean 'azurerm_function_app'?)",
     ),
     (

@@ -378,7 +378,77 @@ def test_missing_outputs_are_caught(tree: ic.Tree) -> None:
     assert len(ic.check_outputs(broken)) == 2
 
 
-@pytest.mark.parametrize("version", [">= 4.0, < 5.0", ">= 4.42", ">= 4.42, < 6.0", "~> 3.117"])
+APP = ("azurerm_function_app_flex_consumption", "this")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"http_concurrency": None},
+        {"http_concurrency": 16},
+        {"http_concurrency": "${var.maximum_instance_count}"},
+        {"instance_memory_in_mb": 4096},
+        {"maximum_instance_count": None},
+    ],
+    ids=["no-http-concurrency", "literal", "wrong-variable", "literal-memory", "no-maximum"],
+)
+def test_scale_setting_removed_or_miswired_is_caught(
+    tree: ic.Tree, change: dict[str, object]
+) -> None:
+    assert ic.check_scale_settings(tree) == []
+    assert ic.check_scale_settings(_broken(tree, *APP, **change)) != []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, "16", "${tostring(var.maximum_instance_count)}", "${tostring(var.instance_memory_mb)}"],
+    ids=["removed", "literal", "other-variable", "memory"],
+)
+def test_thread_pool_not_matched_to_concurrency_is_caught(tree: ic.Tree, value: object) -> None:
+    broken = tree.copy()
+    worker = broken.locals["app_settings_worker"]
+    assert worker[ic.THREAD_POOL_SETTING] == "${tostring(var.http_per_instance_concurrency)}"
+    _change(worker, {ic.THREAD_POOL_SETTING: value})
+    assert any(ic.THREAD_POOL_SETTING in p for p in ic.check_scale_settings(broken))
+
+
+@pytest.mark.parametrize("setting", sorted(ic.FLEX_SCALE_APP_SETTINGS))
+def test_scale_app_setting_flex_ignores_is_caught(tree: ic.Tree, setting: str) -> None:
+    broken = tree.copy()
+    broken.locals["app_settings_worker"][setting] = "4"
+    assert ic.check_scale_settings(broken) == [
+        f"app setting {setting} does not apply to Flex Consumption"
+    ]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"default": 0}, {"default": 2.5}, {"default": 1001}, {"type": "string"}, {"validation": []}],
+    ids=["zero", "fraction", "too-many", "string", "unvalidated"],
+)
+def test_broken_concurrency_variable_is_caught(tree: ic.Tree, change: dict[str, object]) -> None:
+    broken = _broken_variable(tree, "http_per_instance_concurrency", change)
+    assert ic.check_scale_settings(broken) != []
+
+
+def test_concurrency_removed_from_the_text_is_caught(tmp_path: Path) -> None:
+    """The same through the parser: the argument deleted from function_app.tf's text."""
+    copy_dir = tmp_path / "infra"
+    shutil.copytree(ic.INFRA_DIR, copy_dir, ignore=shutil.ignore_patterns(".terraform", "*.md"))
+    app = copy_dir / "function_app.tf"
+    line = "  http_concurrency = var.http_per_instance_concurrency\n"
+    assert app.read_text().count(line) == 1
+    app.write_text(app.read_text().replace(line, ""))
+    problems = ic.check_scale_settings(ic.load_tree(copy_dir))
+    assert problems == [
+        "azurerm_function_app_flex_consumption.this: http_concurrency must be "
+        "var.http_per_instance_concurrency"
+    ]
+
+
+@pytest.mark.parametrize(
+    "version", [">= 4.0, < 5.0", ">= 4.42, < 5.0", ">= 4.46", ">= 4.46, < 6.0", "~> 3.117"]
+)
 def test_loose_provider_pin_is_caught(tree: ic.Tree, version: str) -> None:
     broken = tree.copy()
     for block in broken.terraform:
@@ -734,7 +804,7 @@ def variables_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
             {"maximum_instance_count": 39},
             "maximum_instance_count must be an integer from 40 to 1000",
         ),
-        ({"maximum_instance_count": 1}, "the lowest maximum Flex Consumption allows is 40"),
+        ({"maximum_instance_count": 1}, "refuse a maximum below 40"),
         (
             {"always_ready_http_instances": 1, "zone_redundant": True},
             "needs at least 2 always-ready instances",
@@ -744,6 +814,9 @@ def variables_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "cannot be resolved from a network-restricted vault",
         ),
         ({"target_vault_private_endpoint_approval": "sometimes"}, '"automatic" or "manual"'),
+        ({"http_per_instance_concurrency": 0}, "must be an integer from 1 to 1000"),
+        ({"http_per_instance_concurrency": 1001}, "must be an integer from 1 to 1000"),
+        ({"http_per_instance_concurrency": 2.5}, "must be an integer from 1 to 1000"),
     ],
 )
 def test_terraform_refuses_settings_that_cannot_deploy(
@@ -761,6 +834,8 @@ def test_terraform_refuses_settings_that_cannot_deploy(
         {"always_ready_http_instances": 1, "zone_redundant": False},
         {"always_ready_http_instances": 2, "zone_redundant": True},
         {"always_ready_http_instances": 0, "zone_redundant": True},
+        {"http_per_instance_concurrency": 1},
+        {"http_per_instance_concurrency": 1000},
     ],
 )
 def test_terraform_accepts_the_settings_that_deploy(

@@ -231,3 +231,79 @@ def test_a_lost_table_is_503_naming_the_cause_then_recovers_without_a_restart(ta
             assert {"keymgmt/", "other/"} <= set(mounts)
     finally:
         own.stop()
+
+
+class _Throttling:
+    """A Table endpoint that says the table exists and answers everything else as a storage
+    account under throttling does: 503 ServerBusy (Table service error codes)."""
+
+    def __init__(self, status: int = 503, code: str = "ServerBusy") -> None:
+        import http.server
+        import json
+        import threading
+
+        requests_seen = self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                requests_seen.append((self.command, self.path))
+                if self.command == "POST" and self.path.rstrip("/").endswith("/Tables"):
+                    answer, error = 409, "TableAlreadyExists"
+                else:
+                    answer, error = status, code
+                body = json.dumps(
+                    {"odata.error": {"code": error, "message": {"lang": "en-US", "value": error}}}
+                ).encode()
+                self.send_response(answer)
+                self.send_header("Content-Type", "application/json;odata=minimalmetadata")
+                self.send_header("x-ms-error-code", error)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_MERGE = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.port = self.server.server_address[1]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(("status", "code"), [(503, "ServerBusy"), (500, "OperationTimedOut")])
+def test_storage_throttling_is_503_after_bounded_retries(azurite, table_prefix, status, code):
+    """Throttled or failing storage, still so after the SDK's retries: 503 (never 500), and
+    the retries are few and short (store.TABLE_RETRIES)."""
+    import time
+
+    from shared import service, settings
+    from shared.errors import UpstreamUnavailable
+    from shared.store import TABLE_RETRIES
+    from tools.localstack import engine_settings
+
+    busy = _Throttling(status, code)
+    try:
+        key = azurite.connection_string.split("AccountKey=")[1].split(";")[0]
+
+        class Busy:
+            connection_string = (
+                "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+                f"AccountKey={key};TableEndpoint=http://127.0.0.1:{busy.port}/devstoreaccount1;"
+            )
+
+        app = settings.load(engine_settings(Busy, table_prefix, KEYMGMT_DEFAULT_MOUNTS=""))
+        started = time.monotonic()
+        with pytest.raises(UpstreamUnavailable, match=f"busy or failing \\({code}\\)"):
+            service.build(app).keys.read("keymgmt", "a")  # the build reads the policies
+        assert time.monotonic() - started < 30
+        reads = [r for r in busy.requests if r[0] == "GET"]
+        assert len(reads) == TABLE_RETRIES["retry_total"] + 1  # the first try and 3 retries
+    finally:
+        busy.stop()

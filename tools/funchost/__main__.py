@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import make_server
 
 from tools.funchost.host import (
     FunctionHost,
@@ -23,17 +23,10 @@ from tools.funchost.host import (
     load_local_settings,
     read_route_prefix,
 )
+from tools.funchost.serving import RequestHandler
 
 MASTER_KEY_VARIABLE = "FUNCHOST_MASTER_KEY"
 EVENTGRID_KEY_VARIABLE = "FUNCHOST_EVENTGRID_KEY"
-
-
-class _RequestHandler(WSGIRequestHandler):
-    """Werkzeug's handler without its request line: FunctionHost logs each request itself,
-    without the query string (a ``code`` key may be there) and without colour codes."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # The format names no source line, thread or process: not looked up for each record (the
+    # logging HOWTO's "Optimization": https://docs.python.org/3/howto/logging.html#optimization).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # The SDKs' request logging is the real host's default off too (Host.Results, etc.).
     logging.getLogger("azure").setLevel(logging.WARNING)
     # The host's keys, taken out of the environment before the app is imported: in Azure
@@ -80,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     except HostError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    server = make_server(args.host, args.port, host, threaded=True, request_handler=_RequestHandler)
+    server = make_server(args.host, args.port, host, threaded=True, request_handler=RequestHandler)
     print("Functions:", flush=True)
     for line in host.describe():
         print(f"  {line}", flush=True)

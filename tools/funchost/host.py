@@ -19,9 +19,11 @@ host's keys) and ``timers`` (schedules and their loop).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import re
 import threading
 import traceback
 import urllib.parse
@@ -86,6 +88,11 @@ __all__ = [
 
 log = logging.getLogger("funchost")
 
+# Route matches remembered (most recent first), and the longest path remembered: a read of
+# the same key matches once, and no request can make the cache hold much.
+_MATCH_CACHE = 4096
+_MATCH_CACHED_PATH = 512
+
 
 class FunctionHost:
     """Serves one FunctionApp: a WSGI application plus timer threads."""
@@ -111,6 +118,10 @@ class FunctionHost:
         self.route_prefix = route_prefix.strip("/")
         self.functions = {f.name: f for f in describe_functions(app)}
         self._url_map = self._build_url_map()
+        # The rules match no host, so one adapter serves every request; and the map is fixed
+        # once built, so a path and method always match the same function: remembered.
+        self._adapter = self._url_map.bind("localhost")
+        self._match = functools.lru_cache(maxsize=_MATCH_CACHE)(self._match_route)
         self._stop = threading.Event()
         self._timer_threads: list[threading.Thread] = []
         self.timer_runs: dict[str, int] = {}
@@ -139,16 +150,26 @@ class FunctionHost:
             return refused or self._admin_invoke(request, path.removeprefix("/admin/functions/"))
         if path.rstrip("/") == "/runtime/webhooks/eventgrid":
             return self._refuse(request, master_only=False) or self._eventgrid(request)
-        adapter = self._url_map.bind_to_environ(request.environ)
         normalized = path.rstrip("/") or "/"
         method = request.method.upper()
-        try:
-            endpoint, values = adapter.match(normalized, method=method)
-        except MethodNotAllowed:
-            # The real host answers 404 for a known route with an undeclared method
-            # (azure-functions-host #10098).
-            raise NotFound() from None
+        match = (
+            self._match(normalized, method)
+            if len(normalized) <= _MATCH_CACHED_PATH
+            else self._match_route(normalized, method)
+        )
+        if match is None:
+            raise NotFound()
+        endpoint, values = match
         return self._invoke_http(self.functions[endpoint], request, values)
+
+    def _match_route(self, path: str, method: str) -> tuple[str, Mapping[str, Any]] | None:
+        """The function and route values for ``path``, or None for 404. A known route with an
+        undeclared method is 404 too, as the real host answers (azure-functions-host #10098)."""
+        try:
+            endpoint, values = self._adapter.match(path, method=method)
+        except (NotFound, MethodNotAllowed):
+            return None
+        return str(endpoint), values
 
     def _invoke_http(
         self, function: HostedFunction, request: Request, values: Mapping[str, Any]
@@ -316,14 +337,22 @@ class FunctionHost:
 # The method and path as sent, re-quoted, so a control character in them cannot break the log
 # line or colour it.
 _PATH_SAFE = "/:@!$&'()*+,;="
+# What quote() leaves as it is, so the common request skips it: letters, digits, "_.-~" and
+# the safe characters above (not "%", which quote() escapes).
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_.~/:@!$&'()*+,;=-]*")
+_PLAIN_METHOD = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
 def _log_request(request: Request, response: Response) -> None:
     """One line per request: method, path (never the query string: it may carry ``code``),
     status, and for a failure the ``errors`` of a Vault-style JSON body. Never the request
     body, nor any other part of the response."""
-    method = urllib.parse.quote(request.method, safe="")
-    path = urllib.parse.quote(request.path, safe=_PATH_SAFE)
+    method = request.method
+    if not _PLAIN_METHOD.fullmatch(method):
+        method = urllib.parse.quote(method, safe="")
+    path = request.path
+    if not _PLAIN_PATH.fullmatch(path):
+        path = urllib.parse.quote(path, safe=_PATH_SAFE)
     status = response.status_code
     if status < 400:
         log.info("%s %s %s", method, path, status)

@@ -5,6 +5,7 @@ references to them, and how a function is called."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import inspect
 import json
@@ -137,9 +138,15 @@ def read_route_prefix(app_dir: Path) -> str:
     return prefix.strip("/")
 
 
+@functools.cache
+def _takes_context(fn: Callable[..., Any]) -> bool:
+    # Once per function, not per call: inspect.signature is most of the cost of a call.
+    return "context" in inspect.signature(fn).parameters
+
+
 def call_function(fn: Callable[..., Any], arg_name: str, value: Any, function_name: str) -> Any:
     kwargs: dict[str, Any] = {arg_name: value}
-    if "context" in inspect.signature(fn).parameters:
+    if _takes_context(fn):
         kwargs["context"] = _Context(function_name)
     result = fn(**kwargs)
     if inspect.isawaitable(result):

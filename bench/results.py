@@ -1,0 +1,263 @@
+"""Recorded runs: what one ``make bench`` measured, kept beside the runs before it.
+
+A run is a label, a date, the git commit measured, the machine and an ordered list of
+measures (``key``, ``label``, ``value``, ``unit``, ``target``). ``bench/results.json`` holds
+the runs newest first; ``bench/RESULTS.md`` is generated from it (never edit it by hand).
+
+Pure functions only (the unit tests in tests/unit/test_bench_results.py cover them); the
+machine and commit probes at the bottom read the system, nothing else here does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_JSON = Path(__file__).resolve().parent / "results.json"
+
+_TARGET = re.compile(r"^\s*(<=|>=|<|>)\s*([0-9]*\.?[0-9]+)\s*$")
+
+
+def met(value: float, target: str | None) -> bool | None:
+    """Whether ``value``, at the two decimals it is shown with, meets ``target`` ("<= 1.1",
+    ">= 0.8", "< 2", "> 0"); None without a target. A target in any other form is a ValueError
+    (a typo must not pass silently)."""
+    if target is None:
+        return None
+    value = round(value, 2)
+    match = _TARGET.match(target)
+    if match is None:
+        raise ValueError(f"a target is '<=', '>=', '<' or '>' and a number, not {target!r}")
+    op, bound = match.group(1), float(match.group(2))
+    return {
+        "<=": value <= bound,
+        ">=": value >= bound,
+        "<": value < bound,
+        ">": value > bound,
+    }[op]
+
+
+def mark(value: float, target: str | None) -> str:
+    """ "met" or "MISSED" against the target; "" without one."""
+    result = met(value, target)
+    return "" if result is None else ("met" if result else "MISSED")
+
+
+def fmt(value: float, unit: str) -> str:
+    """A value in its unit: ``1.53x``, ``56.89 ms``, ``1290 req/s``, ``9.53 us``."""
+    if unit == "x":
+        return f"{value:.2f}x"
+    if unit == "req/s":
+        return f"{value:.0f} req/s"
+    if unit == "s":
+        return f"{value:.1f} s"
+    if unit == "reads":
+        return f"{value:.2f} point reads"
+    if unit == "count":
+        return f"{value:.0f}"
+    return f"{value:.2f} {unit}"
+
+
+@dataclass(frozen=True)
+class Measure:
+    key: str  # stable across runs: the row of the results table
+    label: str
+    value: float
+    unit: str  # ms, us, x, req/s, s, reads, count
+    target: str | None = None
+
+    @property
+    def met(self) -> bool | None:
+        return met(self.value, self.target)
+
+    def cell(self) -> str:
+        text = fmt(self.value, self.unit)
+        status = mark(self.value, self.target)
+        return f"{text} ({status})" if status else text
+
+
+@dataclass
+class Run:
+    label: str
+    date: str  # ISO 8601, UTC
+    commit: str  # the commit measured, and "+changes" when the engine's files differ from it
+    machine: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    measures: list[Measure] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Run:
+        return cls(
+            label=data["label"],
+            date=data["date"],
+            commit=data.get("commit", ""),
+            machine=dict(data.get("machine", {})),
+            notes=list(data.get("notes", [])),
+            measures=[Measure(**m) for m in data.get("measures", [])],
+        )
+
+
+def merge(runs: Sequence[Run], run: Run) -> list[Run]:
+    """``run`` first, then the earlier runs but one with the same label (a run measured again
+    under its label replaces the old figures)."""
+    return [run, *(r for r in runs if r.label != run.label)]
+
+
+def load(path: Path) -> list[Run]:
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    return [Run.from_json(r) for r in data.get("runs", [])]
+
+
+def dump(runs: Sequence[Run]) -> str:
+    return json.dumps({"runs": [r.to_json() for r in runs]}, indent=1) + "\n"
+
+
+MACHINE_FIELDS = (
+    ("nproc", "CPUs (nproc)"),
+    ("cpu", "CPU model"),
+    ("memory", "memory"),
+    ("python", "Python"),
+    ("openbao", "OpenBao"),
+    ("cryptography", "cryptography / OpenSSL"),
+    ("os", "OS"),
+)
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render(runs: Sequence[Run]) -> str:
+    """RESULTS.md: the runs (date, commit, machine), then the measures that have a target, then
+    all measures: one row each, with its target, and one column per run, newest first. Rows
+    follow the newest run's order; a measure only older runs have comes after, in the order
+    they had it."""
+    lines = [
+        "# Benchmark results",
+        "",
+        "Generated by `make bench` (`python -m bench`) from `bench/results.json`: do not edit by",
+        "hand (`python -m bench --render` regenerates it). Each column is one run, newest first;",
+        "every ratio's two sides were measured interleaved in that run, and values are medians.",
+        "bench/README.md says what each measure and anchor is.",
+        "",
+        "## Runs",
+        "",
+    ]
+    if not runs:
+        return "\n".join([*lines, "No run recorded yet.", ""])
+    header = ["", *(_escape(r.label) for r in runs)]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    rows = [("date (UTC)", [r.date for r in runs]), ("commit", [r.commit for r in runs])]
+    rows += [(title, [r.machine.get(k, "") for r in runs]) for k, title in MACHINE_FIELDS]
+    for title, cells in rows:
+        lines.append("| " + " | ".join([title, *(_escape(c) for c in cells)]) + " |")
+    notes = [(r.label, n) for r in runs for n in r.notes]
+    if notes:
+        lines += ["", "Notes:", ""]
+        lines += [f"- {_escape(label)}: {_escape(n)}" for label, n in notes]
+    order: list[str] = []
+    titles: dict[str, tuple[str, str | None]] = {}
+    for run in runs:
+        for m in run.measures:
+            if m.key not in titles:
+                order.append(m.key)
+                titles[m.key] = (m.label, m.target)
+    by_run = [{m.key: m for m in r.measures} for r in runs]
+    header = ["measure", "target", *(_escape(r.label) for r in runs)]
+
+    def table(keys: list[str]) -> list[str]:
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for key in keys:
+            label, target = titles[key]
+            cells = [by.get(key) for by in by_run]
+            row = [_escape(label), target or "", *(c.cell() if c else "" for c in cells)]
+            out.append("| " + " | ".join(row) + " |")
+        return out
+
+    lines += ["", "## Targets", ""]
+    lines += table([key for key in order if titles[key][1]])
+    lines += ["", "## All measures", ""]
+    lines += table(order)
+    lines.append("")
+    return "\n".join(lines)
+
+
+def markdown_path(results: Path) -> Path:
+    """RESULTS.md beside the results file."""
+    return results.with_name("RESULTS.md")
+
+
+def save(path: Path, runs: Sequence[Run]) -> None:
+    path.write_text(dump(runs))
+    markdown_path(path).write_text(render(runs))
+
+
+# -- probes of this machine and checkout (not pure) -------------------------------------------
+
+
+def _first(path: str, prefix: str) -> str:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(prefix):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def machine(bao: str | None) -> dict[str, str]:
+    """nproc, CPU model, memory, Python, OpenBao, cryptography and its OpenSSL, the OS."""
+    import cryptography
+    from cryptography.hazmat.backends.openssl import backend
+
+    memory = _first("/proc/meminfo", "MemTotal")
+    if memory.endswith(" kB"):
+        memory = f"{int(memory[:-3]) / 1024 / 1024:.1f} GiB"
+    openbao = ""
+    if bao:
+        try:
+            out = subprocess.run(
+                [bao, "version"], capture_output=True, text=True, timeout=30, check=False
+            ).stdout
+            openbao = out.split(" (")[0].strip()
+        except OSError:
+            openbao = ""
+    return {
+        "nproc": str(os.cpu_count() or ""),
+        "cpu": _first("/proc/cpuinfo", "model name") or platform.processor(),
+        "memory": memory,
+        "python": platform.python_version(),
+        "openbao": openbao,
+        "cryptography": f"{cryptography.__version__} / {backend.openssl_version_text()}",
+        "os": f"{platform.system()} {platform.release()}",
+    }
+
+
+def commit(root: Path = ROOT) -> str:
+    """The commit checked out at ``root``, and ``+changes`` when files other than bench/'s
+    differ from it (bench/ itself may be newer than the engine it measures)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    if not head:
+        return "unknown"
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench")
+    return f"{head}+changes" if changed else head
