@@ -1,24 +1,30 @@
 """Distribution: putting engine keys into a KMS provider, and keeping them there as they rotate.
 
 Every change that crosses Table Storage and the KMS is resumable. The distribution row is
-written (with the key's list of KMS providers, in one transaction) before the first remote
-call; each imported version is recorded as it lands; imported versions carry tags naming
-mount, key and engine version, so a retry finds what a crash left behind instead of importing
-it twice.
+written (with the key's list of KMS providers, in one transaction) before the first import;
+versions are imported in order, each recorded while the next is sent (the last one in the
+row's final write); imported versions carry tags naming mount, key and engine version (and the
+import before them, if its record was in flight), so a retry finds what a crash left behind (at
+most two imports: the remote key's latest version and the one it names) instead of importing it
+twice.
 What is still to do is derivable: engine versions 1..latest missing from the row's ``versions``.
 One importer at a time per distribution, across instances: the import lease on its row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from functools import partial
 
+from shared import overlap
 from shared.errors import (
     ConcurrentChange,
     EngineError,
@@ -59,10 +65,17 @@ TAG_MOUNT, TAG_KEY, TAG_VERSION, TAG_NAME = (
     "keymgmt-version",
     "key_name",
 )
+# On an import sent while the one before it was still being recorded: that one's Key Vault
+# version id, so a crash that loses the record leaves it findable from the latest version.
+TAG_PREVIOUS = "keymgmt-previous"
 
-# The import lease: renewed before each import and by each recorded one, so a live holder keeps
-# it however many versions it imports, and a dead holder's lease runs out within this.
+# The import lease: renewed by each recorded import, and before each import unless it was just
+# written, so a live holder keeps it however many versions it imports, and a dead holder's lease
+# runs out within this.
 LEASE_SECONDS = 30
+# Before an import, a lease written less than this long ago is not renewed again: it still has
+# more than LEASE_SECONDS - RENEW_AFTER_SECONDS to run.
+RENEW_AFTER_SECONDS = 5
 # A caller waits this long for a holder: past a dead holder's expiry, so it takes over.
 LEASE_WAIT_SECONDS = LEASE_SECONDS + 5
 # After an import got no answer, give it this long to become visible before looking for it by
@@ -138,6 +151,26 @@ class Completed:
     landed: Mapping[str, bool]  # remote version id → enabled, for each of those
 
 
+@dataclass
+class _Run:
+    """What one ``complete`` call carries from one import to the next."""
+
+    unreadable: dict[int, str] = field(default_factory=dict)  # material does not open: skipped
+    imported: list[int] = field(default_factory=list)  # engine versions recorded by this call
+    landed: dict[str, bool] = field(default_factory=dict)  # remote version id → enabled
+    # The latest import, not recorded yet: recorded before anything else is imported, at the
+    # latest with the row's last write (so at most one import is ever unrecorded, the remote
+    # key's latest version, which a retry adopts by its tags).
+    pending: dict[int, str] = field(default_factory=dict)
+    # The import before the current one, being recorded while the current one is sent: the
+    # write (the row as it leaves it) and what it records.
+    recording: tuple[Future[Distribution], dict[int, str]] | None = None
+    # Key material being unsealed ahead of its import, by engine version.
+    ready: dict[int, Future[bytes]] = field(default_factory=dict)
+    # The key, read again while the last import ran: (when the read started, the read).
+    key_read: tuple[float, Future[KeyRecord | None]] | None = None
+
+
 class Distributor:
     """Distributions: distribute, read, remove, and propagate rotations and
     ``min_enabled_version`` (the key engine's ``Propagator``). Its collaborators: the store
@@ -169,19 +202,24 @@ class Distributor:
             )
         purpose = tuple(sorted(set(purpose)))
 
-        def attempt() -> tuple[Distribution, KeyRecord, KmsRecord, KmsClient, Seen | None]:
+        def attempt() -> tuple[
+            Distribution, KeyRecord, KmsRecord, KmsClient, Seen | None, dict[int, Future[bytes]]
+        ]:
+            # Three independent point reads, overlapped; their answers are judged in order.
+            key_read = overlap.start(lambda: active_key(self.store, mount, key_name))
+            existing_read = overlap.start(lambda: self.store.get_distribution(mount, kms, key_name))
             record = self.store.get_kms(mount, kms)
             if record is None:
                 raise InvalidRequest(f"KMS provider {kms!r} does not exist in mount {mount}/")
             ptype = provider_type(record.provider)
             ptype.check_key_name(key_name)
             try:
-                key = active_key(self.store, mount, key_name)
+                key = key_read.result()
             except NotFound:
                 raise InvalidRequest(f"key {key_name!r} does not exist in mount {mount}/") from None
             client = self.kms.client_for(record)
             ptype.check_compatible(key.key_type, purpose, protection)
-            existing = self.store.get_distribution(mount, kms, key_name)
+            existing = existing_read.result()
             if existing is not None and existing.state != "removing":
                 if (existing.purpose, existing.protection, existing.expiration_period) != (
                     purpose,
@@ -194,12 +232,17 @@ class Distributor:
                         f"{existing.protection!r}; parameters cannot change once distributed: "
                         "remove it, then distribute again"
                     )
-                return existing, key, record, client, None
+                return existing, key, record, client, None, {}
             if existing is not None:  # a removal that did not finish: finish it first
                 self.finish_remove(existing, client, record)
                 raise ConcurrentChange("an earlier removal was finished first")
+            # The first version's material is unsealed while the name is checked and the rows
+            # are written.
+            ready = {1: overlap.start(partial(self._unseal, mount, key_name, 1))}
             now = utcnow()
-            remote_name = self._free_name(record, key_name, client, int(now.timestamp()))
+            remote_name, owner_etag = self._free_name(
+                record, mount, kms, key_name, client, int(now.timestamp())
+            )
             dist = Distribution(
                 mount=mount,
                 kms=kms,
@@ -211,8 +254,10 @@ class Distributor:
                 versions={},
                 state="distributing",
                 expiration_period=expiration_period,
+                # Created holding the import lease: no other importer can come in between.
+                lease_owner=uuid.uuid4().hex,
+                lease_until=now + dt.timedelta(seconds=LEASE_SECONDS),
             )
-            owner_etag = self._own(record, dist)
             updated_key = replace(key, kms=tuple(sorted({*key.kms, kms})))
             # The KMS provider's row is written unchanged, ETag-conditioned: one deleted (or
             # changed) meanwhile fails the transaction, so no distribution outlives its provider.
@@ -231,40 +276,71 @@ class Distributor:
                 record,
                 client,
                 Seen(None),
+                ready,
             )
 
         what = f"the distribution of {key_name!r} to {kms!r}"
         for _ in range(3):
-            dist, key, record, client, seen = optimistic(attempt, what=what)
+            dist, key, record, client, seen, ready = optimistic(attempt, what=what)
             try:
-                return self.complete(dist, key, client, record, seen=seen).warnings
+                # A new row (``seen`` given) was created holding the lease, in the transaction
+                # that wrote the key: this call holds it, and lets go when done.
+                return self.complete(
+                    dist,
+                    key,
+                    client,
+                    record,
+                    seen=seen,
+                    held=seen is not None,
+                    release=True,
+                    ready=ready,
+                ).warnings
             except DistributionRemoved:
                 continue  # a removal ran meanwhile: distribute again, as a later request would
         raise ConcurrentChange(f"{what} kept being removed concurrently; retry")
 
-    def _free_name(self, record: KmsRecord, key_name: str, client: KmsClient, stamp: int) -> str:
+    def _free_name(
+        self, record: KmsRecord, mount: str, kms: str, key_name: str, client: KmsClient, stamp: int
+    ) -> tuple[str, str | None]:
         """``<key>-<unix seconds>``, moved on to the next second while the name is taken: by a
         key this engine ever created in that vault (the owner index keeps every name it used,
-        so a name still being deleted is never picked), or by any key, live or soft-deleted."""
+        so a name still being deleted is never picked), or by any key, live or soft-deleted.
+        Returns the name and the ETag of the owner entry written for it (see ``_own``)."""
         for _ in range(10):
             name = f"{key_name}-{stamp}"
-            if self.store.remote_owner(
-                record.key_collection, name
-            ) is None and not client.name_in_use(name):
-                return name
+            # The owner index is read (and, if free, the entry written) while Key Vault is
+            # asked; an entry written for a name Key Vault holds is taken back.
+            owned = overlap.start(partial(self._own_if_free, record, name, mount, kms, key_name))
+            try:
+                in_use = client.name_in_use(name)
+            except EngineError:
+                taken, etag = owned.result()
+                if not taken:
+                    self._disown(record, name, etag)
+                    raise
+                in_use = True  # the index says taken: Key Vault's answer is not needed
+            taken, etag = owned.result()
+            if not taken and not in_use:
+                return name, etag
+            if not taken:
+                self._disown(record, name, etag)
             stamp += 1
         raise InvalidRequest(
             f"Key Vault holds keys named {key_name}-<time> for the next seconds; retry later"
         )
 
-    def _own(self, record: KmsRecord, dist: Distribution) -> str | None:
-        """The owner index lets Key Vault events find a distribution by its remote name. It is
-        written before the name is used; an entry whose distribution never got recorded (or
-        moved to another name) is ignored when read, taken back by the distribute that lost,
-        and removed by the reconciler's clean-up otherwise. Returns the entry's ETag."""
-        return self.store.own_remote(
-            record.key_collection, dist.remote_name, dist.mount, dist.kms, dist.key
-        )
+    def _own_if_free(
+        self, record: KmsRecord, name: str, mount: str, kms: str, key_name: str
+    ) -> tuple[bool, str | None]:
+        """(True, None) if the owner index has an entry for ``name``; else (False, the ETag of
+        the entry now written for this distribution). The owner index lets Key Vault events
+        find a distribution by its remote name. It is written before the name is used; an entry
+        whose distribution never got recorded (or moved to another name) is ignored when read,
+        taken back by the distribute that lost, and removed by the reconciler's clean-up
+        otherwise."""
+        if self.store.remote_owner(record.key_collection, name) is not None:
+            return True, None
+        return False, self.store.own_remote(record.key_collection, name, mount, kms, key_name)
 
     def _disown(self, record: KmsRecord, remote_name: str, etag: str | None) -> None:
         """Remove an owner entry as written (ETag): one rewritten since by another
@@ -278,9 +354,8 @@ class Distributor:
         """Nothing landed under the name and Key Vault refuses it (a key of that name is being
         deleted or is deleted): move the distribution to a free name."""
         stamp = int(dist.remote_name.rsplit("-", 1)[-1]) + 1
-        name = self._free_name(record, dist.key, client, stamp)
+        name, _ = self._free_name(record, dist.mount, dist.kms, dist.key, client, stamp)
         renamed = replace(dist, remote_name=name)
-        self._own(record, renamed)
         log.info(
             "distribution of %s/%s: %s is taken in Key Vault, using %s",
             dist.mount,
@@ -492,7 +567,9 @@ class Distributor:
         *,
         raise_errors: bool = True,
         held: bool = False,
+        release: bool | None = None,
         seen: Seen | None = None,
+        ready: Mapping[int, Future[bytes]] | None = None,
     ) -> Completed:
         """Import every engine version missing from the remote key, in order.
 
@@ -502,7 +579,12 @@ class Distributor:
         cannot get the lease in time leaves the work to the holder, which reads the key again
         before letting go. The caller's ``key`` and ``seen`` serve until then if the lease was
         taken on the row as the caller read it, free: no other importer came in between.
+        ``release``: let go of the lease at the end (default: when this call took it), in the
+        same write that records the last import and the distribution's state. ``ready``: key
+        material the caller started to unseal, by engine version.
         """
+        if release is None:
+            release = not held
         fresh_key = False  # whether ``key`` was read since this call holds the lease
         if held:
             claimed: Distribution | None = dist
@@ -523,45 +605,38 @@ class Distributor:
                 raise InvalidRequest(message + "; retry later to see it done")
             return Completed([message], dist, key, (), {})
         dist = claimed
-        unreadable: dict[int, str] = {}  # versions whose material does not open: skipped
-        imported: list[int] = []
-        landed: dict[str, bool] = {}
+        run = _Run(ready=dict(ready or {}))
         warnings: list[str] = []
         current = False  # whether ``dist`` is the row as last written (the release reads it if not)
+        released = not release  # whether nothing is left to let go of
         try:
             while True:
                 if dist.state == "removing":
                     raise self._removed(dist)
+                known = {**dist.versions, **run.pending}
                 missing = [
                     v
                     for v in range(1, key.latest_version + 1)
-                    if v not in dist.versions and v not in unreadable
+                    if v not in known and v not in run.unreadable
                 ]
                 # A version older than one already in the remote key is not imported: it
                 # would become the key's current version there.
-                newest = max(dist.versions, default=0)
+                newest = max(known, default=0)
                 behind = [v for v in missing if v < newest]
                 missing = [v for v in missing if v > newest]
                 if not missing:
                     if fresh_key:
                         break
-                    key = self.store.get_key(dist.mount, dist.key) or key  # before letting go
+                    key = self._key_again(dist, run) or key  # before letting go
                     fresh_key = True
                     continue
-                dist = self._import_missing(
-                    dist, key, client, record, missing, unreadable, imported, landed, seen
-                )
+                dist = self._import_missing(dist, key, client, record, missing, seen, run)
                 seen, fresh_key = Seen(None), False  # what is left to adopt was adopted
-            problems = self._skipped(dist, unreadable, behind)
+            problems = self._skipped(dist, run.pending, run.unreadable, behind)
             note = "; ".join(problems)
-            if dist.state != "active" or dist.last_error != note:
-                # Never back to active over a removal that started meanwhile.
-                dist = self.update(
-                    dist,
-                    lambda d: (
-                        d if d.state == "removing" else replace(d, state="active", last_error=note)
-                    ),
-                )
+            if run.pending or not released or dist.state != "active" or dist.last_error != note:
+                dist = self._finish(dist, run.pending, note, release=not released)
+                run.pending, released, current = {}, True, True
                 if dist.state == "removing":
                     raise self._removed(dist)
             warnings = [f"KMS provider {dist.kms!r}: {p}" for p in problems]
@@ -572,14 +647,61 @@ class Distributor:
             fresh = self.store.get_distribution(dist.mount, dist.kms, dist.key)
             if fresh is None or fresh.state == "removing" or fresh.remote_name != dist.remote_name:
                 raise self._removed(dist) from None  # the failure came from the removal
-            dist, current = self._note_error(fresh, str(exc)), True
+            dist, current = self._note_error(fresh, str(exc), run.pending), True
             if raise_errors:
                 raise
             warnings = [f"KMS provider {dist.kms!r}: {exc}; the reconciler will finish the import"]
         finally:
-            if not held:
+            if not released:
                 self.release(dist, current=current)
-        return Completed(warnings, dist, key, tuple(imported), landed)
+        return Completed(warnings, dist, key, tuple(run.imported), run.landed)
+
+    def _key_again(self, dist: Distribution, run: _Run) -> KeyRecord | None:
+        """The key, read again before the lease is let go of: the read made while the last
+        import ran, if it started less than RENEW_AFTER_SECONDS ago (a rotation committed
+        since then still waits for the lease, LEASE_WAIT_SECONDS, and imports its version
+        itself), else a new read."""
+        started, read = run.key_read or (0.0, None)
+        run.key_read = None
+        if read is not None and time.monotonic() - started < RENEW_AFTER_SECONDS:
+            return read.result()
+        return self.store.get_key(dist.mount, dist.key)
+
+    def _finish(
+        self, dist: Distribution, pending: Mapping[int, str], note: str, *, release: bool
+    ) -> Distribution:
+        """The row's last write of an import run: the import not recorded yet, the state
+        (``active``, with ``note`` as its last error; never over a removal that started
+        meanwhile) and, with ``release``, the lease let go of (if still this call's)."""
+        owner = dist.lease_owner
+
+        def change(d: Distribution) -> Distribution:
+            if pending and owner and d.lease_owner != owner:
+                raise self._lease_lost(dist)  # the new holder adopts it by its tags
+            merged = self._recorded(d, pending)
+            if d.state != "removing":
+                merged = replace(merged, state="active", last_error=note)
+            if owner and merged.lease_owner == owner:
+                if release:
+                    merged = replace(merged, lease_owner="", lease_until=None)
+                elif pending:
+                    merged = replace(
+                        merged, lease_until=utcnow() + dt.timedelta(seconds=LEASE_SECONDS)
+                    )
+            return merged
+
+        return self.update(dist, change)
+
+    @staticmethod
+    def _recorded(dist: Distribution, landed: Mapping[int, str]) -> Distribution:
+        """``dist`` with the imports ``landed`` (engine version → remote version id) recorded."""
+        if not landed:
+            return dist
+        return replace(
+            dist,
+            versions={**dist.versions, **landed},
+            uncertain={v: t for v, t in dist.uncertain.items() if v not in landed},
+        )
 
     @staticmethod
     def _removed(dist: Distribution) -> DistributionRemoved:
@@ -589,7 +711,10 @@ class Distributor:
 
     @staticmethod
     def _skipped(
-        dist: Distribution, unreadable: Mapping[int, str], behind: Sequence[int]
+        dist: Distribution,
+        pending: Mapping[int, str],
+        unreadable: Mapping[int, str],
+        behind: Sequence[int],
     ) -> list[str]:
         problems = [
             f"version {v} of key {dist.key!r} was not imported into {dist.remote_name}: {why}"
@@ -600,8 +725,8 @@ class Distributor:
             problems.append(
                 f"versions {late} of key {dist.key!r} are not in {dist.remote_name} and are not "
                 "imported now: Key Vault makes the newest import the current version, and "
-                f"{dist.remote_name} already holds version {max(dist.versions)}; rotate the key "
-                "instead"
+                f"{dist.remote_name} already holds version {max({**dist.versions, **pending})}; "
+                "rotate the key instead"
             )
         return problems
 
@@ -612,31 +737,67 @@ class Distributor:
         client: KmsClient,
         record: KmsRecord,
         missing: Sequence[int],
-        unreadable: dict[int, str],
-        imported: list[int],
-        landed: dict[str, bool],
         seen: Seen | None,
+        run: _Run,
     ) -> Distribution:
+        """Import ``missing`` in order; returns the row as last written. Each import is
+        recorded while the next one is sent (that one names it in its tags) and before any
+        other is; the last one is left in ``run.pending`` for the caller's next write."""
+        if run.pending:
+            dist, run.pending = self._record(dist, run.pending), {}
+        materials = self._materials(dist, missing, run.ready)
         # Versions are imported in order under the lease, so what an interrupted run (or an
-        # import whose answer was lost) left unrecorded can only be the latest remote version:
-        # one read (``get``) unless the caller saw it, found by its tags, never trusted blindly.
+        # import whose answer was lost) left unrecorded can only be the latest remote version
+        # and the one its tags name: one read (``get``) unless the caller saw it, found by its
+        # tags, never trusted blindly.
         latest = client.latest_version(dist.remote_name) if seen is None else seen.latest
-        adopted = None if latest is None else adoptable(dist, latest)
+        adopted: dict[int, RemoteVersion] = {}
+        if latest is not None and (version := adoptable(dist, latest)) is not None:
+            adopted[version] = latest
+            adopted.update(self._named_by(dist, client, latest, version))
         for version in missing:
-            if latest is not None and version == adopted:
-                version_id, enabled = latest.version_id, latest.enabled
+            previous = None
+            if run.pending:  # the import before this one: recorded while this one is sent
+                previous = list(run.pending.values())[-1]
+                future = overlap.start(partial(self._record, dist, run.pending))
+                run.recording, run.pending = (future, run.pending), {}
+            if version in adopted:
+                dist = self._settle(dist, run)
+                version_id, enabled = adopted[version].version_id, adopted[version].enabled
             else:
+                if version in dist.uncertain or not self._lease_fresh(dist):
+                    dist = self._settle(dist, run)  # a write of the row comes first
                 dist = self._before_reimport(dist, version)
                 dist = self._renew(dist)  # the import may be slow: the lease outlasts it
+                if version == missing[-1]:  # the key is read again meanwhile (see _key_again)
+                    run.key_read = (
+                        time.monotonic(),
+                        overlap.start(partial(self.store.get_key, dist.mount, dist.key)),
+                    )
                 try:
-                    result = self._import_one(dist, key, client, version)
+                    result = self._import_one(
+                        dist,
+                        key,
+                        client,
+                        version,
+                        materials(version),
+                        run,
+                        previous=previous if run.recording else None,
+                    )
                 except (SealError, RowTampered) as exc:
                     # One damaged version must not hold back the ones after it.
                     log.error(
                         "%s/%s v%d cannot be imported: %s", dist.mount, dist.key, version, exc
                     )
-                    unreadable[version] = str(exc)
+                    run.unreadable[version] = str(exc)
+                    dist = self._settle(dist, run)
                     continue
+                except BaseException:
+                    # The record in flight lands first (or stays in run.pending, for the note).
+                    with contextlib.suppress(Exception):
+                        self._settle(dist, run)
+                    raise
+                dist = self._settle(dist, run)
                 if result is None:  # the name was taken: moved to a free one, start over
                     return self._rename(dist, client, record)
                 version_id, enabled = result
@@ -649,10 +810,65 @@ class Distributor:
                     dist.remote_name,
                     version_id,
                 )
-            dist = self._record(dist, {version: version_id})
-            imported.append(version)
-            landed[version_id] = enabled
+            run.pending = {version: version_id}
+            run.imported.append(version)
+            run.landed[version_id] = enabled
+            if dist.state == "removing":
+                raise self._removed(dist)  # the removal waits for the lease: stop here
         return dist
+
+    def _settle(self, dist: Distribution, run: _Run) -> Distribution:
+        """Wait for the record in flight, if any: the row as it left it (``dist`` if none).
+        If it failed, what it recorded goes back to ``run.pending``."""
+        recording, run.recording = run.recording, None
+        if recording is None:
+            return dist
+        future, landed = recording
+        try:
+            return future.result()
+        except BaseException:
+            run.pending = {**landed, **run.pending}
+            raise
+
+    def _named_by(
+        self, dist: Distribution, client: KmsClient, latest: RemoteVersion, version: int
+    ) -> dict[int, RemoteVersion]:
+        """The unrecorded import that ``latest`` (an unrecorded import of ``version``) names
+        as sent before it, whose record was in flight when ``latest`` was sent: one ``get``,
+        only after a crash in that window. Ours by its tags, for an earlier version."""
+        previous_id = latest.tags.get(TAG_PREVIOUS, "")
+        if not previous_id or previous_id in dist.versions.values():
+            return {}
+        rv = client.version(dist.remote_name, previous_id)
+        earlier = None if rv is None else adoptable(dist, rv)
+        if rv is None or earlier is None or earlier >= version:
+            return {}
+        return {earlier: rv}
+
+    def _materials(
+        self, dist: Distribution, versions: Sequence[int], ahead: dict[int, Future[bytes]]
+    ) -> Callable[[int], bytes]:
+        """``versions``' key material, each unsealed while the one before it is imported: one
+        version ahead, so at most two are open at a time. ``ahead``: those already started."""
+
+        def fetch(version: int) -> Future[bytes]:
+            return overlap.start(partial(self._unseal, dist.mount, dist.key, version))
+
+        if versions and versions[0] not in ahead:
+            ahead[versions[0]] = fetch(versions[0])
+
+        def material(version: int) -> bytes:
+            future = ahead.pop(version, None) or fetch(version)
+            ahead.clear()  # one fetched for a version not imported (adopted): not needed
+            following = [v for v in versions if v > version]
+            if following:
+                ahead[following[0]] = fetch(following[0])
+            return future.result()
+
+        return material
+
+    def _unseal(self, mount: str, key_name: str, version: int) -> bytes:
+        return unseal_version(self.store, self.sealer, mount, key_name, version)
 
     def _before_reimport(self, dist: Distribution, version: int) -> Distribution:
         """An import that got no answer is not sent again until it had time to land."""
@@ -671,11 +887,19 @@ class Distributor:
         return self.update(dist, lambda d: replace(d, retried=tuple(sorted({*d.retried, version}))))
 
     def _import_one(
-        self, dist: Distribution, key: KeyRecord, client: KmsClient, version: int
+        self,
+        dist: Distribution,
+        key: KeyRecord,
+        client: KmsClient,
+        version: int,
+        material: bytes,
+        run: _Run,
+        *,
+        previous: str | None,
     ) -> tuple[str, bool] | None:
-        """Import one version: its remote version id and enabled flag, or None when the name
-        is refused and nothing of ours holds it."""
-        material = unseal_version(self.store, self.sealer, dist.mount, dist.key, version)
+        """Import one version (``material``, unsealed; ``previous``: the id of the import
+        being recorded meanwhile): its remote version id and enabled flag, or None when the
+        name is refused and nothing of ours holds it."""
         enabled = version >= key.min_enabled_version
         try:
             version_id = client.import_version(
@@ -690,13 +914,14 @@ class Distributor:
                         TAG_KEY: dist.key,
                         TAG_VERSION: str(version),
                         TAG_NAME: dist.remote_name,
+                        **({TAG_PREVIOUS: previous} if previous else {}),
                     },
                     enabled=enabled,
                     expiration_period=dist.expiration_period,
                 ),
             )
         except RemoteNameTaken:
-            if dist.versions or dist.uncertain:
+            if dist.versions or dist.uncertain or run.imported:
                 raise  # our own key of that name exists: not a name to move away from
             return None
         except ImportOutcomeUnknown:
@@ -711,6 +936,7 @@ class Distributor:
                 )
                 return found.version_id, found.enabled
             when = utcnow()
+            dist = self._settle(dist, run)  # the record in flight is written first
             self.update(dist, lambda d: replace(d, uncertain={**d.uncertain, version: when}))
             raise
         return version_id, enabled
@@ -771,8 +997,12 @@ class Distributor:
             pass  # the lease expires by itself
 
     def _renew(self, dist: Distribution) -> Distribution:
-        """Extend this request's lease; LeaseLost if another instance took it over."""
+        """Extend this request's lease; LeaseLost if another instance took it over. A lease
+        this request wrote less than RENEW_AFTER_SECONDS ago (taken, or renewed by a recorded
+        import) is left as it is: no one else can hold it before it runs out."""
         owner = dist.lease_owner
+        if self._lease_fresh(dist):
+            return dist
 
         def change(d: Distribution) -> Distribution:
             if d.lease_owner != owner:
@@ -780,6 +1010,16 @@ class Distributor:
             return replace(d, lease_until=utcnow() + dt.timedelta(seconds=LEASE_SECONDS))
 
         return self.update(dist, change) if owner else dist
+
+    @staticmethod
+    def _lease_fresh(dist: Distribution) -> bool:
+        """Whether ``dist`` holds no lease, or one written less than RENEW_AFTER_SECONDS ago."""
+        if not dist.lease_owner:
+            return True
+        if dist.lease_until is None:
+            return False
+        left = (dist.lease_until - utcnow()).total_seconds()
+        return left > LEASE_SECONDS - RENEW_AFTER_SECONDS
 
     @staticmethod
     def _lease_lost(dist: Distribution) -> LeaseLost:
@@ -797,11 +1037,7 @@ class Distributor:
         def change(d: Distribution) -> Distribution:
             if owner and d.lease_owner != owner:
                 raise self._lease_lost(dist)  # the new holder adopts it by its tags
-            merged = replace(
-                d,
-                versions={**d.versions, **landed},
-                uncertain={v: t for v, t in d.uncertain.items() if v not in landed},
-            )
+            merged = self._recorded(d, landed)
             if merged.lease_owner:
                 merged = replace(merged, lease_until=utcnow() + dt.timedelta(seconds=LEASE_SECONDS))
             return merged
@@ -832,9 +1068,14 @@ class Distributor:
         [etag] = self.store.commit([dist_op(dist)])
         return replace(dist, etag=etag)
 
-    def _note_error(self, dist: Distribution, message: str) -> Distribution:
-        """Note the error on the row; returns the row as written (``dist`` if that failed)."""
+    def _note_error(
+        self, dist: Distribution, message: str, landed: Mapping[int, str] | None = None
+    ) -> Distribution:
+        """Note the error on the row, with an import that landed and is not recorded yet;
+        returns the row as written (``dist`` if that failed)."""
         try:
-            return self.update(dist, lambda d: replace(d, last_error=message))
+            return self.update(
+                dist, lambda d: replace(self._recorded(d, landed or {}), last_error=message)
+            )
         except EngineError:
             return dist  # a note for the reader; the work itself is retried by the reconciler

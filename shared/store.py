@@ -1095,6 +1095,8 @@ class Store:
                 options = {"etag": op.etag, "match_condition": MatchConditions.IfNotModified}
             batch.append((op.kind, entity, options) if options else (op.kind, entity))
         self.request_count += 1
+        if len(batch) == 1 and ops[0].kind != "delete":
+            return [self._write_one(*batch[0])]
         try:
             results = self.table.submit_transaction(batch)
         except (TableTransactionError, ResourceModifiedError, ResourceExistsError) as exc:
@@ -1116,6 +1118,42 @@ class Store:
                 raise
             raise translated from None
         return [result.get("etag") for result in results]
+
+    def _write_one(
+        self, kind: str, entity: dict[str, Any], options: dict[str, Any] | None = None
+    ) -> str | None:
+        """One create, update or upsert: the single-entity operation, which is atomic by itself
+        (a batch of one costs a multipart request, several times slower on Azurite). The same
+        answers as a transaction of one; returns the row's new ETag."""
+        from azure.core.exceptions import (
+            AzureError,
+            ResourceExistsError,
+            ResourceModifiedError,
+            ResourceNotFoundError,
+        )
+
+        try:
+            if kind == "create":
+                result = self.table.create_entity(entity)
+            elif kind == "update":
+                result = self.table.update_entity(entity, **(options or {}))
+            else:
+                result = self.table.upsert_entity(entity, **(options or {}))
+        except (ResourceModifiedError, ResourceExistsError) as exc:
+            if self._is_table_missing(exc):
+                raise self._table_lost() from None
+            raise ConcurrentChange("a row changed concurrently: " + _first_line(exc)) from None
+        except ResourceNotFoundError as exc:
+            if self._is_table_missing(exc):
+                raise self._table_lost() from None
+            raise ConcurrentChange("a row changed by this transaction no longer exists") from None
+        except AzureError as exc:
+            translated = self._unavailable(exc)
+            if translated is exc:
+                raise
+            raise translated from None
+        etag: str | None = result.get("etag")
+        return etag
 
     def delete_rows(self, partition: str, rows: Sequence[tuple[str, str | None]]) -> None:
         """Delete rows (RowKey, ETag or None), in transactions of 100. A row already gone is

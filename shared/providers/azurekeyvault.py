@@ -298,8 +298,12 @@ class AzureKeyVaultClient:
 
     def name_in_use(self, remote_name: str) -> bool:
         """Whether a key, live or soft-deleted, holds the name (two reads, ``get`` only). A key
-        still being deleted is visible to neither: the import's 409 (RemoteNameTaken) says it."""
-        return self.latest_version(remote_name) is not None or self.is_deleted(remote_name)
+        still being deleted is visible to neither: the import's 409 (RemoteNameTaken) says it.
+        The two reads overlap; a live key answers without waiting for (or failing on) the other."""
+        from shared import overlap
+
+        deleted = overlap.start(lambda: self.is_deleted(remote_name))
+        return self.latest_version(remote_name) is not None or deleted.result()
 
     def _kek(self) -> tuple[str, Any]:
         from azure.core.exceptions import AzureError, ResourceNotFoundError

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from shared.errors import EngineError
 from shared.providers.azurekeyvault import KEK_NAME
 from shared.store import REMOTE_PARTITION
 from tests.fixtures.funchost import emulator_settings, engine_settings
@@ -21,23 +22,46 @@ from tests.integration.test_distribution_hardening import MOUNT, key_with, provi
 from tools.kvemu import Emulator
 
 
+def row_kind(partition: str, row: str) -> str:
+    kind = "owner" if partition == REMOTE_PARTITION else row.split(":")[0]
+    return "version" if kind == "key" and not row.endswith(":") else kind
+
+
 class CountingTable:
-    """The real table client, counting point reads (by kind of row) and queries."""
+    """The real table client, counting point reads and writes (by kind of row) and queries.
+    A transaction counts once, under the kinds of rows it writes joined by '+'."""
 
     def __init__(self, real: Any) -> None:
         self.real = real
         self.reads: Counter[str] = Counter()
+        self.writes: Counter[str] = Counter()
         self.queries = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 
     def get_entity(self, partition: str, row: str, **options: Any) -> Any:
-        kind = "owner" if partition == REMOTE_PARTITION else row.split(":")[0]
-        if kind == "key" and not row.endswith(":"):
-            kind = "version"
-        self.reads[kind] += 1
+        self.reads[row_kind(partition, row)] += 1
         return self.real.get_entity(partition, row, **options)
+
+    def _wrote(self, *entities: Any) -> None:
+        self.writes["+".join(row_kind(e["PartitionKey"], e["RowKey"]) for e in entities)] += 1
+
+    def create_entity(self, entity: Any, **options: Any) -> Any:
+        self._wrote(entity)
+        return self.real.create_entity(entity, **options)
+
+    def update_entity(self, entity: Any, *args: Any, **options: Any) -> Any:
+        self._wrote(entity)
+        return self.real.update_entity(entity, *args, **options)
+
+    def upsert_entity(self, entity: Any, *args: Any, **options: Any) -> Any:
+        self._wrote(entity)
+        return self.real.upsert_entity(entity, *args, **options)
+
+    def submit_transaction(self, operations: Any, **options: Any) -> Any:
+        self._wrote(*(op[1] for op in operations))
+        return self.real.submit_transaction(operations, **options)
 
     def query_entities(self, *args: Any, **options: Any) -> Any:
         self.queries += 1
@@ -45,6 +69,7 @@ class CountingTable:
 
     def reset(self) -> None:
         self.reads.clear()
+        self.writes.clear()
         self.queries = 0
 
 
@@ -97,6 +122,22 @@ def test_a_distribute_reads_each_row_once_and_lists_nothing(counted, kv: Emulato
     # free?); each version's material once. The lease is let go without a read.
     assert table.reads == {"kms": 1, "key": 2, "dist": 1, "owner": 1, "version": 2}
     assert table.queries == 0
+
+
+def test_a_distribute_writes_its_row_once_per_version_and_once_to_create_it(counted, kv: Emulator):
+    svc, table = counted
+    provider, key = distributed(svc, kv, versions=3)
+    table.reset()
+    assert (
+        svc.distribution.distribute(MOUNT, provider, key, purpose=["sign"], protection="hsm") == []
+    )
+    # The owner entry; one transaction creates the row (holding the import lease) with the key
+    # and provider rows; each import but the last is recorded before the next is sent; the last
+    # is recorded with the state and the lease's release. No separate claim, renewal or release.
+    assert table.writes == {"owner": 1, "dist+key+kms": 1, "dist": 3}
+    dist = svc.store.get_distribution(MOUNT, provider, key)
+    assert sorted(dist.versions) == [1, 2, 3]
+    assert (dist.state, dist.lease_owner, dist.lease_until) == ("active", "", None)
 
 
 def test_a_reconcile_lists_the_remote_versions_once(counted, kv: Emulator):
@@ -164,3 +205,15 @@ def test_a_rotation_imports_into_key_vault_with_one_look(counted, kv: Emulator):
     # the provider once each, the new version's material once; the lease is let go unread.
     assert (table.reads["dist"], table.reads["kms"], table.reads["version"]) == (1, 1, 1)
     assert sorted(svc.store.get_distribution(MOUNT, provider, key).versions) == [1, 2]
+
+
+def test_a_distribute_key_vault_refuses_leaves_no_owner_entry(counted, kv: Emulator):
+    svc, _ = counted
+    provider, key = distributed(svc, kv, versions=1)
+    kv.fault(VAULT, "forbidden_by_connection", "get")  # the name check is refused
+    with pytest.raises(EngineError, match="ForbiddenByConnection"):
+        svc.distribution.distribute(MOUNT, provider, key, purpose=["sign"], protection="hsm")
+    kv.clear_faults()
+    # The owner entry is written beside the name check; a refused check takes it back.
+    assert [r.remote_name for r in svc.store.owner_rows() if r.key == key] == []
+    assert svc.store.get_distribution(MOUNT, provider, key) is None

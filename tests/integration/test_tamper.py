@@ -72,7 +72,7 @@ def engine(azurite, table_prefix):
         ]
     )
     record = svc.store.get_kms(MOUNT, "p")
-    svc.distribution._own(record, svc.store.get_distribution(MOUNT, "p", "k"))
+    svc.store.own_remote(record.key_collection, "k-1", MOUNT, "p", "k")  # the owner index row
     svc.store.put_status("reconcile", {"time": "now", "errors": 0, "drift": []})
     svc.store.add_event_drift("keyvault-name:k-1:b", {"version": "b", "key": "k"})
     return svc

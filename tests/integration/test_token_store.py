@@ -68,6 +68,14 @@ class CountingTable:
         self.calls["write"] += 1
         return self.real.create_entity(*args, **options)
 
+    def update_entity(self, *args: Any, **options: Any) -> Any:
+        self.calls["write"] += 1
+        return self.real.update_entity(*args, **options)
+
+    def upsert_entity(self, *args: Any, **options: Any) -> Any:
+        self.calls["write"] += 1
+        return self.real.upsert_entity(*args, **options)
+
 
 @pytest.fixture
 def svc(azurite, table_prefix):
