@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import secrets
+import socket
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
@@ -15,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from tools.funchost.serving import RequestHandler
 
 from . import certs, events
 from .access import ACCESS_POLICY, PERMISSION_MODELS, RBAC, ROLES, AccessControl
@@ -117,7 +120,21 @@ class Recorded:
     body: Any
 
 
-class _QuietHandler(WSGIRequestHandler):
+class _QuietHandler(RequestHandler):
+    """Persistent HTTP/1.1 connections, as Key Vault's front end keeps them (the SDK clients
+    pool connections and are meant to be reused for that: docs/kvemu.md, "Connections"),
+    with the local host's handler; a dropped-connection fault still ends its connection."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.live_connections.add(self.connection)  # type: ignore[attr-defined]
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.live_connections.discard(self.connection)  # type: ignore[attr-defined]
+
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         logger.debug("%s %s -> %s", self.command, self.path.split("?")[0], code)
 
@@ -245,6 +262,9 @@ class Emulator:
             request_handler=_QuietHandler,
             ssl_context=ssl_context,
         )
+        # Open keep-alive connections, ended by stop(): a client's pooled connection must not
+        # outlive the emulator it was made to (a restarted one holds other state).
+        server.live_connections = set()  # type: ignore[attr-defined]
         thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -258,6 +278,11 @@ class Emulator:
     def stop(self) -> None:
         for server, thread in self._servers:
             server.shutdown()
+            for connection in list(server.live_connections):  # type: ignore[attr-defined]
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
             server.server_close()
             thread.join(timeout=5)
         self._servers.clear()
