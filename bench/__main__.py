@@ -60,7 +60,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=list(DEFAULT),
         help=f"sections to run (default: {' '.join(DEFAULT)}; concurrency only when named)",
     )
-    parser.add_argument("--creates", type=int, help="create samples per side (30; quick 8)")
+    # RSA key generation takes from a few to well over a hundred milliseconds (a random prime
+    # search), on every side of the create ratios: their medians need many samples to settle.
+    parser.add_argument("--creates", type=int, help="create samples per side (80; quick 8)")
     parser.add_argument("--reads", type=int, help="read samples per side (200; quick 40)")
     parser.add_argument(
         "--fresh-versions",
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {results.markdown_path(args.results)}")
         return 0
     quick = args.quick
-    creates = args.creates or (8 if quick else 30)
+    creates = args.creates or (8 if quick else 80)
     reads = args.reads or (40 if quick else 200)
     rec = Recorder()
     load_before = os.getloadavg()[0]
