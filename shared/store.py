@@ -1070,12 +1070,8 @@ class Store:
         """Apply ops atomically (one partition, at most 100); returns each row's new ETag.
         ConcurrentChange on a lost race."""
         from azure.core import MatchConditions
-        from azure.core.exceptions import (
-            AzureError,
-            ResourceExistsError,
-            ResourceModifiedError,
-        )
-        from azure.data.tables import TableTransactionError, UpdateMode
+        from azure.core.exceptions import AzureError
+        from azure.data.tables import UpdateMode
 
         if not ops:
             return []
@@ -1099,21 +1095,8 @@ class Store:
             return [self._write_one(*batch[0])]
         try:
             results = self.table.submit_transaction(batch)
-        except (TableTransactionError, ResourceModifiedError, ResourceExistsError) as exc:
-            status = getattr(exc, "status_code", None)
-            if self._is_table_missing(exc):
-                raise self._table_lost() from None
-            if status in (409, 412) or isinstance(
-                exc, (ResourceModifiedError, ResourceExistsError)
-            ):
-                raise ConcurrentChange("a row changed concurrently: " + _first_line(exc)) from None
-            if status == 404:
-                raise ConcurrentChange(
-                    "a row changed by this transaction no longer exists"
-                ) from None
-            raise
         except AzureError as exc:
-            translated = self._unavailable(exc)
+            translated = self._write_failure(exc)
             if translated is exc:
                 raise
             raise translated from None
@@ -1125,12 +1108,7 @@ class Store:
         """One create, update or upsert: the single-entity operation, which is atomic by itself
         (a batch of one costs a multipart request, several times slower on Azurite). The same
         answers as a transaction of one; returns the row's new ETag."""
-        from azure.core.exceptions import (
-            AzureError,
-            ResourceExistsError,
-            ResourceModifiedError,
-            ResourceNotFoundError,
-        )
+        from azure.core.exceptions import AzureError
 
         try:
             if kind == "create":
@@ -1139,21 +1117,36 @@ class Store:
                 result = self.table.update_entity(entity, **(options or {}))
             else:
                 result = self.table.upsert_entity(entity, **(options or {}))
-        except (ResourceModifiedError, ResourceExistsError) as exc:
-            if self._is_table_missing(exc):
-                raise self._table_lost() from None
-            raise ConcurrentChange("a row changed concurrently: " + _first_line(exc)) from None
-        except ResourceNotFoundError as exc:
-            if self._is_table_missing(exc):
-                raise self._table_lost() from None
-            raise ConcurrentChange("a row changed by this transaction no longer exists") from None
         except AzureError as exc:
-            translated = self._unavailable(exc)
+            translated = self._write_failure(exc)
             if translated is exc:
                 raise
             raise translated from None
         etag: str | None = result.get("etag")
         return etag
+
+    def _write_failure(self, exc: Exception) -> Exception:
+        """The engine's error for a failed write, a transaction or one entity alike: the table
+        gone; a lost race (409, 412: a row changed; 404: a row this write changes is gone) as
+        ConcurrentChange, which the optimistic helper retries; else as ``_unavailable``."""
+        from azure.core.exceptions import (
+            ResourceExistsError,
+            ResourceModifiedError,
+            ResourceNotFoundError,
+        )
+        from azure.data.tables import TableTransactionError
+
+        if self._is_table_missing(exc):
+            return self._table_lost()
+        status = getattr(exc, "status_code", None)
+        in_batch = isinstance(exc, TableTransactionError)
+        if isinstance(exc, (ResourceModifiedError, ResourceExistsError)) or (
+            in_batch and status in (409, 412)
+        ):
+            return ConcurrentChange("a row changed concurrently: " + _first_line(exc))
+        if isinstance(exc, ResourceNotFoundError) or (in_batch and status == 404):
+            return ConcurrentChange("a row changed by this transaction no longer exists")
+        return self._unavailable(exc)
 
     def delete_rows(self, partition: str, rows: Sequence[tuple[str, str | None]]) -> None:
         """Delete rows (RowKey, ETag or None), in transactions of 100. A row already gone is
