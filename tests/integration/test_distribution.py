@@ -33,6 +33,7 @@ from tools.kvemu import Emulator
 VAULT = "keyvault-name"
 SECOND_VAULT = "second-vault"
 OFFICER = "Key Vault Crypto Officer"
+MOUNT = "keymgmt"
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -527,6 +528,39 @@ def test_repeating_a_distribution_is_idempotent_and_parameters_cannot_change(
 # -- crash after the second of three imports, in process ----------------------------------------
 
 
+# -- the engine in process: a provider and a key of N versions ---------------------------------
+
+
+def provider_for(service: Any, kv: Emulator) -> str:
+    """An azurekeyvault provider on VAULT, with a client secret granted Crypto Officer there."""
+    client_id, secret = str(uuid.uuid4()), uuid.uuid4().hex
+    kv.grant(VAULT, kv.add_client(client_id, secret).object_id, OFFICER)
+    name = uid("kms")
+    service.kms.write(
+        MOUNT,
+        name,
+        provider="azurekeyvault",
+        key_collection=VAULT,
+        credentials={"client_id": client_id, "client_secret": secret, "tenant_id": kv.tenant_id},
+    )
+    return name
+
+
+def key_with(service: Any, versions: int, key_type: str = "ecdsa-p256") -> str:
+    name = uid("k")
+    service.keys.write(
+        MOUNT,
+        name,
+        key_type=key_type,
+        min_enabled_version=None,
+        deletion_allowed=True,
+        auto_rotate_period=None,
+    )
+    for _ in range(versions - 1):
+        service.keys.rotate(MOUNT, name)
+    return name
+
+
 class SimulatedCrash(Exception):
     """The process died here (not an EngineError: nothing catches it)."""
 
@@ -650,26 +684,8 @@ def test_two_imports_left_unrecorded_are_both_adopted_from_the_latest_ones_tags(
     from shared.distribution import TAG_PREVIOUS
     from shared.store import dist_op
 
-    mount, provider, key = "keymgmt", uid("kms"), uid("k")
-    client_id, secret = str(uuid.uuid4()), uuid.uuid4().hex
-    kv.grant(VAULT, kv.add_client(client_id, secret).object_id, OFFICER)
-    service.kms.write(
-        mount,
-        provider,
-        provider="azurekeyvault",
-        key_collection=VAULT,
-        credentials={"client_id": client_id, "client_secret": secret, "tenant_id": kv.tenant_id},
-    )
-    service.keys.write(
-        mount,
-        key,
-        key_type="rsa-2048",
-        min_enabled_version=None,
-        deletion_allowed=None,
-        auto_rotate_period=None,
-    )
-    service.keys.rotate(mount, key)
-    service.keys.rotate(mount, key)
+    mount = MOUNT
+    provider, key = provider_for(service, kv), key_with(service, 3, "rsa-2048")
     assert (
         service.distribution.distribute(mount, provider, key, purpose=["sign"], protection="hsm")
         == []

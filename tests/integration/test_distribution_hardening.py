@@ -15,44 +15,19 @@ from shared.api.kms import render_distribution
 from shared.errors import EngineError
 from shared.store import version_rk
 from tests.fixtures.funchost import build_service, emulator_settings
-from tests.integration.test_distribution import OFFICER, VAULT, by_tag, remote, uid
+from tests.integration.test_distribution import (
+    MOUNT,
+    by_tag,
+    key_with,
+    provider_for,
+    remote,
+)
 from tools.kvemu import Emulator
-
-MOUNT = "keymgmt"
 
 
 @pytest.fixture
 def service(azurite: Any, kv: Emulator) -> Any:
     return build_service(azurite, f"dh{uuid.uuid4().hex[:12]}", **emulator_settings(kv))
-
-
-def provider_for(service: Any, kv: Emulator) -> str:
-    client_id, secret = str(uuid.uuid4()), uuid.uuid4().hex
-    kv.grant(VAULT, kv.add_client(client_id, secret).object_id, OFFICER)
-    name = uid("kms")
-    service.kms.write(
-        MOUNT,
-        name,
-        provider="azurekeyvault",
-        key_collection=VAULT,
-        credentials={"client_id": client_id, "client_secret": secret, "tenant_id": kv.tenant_id},
-    )
-    return name
-
-
-def key_with(service: Any, versions: int) -> str:
-    name = uid("k")
-    service.keys.write(
-        MOUNT,
-        name,
-        key_type="ecdsa-p256",
-        min_enabled_version=None,
-        deletion_allowed=True,
-        auto_rotate_period=None,
-    )
-    for _ in range(versions - 1):
-        service.keys.rotate(MOUNT, name)
-    return name
 
 
 def damage(service: Any, key: str, version: int) -> dict:

@@ -17,8 +17,7 @@ from shared.errors import EngineError
 from shared.providers.azurekeyvault import KEK_NAME
 from shared.store import REMOTE_PARTITION
 from tests.fixtures.funchost import emulator_settings, engine_settings
-from tests.integration.test_distribution import VAULT, responses
-from tests.integration.test_distribution_hardening import MOUNT, key_with, provider_for
+from tests.integration.test_distribution import MOUNT, VAULT, key_with, provider_for, responses
 from tools.kvemu import Emulator
 
 
