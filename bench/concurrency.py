@@ -29,7 +29,6 @@ import itertools
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 import requests
 
 from bench.common import Recorder, machine_busy, process_cpu
-from bench.stack import KEY_TYPE, Stack, session
+from bench.stack import KEY_TYPE, Stack, key_vault, session
 from tools.localstack import emulator_settings
 
 LEVELS = (1, 2, 4, 8, 16)
@@ -209,20 +208,8 @@ def bench_concurrency(
     extra: dict[str, str] = {}
     credentials: dict[str, str] | None = None
     if with_distribution:
-        from tools.kvemu import Emulator
-
-        emulator = Emulator({VAULT: 0}, cert_dir=tempfile.mkdtemp(prefix="bench-kvemu-"))
-        client_id, secret = str(uuid.uuid4()), uuid.uuid4().hex
-        app = emulator.add_client(client_id, secret)
-        emulator.grant(VAULT, app.object_id, "Key Vault Crypto Officer")
-        emulator.grant(VAULT, emulator.system_identity.object_id, "Key Vault Crypto Officer")
-        emulator.start()
+        emulator, credentials = key_vault(VAULT)
         extra = emulator_settings(emulator)
-        credentials = {
-            "client_id": client_id,
-            "client_secret": secret,
-            "tenant_id": emulator.tenant_id,
-        }
     stack: Stack | None = None
     try:
         stack = Stack(extra, openbao=False)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from functools import partial
 import requests
 
 from bench.common import Recorder
-from tools.kvemu import Emulator
+from bench.stack import key_vault
 from tools.localstack import Azurite, FuncHost, emulator_settings, engine_settings, wait_healthy
 
 VAULT = "bench-vault"
@@ -37,51 +36,19 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def _rsa_jwk(material: bytes) -> dict[str, object]:
-    """An RSA private key (PKCS#8 DER) as the plain JWK members a software import sends (RFC
-    7518 section 6.3), as the engine builds them: the anchor's own copy, so a change to the
-    engine's private helper cannot silently change the anchor."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = serialization.load_der_private_key(material, password=None)
-    assert isinstance(key, rsa.RSAPrivateKey)
-    priv = key.private_numbers()
-
-    def b(n: int) -> bytes:
-        return n.to_bytes((n.bit_length() + 7) // 8, "big")
-
-    return {
-        "kty": "RSA",
-        "n": b(priv.public_numbers.n),
-        "e": b(priv.public_numbers.e),
-        "d": b(priv.d),
-        "p": b(priv.p),
-        "q": b(priv.q),
-        "dp": b(priv.dmp1),
-        "dq": b(priv.dmq1),
-        "qi": b(priv.iqmp),
-    }
-
-
 def bench_distribution(versions: int, rounds: int, rec: Recorder | None = None) -> None:
     from azure.identity import ClientSecretCredential
     from azure.keyvault.keys import JsonWebKey, KeyClient
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     from shared import byok, keytypes
-    from shared.providers.azurekeyvault import GENERATOR, KEK_NAME
+    from shared.providers.azurekeyvault import GENERATOR, KEK_NAME, software_jwk
 
     rec = rec or Recorder()
     if versions < 2:
         raise SystemExit("--versions must be at least 2 (the marginal cost needs two sizes)")
     azurite = Azurite()
-    emulator = Emulator({VAULT: 0}, cert_dir=tempfile.mkdtemp(prefix="bench-kvemu-"))
-    client_id, secret = str(uuid.uuid4()), uuid.uuid4().hex
-    app = emulator.add_client(client_id, secret)
-    emulator.grant(VAULT, app.object_id, "Key Vault Crypto Officer")
-    emulator.grant(VAULT, emulator.system_identity.object_id, "Key Vault Crypto Officer")
-    emulator.start()
+    emulator, credentials = key_vault(VAULT)
     host = FuncHost(engine_settings(azurite, f"benchd{os.getpid()}", **emulator_settings(emulator)))
     try:
         wait_healthy(host.url)
@@ -93,11 +60,7 @@ def bench_distribution(versions: int, rounds: int, rec: Recorder | None = None) 
             json={
                 "provider": "azurekeyvault",
                 "key_collection": VAULT,
-                "credentials": {
-                    "client_id": client_id,
-                    "client_secret": secret,
-                    "tenant_id": emulator.tenant_id,
-                },
+                "credentials": credentials,
             },
         ).raise_for_status()
 
@@ -121,8 +84,8 @@ def bench_distribution(versions: int, rounds: int, rec: Recorder | None = None) 
 
         credential = ClientSecretCredential(
             emulator.tenant_id,
-            client_id,
-            secret,
+            credentials["client_id"],
+            credentials["client_secret"],
             authority=emulator.authority_host,
             disable_instance_discovery=True,
             connection_verify=emulator.ca_path,
@@ -138,7 +101,7 @@ def bench_distribution(versions: int, rounds: int, rec: Recorder | None = None) 
             int.from_bytes(kek.key.e, "big"), int.from_bytes(kek.key.n, "big")
         ).public_key()
         materials = [keytypes.generate(KEY_TYPE).private for _ in range(4)]
-        jwks = [JsonWebKey(key_ops=["encrypt", "decrypt"], **_rsa_jwk(m)) for m in materials]
+        jwks = [JsonWebKey(key_ops=["encrypt", "decrypt"], **software_jwk(m)) for m in materials]
         blobs = [
             JsonWebKey(
                 kty="RSA-HSM",

@@ -192,6 +192,25 @@ def uncached_calls(
     ]
 
 
+def key_vault(vault: str) -> tuple[Any, dict[str, str]]:
+    """A started Key Vault emulator holding ``vault``, where an app registration and the
+    emulator's system identity are Crypto Officers; and the app's credentials, as a provider
+    (``kms/:name``) takes them."""
+    import tempfile
+    import uuid
+
+    from tools.kvemu import Emulator
+
+    emulator = Emulator({vault: 0}, cert_dir=tempfile.mkdtemp(prefix="bench-kvemu-"))
+    client_id, secret = str(uuid.uuid4()), uuid.uuid4().hex
+    app = emulator.add_client(client_id, secret)
+    emulator.grant(vault, app.object_id, "Key Vault Crypto Officer")
+    emulator.grant(vault, emulator.system_identity.object_id, "Key Vault Crypto Officer")
+    emulator.start()
+    credentials = {"client_id": client_id, "client_secret": secret, "tenant_id": emulator.tenant_id}
+    return emulator, credentials
+
+
 def session(token: str = ROOT_TOKEN) -> requests.Session:
     s = requests.Session()
     s.headers["X-Vault-Token"] = token

@@ -368,7 +368,7 @@ class AzureKeyVaultClient:
                 fields["crv"] = spec.curve
             jwk = JsonWebKey(**fields)
         else:
-            jwk = JsonWebKey(key_ops=key_ops, **_software_jwk(version.material))
+            jwk = JsonWebKey(key_ops=key_ops, **software_jwk(version.material))
         expires_on = None
         if version.expiration_period:
             expires_on = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=version.expiration_period)
@@ -521,7 +521,7 @@ def _retry_after(exc: Exception) -> float | None:
         return None
 
 
-def _software_jwk(material: bytes) -> dict[str, Any]:
+def software_jwk(material: bytes) -> dict[str, Any]:
     """Plain JWK private members for a software import (parses the key: distribution only)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
